@@ -1,0 +1,155 @@
+"""Feeding parts to truncated BPTT: splits of prompts.txt, minibatches, overlapping chunks.
+
+A batch of `batchsize` whole parts is quantised, padded to a multiple of `cutlen` (with a mask),
+prefixed with BIG_FRAME samples of Q_ZERO and cut into chunks `x[:, i*cutlen : (i+1)*cutlen + 8]`.
+Consecutive chunks overlap by 8 *real* samples (as the Theano reference did), so every target
+sees its true context; the recurrent state is carried from chunk to chunk, and the first chunk of
+each batch has `reset` set. Files are read only when their batch is needed, so memory does not
+grow with the corpus.
+"""
+import dataclasses
+import os
+
+import numpy as np
+import soundfile as sf
+
+from . import names
+from .config import BIG_FRAME
+from .errors import SrnnError
+from .quantize import Q_ZERO, quantize
+
+
+@dataclasses.dataclass
+class Chunk:
+    x: np.ndarray  # (batch, cutlen + BIG_FRAME) int32 levels; inputs and targets
+    mask: np.ndarray  # (batch, cutlen) float32; 1 for real targets x[:, BIG_FRAME:], 0 for padding
+    reset: bool  # first chunk of its batch: start from the learned initial states
+
+
+def read_prompts(parts_dir, hint=None):
+    """Paths of the parts listed in `parts_dir/prompts.txt`, in file order."""
+    path = os.path.join(parts_dir, names.PROMPTS)
+    hint = hint or f"run `python preprocess.py {parts_dir.removesuffix('_parts')}` first"
+    if not os.path.isdir(parts_dir):
+        raise SrnnError(f"{parts_dir} not found: {hint}")
+    if not os.path.isfile(path):
+        raise SrnnError(f"{path} not found: {hint}")
+    files = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name = line.split("\t")[0].strip()
+            if name:
+                files.append(os.path.join(parts_dir, name))
+    if not files:
+        raise SrnnError(f"{path} lists no parts: {hint}")
+    return files
+
+
+def stop_index(value, n, flag):
+    """A split boundary: an int is a line index (negative counts from the end, as in Python),
+    a float in (0, 1] a fraction of the `n` lines."""
+    if isinstance(value, float) and not value.is_integer():
+        if not 0 < value <= 1:
+            raise SrnnError(f"{flag}={value}: a fraction must lie in (0, 1]")
+        return int(round(value * n))
+    if isinstance(value, float) and value == 1.0:
+        return n
+    idx = int(value)
+    if idx < 0:
+        idx += n
+    if not 0 <= idx <= n:
+        raise SrnnError(f"{flag}={value} is outside prompts.txt, which has {n} lines")
+    return idx
+
+
+def split_files(files, trainstop, validstop):
+    """Lines [0, trainstop) train, [trainstop, validstop) validate, the rest is the test set."""
+    n = len(files)
+    t = stop_index(trainstop, n, "--trainstop")
+    v = stop_index(validstop, n, "--validstop")
+    if v < t:
+        raise SrnnError(f"--validstop ({v}) is before --trainstop ({t}): validation would be empty")
+    return files[:t], files[t:v], files[v:]
+
+
+def load_part(path, qtype, samplerate):
+    """One part as int32 levels; it must be mono at the model's sample rate."""
+    try:
+        x, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:
+        if not os.path.exists(path):
+            raise SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again") from None
+        raise SrnnError(f"{path} cannot be read as audio ({e}): run preprocess again") from None
+    if sr != samplerate or x.shape[1] != 1:
+        raise SrnnError(
+            f"{path} is {sr} Hz with {x.shape[1]} channel(s); the parts must be {samplerate} Hz "
+            f"mono: run preprocess again (with --samplerate {samplerate})"
+        )
+    return quantize(x[:, 0], qtype)
+
+
+def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME):
+    """Chunks for one batch of quantised sequences (list of 1-D int arrays)."""
+    if cutlen <= 0 or cutlen % big_frame:
+        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}")
+    longest = max(len(s) for s in seqs)
+    padded = -(-longest // cutlen) * cutlen
+    x = np.full((len(seqs), big_frame + padded), Q_ZERO, np.int32)
+    mask = np.zeros((len(seqs), padded), np.float32)
+    for b, s in enumerate(seqs):
+        x[b, big_frame:big_frame + len(s)] = s
+        mask[b, :len(s)] = 1.0
+    for i in range(padded // cutlen):
+        yield Chunk(
+            x=x[:, i * cutlen:(i + 1) * cutlen + big_frame],
+            mask=mask[:, i * cutlen:(i + 1) * cutlen],
+            reset=(i == 0),
+        )
+
+
+class Feeder:
+    """Minibatches of one split, read lazily; an epoch is an iterator of Chunks."""
+
+    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print):
+        if batchsize <= 0:
+            raise SrnnError(f"--batchsize must be positive, got {batchsize}")
+        if cutlen <= 0 or cutlen % BIG_FRAME:
+            raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {BIG_FRAME}")
+        if len(files) < batchsize:
+            raise SrnnError(
+                f"the {split} split has {len(files)} file(s), fewer than one batch of {batchsize}: "
+                f"change --trainstop/--validstop or lower --batchsize"
+            )
+        self.files, self.batchsize, self.cutlen = list(files), batchsize, cutlen
+        self.qtype, self.samplerate = qtype, samplerate
+        self.n_batches = len(files) // batchsize
+        dropped = len(files) - self.n_batches * batchsize
+        if dropped:
+            warn(f"warning: {dropped} {split} file(s) do not fill a batch of {batchsize}; "
+                 f"each epoch leaves {dropped} out")
+
+    def batches(self, seed=None):
+        """File lists per batch; with a seed, the files are shuffled first (new order per seed)."""
+        order = list(self.files)
+        if seed is not None:
+            order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
+        b = self.batchsize
+        return [order[i * b:(i + 1) * b] for i in range(self.n_batches)]
+
+    def count_chunks(self, batches):
+        """Chunks an epoch will yield, from the files' headers (no audio is decoded)."""
+        total = 0
+        for batch in batches:
+            longest = 0
+            for f in batch:
+                try:
+                    longest = max(longest, sf.info(f).frames)
+                except Exception:
+                    longest = max(longest, 1)  # load_part reports the real problem when it gets there
+            total += -(-longest // self.cutlen)
+        return total
+
+    def chunks(self, batches):
+        for batch in batches:
+            seqs = [load_part(f, self.qtype, self.samplerate) for f in batch]
+            yield from batch_chunks(seqs, self.cutlen)

@@ -1,0 +1,21 @@
+"""User-facing errors: one line naming the file or flag and what to do, never a traceback."""
+import sys
+
+
+class SrnnError(Exception):
+    """A problem the user can fix; its message is printed as one line and the tool exits non-zero."""
+
+    exit_code = 2
+
+
+def run_cli(main, argv=None):
+    """Run `main(argv)` as a command: clean one-line errors and exit codes instead of tracebacks."""
+    try:
+        code = main(argv)
+    except SrnnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if code is None else code

@@ -1,0 +1,31 @@
+"""File-name patterns, in one place: parts folders, part files, prompts, checkpoints, outputs."""
+import os
+import re
+
+PROMPTS = "prompts.txt"
+PART_RE = re.compile(r"^p(\d+)\.wav$")
+GENERATED = "generated.wav"
+COSTS = "costs.png"
+
+
+def part_name(i):
+    return f"p{i}.wav"
+
+
+def prompt_line(i):
+    """One line of prompts.txt; the original's format is `p{i}.wav<TAB>none` (no transcripts)."""
+    return f"{part_name(i)}\tnone\n"
+
+
+def parts_dir_for(src_dir):
+    """`blizzard/tiny` -> `blizzard/tiny_parts` (the original's convention)."""
+    return os.path.normpath(src_dir).rstrip(os.sep) + "_parts"
+
+
+def exp_parts_dir(exp, root="blizzard"):
+    return os.path.join(root, f"{exp}_parts")
+
+
+def checkpoint_name(exp, dim, epoch):
+    """`{exp}_srnn_sz{dim}_e{epoch}.h5`, epoch counted from 0 as the original did."""
+    return f"{exp}_srnn_sz{dim}_e{epoch}.h5"

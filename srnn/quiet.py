@@ -1,0 +1,39 @@
+"""Import TensorFlow without its start-up chatter on the user's terminal.
+
+TensorFlow 2.2x prints oneDNN/CUDA notices from C++ before its logging is initialised, so no
+environment variable silences them. We point file descriptor 2 at a temporary file while TF loads
+and looks for devices, and replay what it wrote only if that fails.
+"""
+import contextlib
+import os
+import sys
+import tempfile
+
+
+@contextlib.contextmanager
+def _stderr_to_file():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield tmp
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.write(tmp.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow():
+    """Import and initialise TensorFlow quietly; returns the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with _stderr_to_file():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # triggers the CUDA probe while stderr is still captured
+    return tf

@@ -1,0 +1,48 @@
+"""Shared helpers: run the real commands as a user would, and make small audio files."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "blizzard", "tiny")
+
+
+def run_tool(script, *args, cwd=None, timeout=600, env=None):
+    """Run preprocess.py / train_srnn.py in a subprocess; returns CompletedProcess (text)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+def assert_clean_error(proc, *words):
+    """A one-line error naming the problem, a non-zero exit, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for w in words:
+        assert w in errors[0], (w, errors[0])
+    return errors[0]
+
+
+def tone(freq, seconds, sr, channels=1, amp=0.5):
+    t = np.arange(int(round(seconds * sr))) / sr
+    x = amp * np.sin(2 * np.pi * freq * t)
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+
+
+def write_audio(path, x, sr, **kw):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, x, sr, **kw)
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,130 @@
+"""Truncated-BPTT feeding: splits, batches, chunks with real overlap, masks, lazy reading."""
+import numpy as np
+import pytest
+
+import srnn.batches as batches
+from conftest import tone, write_audio
+from srnn.batches import Feeder, batch_chunks, read_prompts, split_files, stop_index
+from srnn.errors import SrnnError
+from srnn.quantize import Q_ZERO, linear_quantize
+
+
+def make_parts(tmp_path, lengths, sr=16000):
+    d = tmp_path / "x_parts"
+    lines = []
+    for i, n in enumerate(lengths):
+        write_audio(str(d / f"p{i}.wav"), tone(100 + 37 * i, n / sr, sr), sr)
+        lines.append(f"p{i}.wav\tnone\n")
+    (d / "prompts.txt").write_text("".join(lines))
+    return str(d)
+
+
+def test_chunk_shapes_overlap_and_reset(rng):
+    seqs = [rng.integers(0, 256, 1024), rng.integers(0, 256, 1024)]
+    chunks = list(batch_chunks(seqs, cutlen=256))
+    assert len(chunks) == 4
+    assert [c.reset for c in chunks] == [True, False, False, False]
+    for c in chunks:
+        assert c.x.shape == (2, 256 + 8) and c.x.dtype == np.int32
+        assert c.mask.shape == (2, 256)
+    assert np.all(chunks[0].x[:, :8] == Q_ZERO)  # the batch starts from 8 samples of silence
+    for prev, cur in zip(chunks, chunks[1:]):
+        assert np.array_equal(cur.x[:, :8], prev.x[:, -8:])  # real overlap, not a Q_ZERO prefix
+    # the targets, chunk after chunk, are exactly the sequences
+    targets = np.concatenate([c.x[:, 8:] for c in chunks], axis=1)
+    assert np.array_equal(targets, np.stack(seqs))
+
+
+def test_padding_is_masked(rng):
+    seqs = [rng.integers(0, 256, 600), rng.integers(0, 256, 300)]
+    chunks = list(batch_chunks(seqs, cutlen=256))
+    assert len(chunks) == 3  # 600 -> padded to 768
+    mask = np.concatenate([c.mask for c in chunks], axis=1)
+    assert mask[0].sum() == 600 and mask[1].sum() == 300
+    assert np.all(mask[1, :300] == 1) and np.all(mask[1, 300:] == 0)
+    x = np.concatenate([c.x[:, 8:] for c in chunks], axis=1)
+    assert np.all(x[1, 300:] == Q_ZERO)
+
+
+def test_cutlen_must_be_multiple_of_big_frame():
+    with pytest.raises(SrnnError, match="multiple of 8"):
+        list(batch_chunks([np.zeros(100, np.int32)], cutlen=100))
+
+
+def test_split_boundaries():
+    files = [f"p{i}" for i in range(10)]
+    train, valid, test = split_files(files, 4, 6)
+    assert (train, valid, test) == (files[:4], files[4:6], files[6:])
+    train, valid, test = split_files(files, 0.8, 0.9)
+    assert (len(train), len(valid), len(test)) == (8, 1, 1)
+    assert split_files(files, 4, -1)[1] == files[4:9]  # negative counts from the end
+    assert split_files(files, 1.0, 1.0)[0] == files
+    with pytest.raises(SrnnError, match="--validstop"):
+        split_files(files, 6, 4)
+    with pytest.raises(SrnnError, match="has 10 lines"):
+        split_files(files, 4, 20)
+    with pytest.raises(SrnnError, match="fraction"):
+        stop_index(1.5, 10, "--trainstop")
+
+
+def test_read_prompts_missing_says_run_preprocess(tmp_path):
+    with pytest.raises(SrnnError, match="preprocess.py"):
+        read_prompts(str(tmp_path / "tiny_parts"))
+
+
+def test_feeder_batches_and_remainder_warning(tmp_path):
+    d = make_parts(tmp_path, [4000] * 5)
+    warnings = []
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, qtype="linear", samplerate=16000, warn=warnings.append)
+    assert feed.n_batches == 2
+    assert len(warnings) == 1 and "1 training file" in warnings[0]
+    b = feed.batches()
+    assert [len(x) for x in b] == [2, 2]
+    assert feed.count_chunks(b) == len(list(feed.chunks(b))) == 2 * 8  # 4000 -> 4096 = 8 chunks
+    # seeded shuffles are reproducible and differ between seeds
+    assert feed.batches(seed=[1, 0]) == feed.batches(seed=[1, 0])
+    assert feed.batches(seed=[1, 0]) != feed.batches(seed=[2, 0])
+
+
+def test_chunks_hold_the_quantised_files(tmp_path):
+    d = make_parts(tmp_path, [2048, 2048])
+    files = read_prompts(d)
+    feed = Feeder(files, batchsize=2, cutlen=512, qtype="linear", samplerate=16000)
+    x = np.concatenate([c.x[:, 8:] for c in feed.chunks(feed.batches())], axis=1)
+    import soundfile as sf
+    for b, f in enumerate(files):
+        assert np.array_equal(x[b], linear_quantize(sf.read(f)[0]))
+
+
+def test_split_smaller_than_a_batch_is_an_error(tmp_path):
+    d = make_parts(tmp_path, [1000] * 3)
+    with pytest.raises(SrnnError, match="validation split has 1 file"):
+        Feeder(read_prompts(d)[2:], batchsize=2, cutlen=256, qtype="linear", samplerate=16000, split="validation")
+
+
+def test_files_are_read_lazily_batch_by_batch(tmp_path, monkeypatch):
+    d = make_parts(tmp_path, [1024] * 6)
+    opened = []
+    real = batches.sf.read
+    monkeypatch.setattr(batches.sf, "read", lambda path, *a, **k: (opened.append(path), real(path, *a, **k))[1])
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, qtype="linear", samplerate=16000)
+    it = feed.chunks(feed.batches())
+    assert opened == []  # nothing read up front
+    next(it)
+    assert len(opened) == 2  # the first batch only
+    next(it)
+    assert len(opened) == 2  # its second chunk comes from memory
+    next(it)
+    assert len(opened) == 4  # the next batch is read when it is needed
+
+
+def test_wrong_rate_or_channels_is_an_error(tmp_path):
+    d = tmp_path / "y_parts"
+    write_audio(str(d / "p0.wav"), tone(100, 1, 8000), 8000)
+    with pytest.raises(SrnnError, match="8000 Hz"):
+        batches.load_part(str(d / "p0.wav"), "linear", 16000)
+    write_audio(str(d / "p1.wav"), tone(100, 1, 16000, channels=2), 16000)
+    with pytest.raises(SrnnError, match="2 channel"):
+        batches.load_part(str(d / "p1.wav"), "linear", 16000)
+    with pytest.raises(SrnnError, match="missing"):
+        batches.load_part(str(d / "p9.wav"), "linear", 16000)

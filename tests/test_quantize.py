@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from srnn.quantize import (Q_LEVELS, Q_ZERO, dequantize, linear_dequantize, linear_quantize,
+                           mu_law_dequantize, mu_law_quantize, quantize, soundsc)
+
+
+def test_levels_and_q_zero():
+    assert Q_LEVELS == 256 and Q_ZERO == 128
+
+
+@pytest.mark.parametrize("qtype", ["linear", "mu-law"])
+def test_range_uses_all_levels(qtype, rng):
+    x = rng.uniform(-1, 1, 100_000)
+    q = quantize(x, qtype)
+    assert q.dtype == np.int32
+    assert q.min() == 0 and q.max() == 255
+
+
+def test_linear_extremes_map_to_first_and_last_level():
+    q = linear_quantize(np.array([-3.0, 0.0, 5.0]))
+    assert q[0] == 0 and q[2] == 255
+
+
+def test_linear_round_trip_error_bound(rng):
+    x = rng.uniform(-0.3, 0.7, 50_000)
+    u = (x - x.min()) / (x.max() - x.min()) * 2 - 1  # the file's own range, mapped to [-1, 1]
+    err = np.abs(linear_dequantize(linear_quantize(x)) - u)
+    step = 2.0 / Q_LEVELS
+    assert err.max() <= step / 2 + 1e-6  # at most half a bin
+    assert err.max() > step / 4  # and the bins really are that coarse
+
+
+def test_mu_law_round_trip_and_fine_resolution_near_zero(rng):
+    x = rng.uniform(-1, 1, 50_000)
+    x[0] = 1.0  # peak 1: no rescaling, so the round trip can be compared directly
+    y = mu_law_dequantize(mu_law_quantize(x))
+    mu = Q_LEVELS - 1
+    # half a bin (1/L) in the companded domain, times the expansion's slope at the steeper end
+    slope = np.log1p(mu) / mu * (1 + mu * np.maximum(np.abs(x), np.abs(y)))
+    assert np.all(np.abs(y - x) <= slope * (1.0 / Q_LEVELS) + 1e-6)
+    quiet = np.abs(x) < 0.01
+    assert np.abs(y - x)[quiet].max() < 0.2 * (1.0 / Q_LEVELS)  # far finer than linear's half bin
+
+
+def test_mu_law_silence_is_q_zero():
+    x = np.array([0.0, 0.5, -0.5, 0.0])
+    q = mu_law_quantize(x)
+    assert q[0] == Q_ZERO and q[3] == Q_ZERO
+
+
+@pytest.mark.parametrize("qtype", ["linear", "mu-law"])
+@pytest.mark.parametrize("value", [0.0, 0.3, -1.0])
+def test_constant_input_is_silence_without_nan(qtype, value):
+    q = quantize(np.full(1000, value), qtype)
+    assert np.all(q == Q_ZERO)
+    assert np.all(np.isfinite(dequantize(q, qtype)))
+
+
+def test_dequantize_is_monotonic_and_bounded():
+    for deq in (linear_dequantize, mu_law_dequantize):
+        v = deq(np.arange(Q_LEVELS))
+        assert np.all(np.diff(v) > 0)
+        assert v.min() >= -1 and v.max() <= 1
+
+
+def test_soundsc_scales_into_original_range():
+    y = soundsc(np.array([3.0, 5.0, 4.0]))
+    assert y.min() == pytest.approx(-0.475) and y.max() == pytest.approx(0.475)
+    assert y[2] == pytest.approx(0.0)
+    assert np.all(soundsc(np.ones(10)) == 0)
+
+
+def test_unknown_qtype_rejected():
+    with pytest.raises(ValueError, match="mu-law"):
+        quantize(np.zeros(3), "log")
