@@ -9,6 +9,6 @@ import os
 # The model is written for the TensorFlow backend (tf.function / XLA / tf.distribute); pin it
 # before anything imports keras, and keep TensorFlow's C++ start-up chatter off the user's screen.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors still reach Python as exceptions
 
 __version__ = "0.1.0"

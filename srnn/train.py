@@ -26,7 +26,7 @@ def use_xla(cfg):
     """XLA fuses the many small per-timestep ops of a small model into one program (several
     times faster); for large models the big matmuls dominate and XLA gains nothing, so plain
     TensorFlow graphs are used there."""
-    return max(cfg.dim, cfg.slowdim) <= 256
+    return max(cfg.dim, cfg.slowdim) <= 512
 
 
 def clip_gradients(grads, clip=GRAD_CLIP):

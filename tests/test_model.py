@@ -158,3 +158,34 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_chunk(rng):
     for _ in range(30):
         steps.train_step(x, mask, tf.constant(1.0), hs, hm)
     assert float(steps.eval_step(x, mask, tf.constant(1.0), hs, hm)[0]) < first - 1.0
+
+
+def test_hand_written_gru_gradient_equals_autodiff(rng):
+    """gru_sequence's custom gradient == autodiff through a plain loop of gru_step."""
+    from srnn.model import gru_sequence, gru_step
+
+    B, T, U = 3, 7, 5
+    xp = tf.constant(rng.normal(size=(B, T, 3 * U)), tf.float32)
+    h = tf.constant(rng.normal(size=(B, U)), tf.float32)
+    wh = tf.constant(rng.normal(size=(U, 3 * U)) * 0.5, tf.float32)
+    bh = tf.constant(rng.normal(size=3 * U), tf.float32)
+    w_out = tf.constant(rng.normal(size=(B, T, U)), tf.float32)  # a loss that weighs every output
+    w_last = tf.constant(rng.normal(size=(B, U)), tf.float32)  # ... and the carried state
+
+    def loss(outs, last):
+        return tf.reduce_sum(outs * w_out) + tf.reduce_sum(tf.sin(last) * w_last)
+
+    with tf.GradientTape() as tape:
+        tape.watch([xp, h, wh, bh])
+        outs, last = gru_sequence(xp, h, wh, bh)
+        ours = tape.gradient(loss(outs, last), [xp, h, wh, bh])
+    with tf.GradientTape() as tape:
+        tape.watch([xp, h, wh, bh])
+        hh, seq = h, []
+        for t in range(T):
+            hh = gru_step(xp[:, t], hh, wh, bh)
+            seq.append(hh)
+        ref = tape.gradient(loss(tf.stack(seq, 1), hh), [xp, h, wh, bh])
+    np.testing.assert_allclose(outs, tf.stack(seq, 1), atol=1e-6)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

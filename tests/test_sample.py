@@ -73,3 +73,31 @@ def test_lower_temperature_lowers_entropy_of_draws(model):
     _, cold = Sampler(model).generate(1, 400, temperature=0.5, seed=2)
     _, hot = Sampler(model).generate(1, 400, temperature=1.5, seed=2)
     assert -cold.mean() < -hot.mean()  # mean surprisal of the chosen samples
+
+
+def test_inverse_cdf_pick_draws_the_right_distribution():
+    from srnn.sample import inverse_cdf_pick
+
+    rng = np.random.default_rng(0)
+    p = rng.gamma(0.3, size=256)
+    p[[0, 17, 100, 101, 255]] = 0.0  # zero-probability levels, at block edges too
+    p /= p.sum()
+    n = 400_000
+    u = tf.constant(rng.uniform(size=n), tf.float32)
+    picks = inverse_cdf_pick(tf.tile(tf.constant(p[None], tf.float32), [n, 1]), u).numpy()
+    counts = np.bincount(picks, minlength=256)
+    assert counts[[0, 17, 100, 101, 255]].sum() == 0
+    expected = p * n
+    big = expected > 50
+    z = (counts[big] - expected[big]) / np.sqrt(expected[big])
+    assert np.abs(z).max() < 5.5  # each frequency within sampling noise
+    assert ((z ** 2).sum() / big.sum()) < 1.5  # chi-square per degree of freedom ~ 1
+
+
+def test_inverse_cdf_pick_with_a_one_hot_distribution():
+    from srnn.sample import inverse_cdf_pick
+
+    p = np.zeros((4, 256), np.float32)
+    p[np.arange(4), [0, 15, 16, 255]] = 1.0
+    u = tf.constant([0.0, 0.5, 0.999999, 0.3])
+    assert inverse_cdf_pick(tf.constant(p), u).numpy().tolist() == [0, 15, 16, 255]

@@ -1,0 +1,61 @@
+"""Shared by the bench scripts: machine description, load check, the matmul yardstick."""
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psutil  # noqa: E402
+
+from srnn.quiet import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()
+REAL_TIME = 16000  # samples per second of 16 kHz audio
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def describe_machine():
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        flags = " AVX-512" if "avx512f" in text else (" AVX2" if "avx2" in text else "")
+    except OSError:
+        pass
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}{flags}, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; TensorFlow {tf.__version__}")
+    busy = psutil.cpu_percent(interval=1.0)
+    if busy > 15:
+        print(f"WARNING: the machine is busy ({busy:.0f}% CPU used by others): figures will be low")
+
+
+def matmul_gflops(m=16, k=1024, n=3072, seconds=2.0):
+    """float32 (m x k) @ (k x n) rate in GFLOP/s, the yardstick for the model's big matmuls."""
+    a = tf.random.normal((m, k))
+    b = tf.random.normal((k, n))
+    f = tf.function(lambda a, b: tf.matmul(a, b))
+    f(a, b).numpy()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(50):
+            out = f(a, b)
+        out.numpy()
+        reps += 50
+    return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
+
+
+def peak_rss_mb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
