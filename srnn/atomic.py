@@ -29,3 +29,13 @@ def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def can_write(folder):
+    """Really try to create a file (os.access says yes to root even where writing fails).
+    Returns None when it works, else the reason."""
+    try:
+        with tempfile.TemporaryFile(dir=folder or "."):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)

@@ -149,7 +149,30 @@ class Feeder:
             total += -(-longest // self.cutlen)
         return total
 
+    def load(self, batch):
+        """The quantised parts of one batch."""
+        return [load_part(f, self.qtype, self.samplerate) for f in batch]
+
     def chunks(self, batches):
         for batch in batches:
-            seqs = [load_part(f, self.qtype, self.samplerate) for f in batch]
-            yield from batch_chunks(seqs, self.cutlen)
+            yield from batch_chunks(self.load(batch), self.cutlen)
+
+
+@dataclasses.dataclass
+class Splits:
+    """The three feeders of a training run; `test` is None when prompts.txt ends at validstop."""
+    train: Feeder
+    valid: Feeder
+    test: Feeder = None
+
+
+def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, qtype, samplerate, hint=None, warn=print):
+    """Read prompts.txt and build the feeders; every data problem surfaces here, before any model
+    is built (and before TensorFlow is even imported)."""
+    train, valid, test = split_files(read_prompts(parts_dir, hint), trainstop, validstop)
+    args = (cutlen, qtype, samplerate)
+    return Splits(
+        train=Feeder(train, batchsize, *args, "training", warn),
+        valid=Feeder(valid, batchsize, *args, "validation", warn),
+        test=Feeder(test, min(batchsize, len(test)), *args, "test", warn) if test else None,
+    )

@@ -5,7 +5,8 @@ Layout:
     attrs   format="srnn-checkpoint", version, config (ModelConfig as JSON)
     weights/<layer>/<weight>          float32 arrays, names from SampleRNN.named_weights()
     optimizer/<index>                 the optimizer's variables in order (attrs: name)
-    train   attrs: epoch (last completed, from 0), seed, exp, train_bits, valid_bits
+    train   attrs: epoch (last completed, from 0), seed, exp, train_bits, valid_bits, ...
+            datasets: arrays of the training position (carried states of an interrupted run)
 """
 import dataclasses
 import json
@@ -49,7 +50,10 @@ def save(path, model, optimizer=None, train=None):
             if train is not None:
                 tg = f.create_group("train")
                 for key, value in train.items():
-                    tg.attrs[key] = json.dumps(value)
+                    if isinstance(value, np.ndarray):
+                        tg.create_dataset(key, data=value)
+                    else:
+                        tg.attrs[key] = json.dumps(value)
 
 
 def load(path):
@@ -81,6 +85,7 @@ def load(path):
             train = None
             if "train" in f:
                 train = {k: json.loads(v) for k, v in f["train"].attrs.items()}
+                train.update({k: f["train"][k][()] for k in f["train"]})
     except SrnnError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:
@@ -134,3 +139,17 @@ def apply_optimizer(ckpt, optimizer):
     for v, (_, a) in zip(optimizer.variables, ckpt.optimizer):
         v.assign(a)
     return True
+
+
+def strip(src, dst):
+    """Copy a checkpoint's weights and hyperparameters only (no optimizer state, no history):
+    a third of the size, for sharing a model to sample from. `dst` is written atomically."""
+    ckpt = load(src)
+    with atomic_path(dst) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["config"] = ckpt.config.to_json()
+            g = f.create_group("weights")
+            for name, value in ckpt.weights.items():
+                g.create_dataset(name, data=value)

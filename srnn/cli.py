@@ -1,9 +1,13 @@
 """Command-line front ends: argument parsing and user-facing messages for both scripts."""
 import argparse
+import os
 import sys
+
+import numpy as np
 
 from .config import SAMPLE_RATE
 from .errors import SrnnError
+from .quantize import QTYPES
 
 
 def preprocess_parser():
@@ -93,9 +97,29 @@ def train_parser():
     p.add_argument("--samplerate", type=int, default=None,
                    help="sample rate in Hz of the parts and of generated.wav (default 16000, or the "
                    "checkpoint's with --sample)")
-    p.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate (default 4)")
-    p.add_argument("--seed", type=int, default=1337,
-                   help="seed for initial weights, data order and sampling draws (default 1337)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for the initial weights, the data order and the sampling draws: the same "
+                   "seed gives the same losses and the same audio (default 1337; with --load, the "
+                   "checkpoint's)")
+    p.add_argument("--qtype", choices=QTYPES, default=None,
+                   help="quantisation of the audio for training: linear (the original's) or mu-law; "
+                   "stored in the checkpoint and used by sampling. Losses in bits are comparable only "
+                   "between runs of one qtype (default linear)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop training after N epochs without a better validation loss (default 0: off)")
+    g = p.add_argument_group("sampling (with --sample)")
+    g.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate (default 4)")
+    g.add_argument("--nseqs", type=int, default=1,
+                   help="sequences to generate in one batch: generated.wav for one, generated_0.wav, "
+                   "generated_1.wav, ... for several (default 1)")
+    g.add_argument("--temperature", type=float, nargs="+", default=[1.0], metavar="T",
+                   help="divides the logits before each draw: below 1 is more conservative, above 1 "
+                   "wilder; one value, or one per sequence (default 1)")
+    g.add_argument("--prime", metavar="AUDIO", default=None,
+                   help="an audio file (any length, any format preprocess reads) to start from: it is "
+                   "resampled and quantised as training data is and run through the model, and "
+                   "generation continues it; the output holds the primer followed by --seconds of "
+                   "continuation")
     return p
 
 
@@ -108,7 +132,9 @@ def _positive(args, *flags):
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
-    _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds")
+    _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs")
+    if args.patience < 0:
+        raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
     if args.sample:
         return sample_command(args)
     return train_command(args)
@@ -120,21 +146,31 @@ def train_command(args):
     if args.cutlen % BIG_FRAME:
         raise SrnnError(f"--cutlen={args.cutlen} must be a multiple of {BIG_FRAME} (the slow tier's frame)")
     from . import checkpoint
-    from .train import TrainOptions, train
+    from .options import TrainOptions, prepare
 
     defaults = EXPERIMENTS.get(args.exp, OTHER_EXPERIMENT)
     pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
-    base = checkpoint.load(args.load).config if args.load else ModelConfig()
+    ckpt = checkpoint.load(args.load) if args.load else None
+    base = ckpt.config if ckpt else ModelConfig()
+    if ckpt and args.qtype and args.qtype != base.qtype:
+        raise SrnnError(f"{args.load} was trained with --qtype {base.qtype}, not {args.qtype}: "
+                        f"leave --qtype out to continue it")
     cfg = ModelConfig(
         slowdim=args.slowdim or base.slowdim, dim=args.dim or base.dim,
-        sample_rate=args.samplerate or base.sample_rate, qtype=base.qtype,
+        sample_rate=args.samplerate or base.sample_rate, qtype=args.qtype or base.qtype,
     )
+    if ckpt:
+        checkpoint.check_compatible(ckpt, cfg)
+    seed = args.seed if args.seed is not None else int((ckpt.train or {}).get("seed", 1337) if ckpt else 1337)
     opts = TrainOptions(
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
-        svepoch=args.svepoch, seed=args.seed, load=args.load,
+        svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
     )
-    train(cfg, opts, log=lambda m: print(m, flush=True))
+    splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
+    from .train import train
+
+    train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits)
     return 0
 
 
@@ -142,25 +178,55 @@ def sample_command(args):
     import time
 
     from . import checkpoint, names
-    from .audio import write_wav
+    from .audio import read_mono, resample, write_wav
     from .config import ModelConfig
-    from .model import SampleRNN
-    from .sample import Sampler, to_audio
+    from .quantize import quantize
 
+    temps = args.temperature
+    if any(not t > 0 for t in temps):
+        raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
+    if len(temps) not in (1, args.nseqs):
+        raise SrnnError(f"--temperature has {len(temps)} values: give one, or one per sequence (--nseqs {args.nseqs})")
     ckpt = checkpoint.load(args.sample)
     c = ckpt.config
     checkpoint.check_compatible(ckpt, ModelConfig(slowdim=args.slowdim or c.slowdim, dim=args.dim or c.dim,
                                                   q_levels=c.q_levels, qtype=c.qtype))
+    rate = args.samplerate or c.sample_rate
+    primer = np.zeros(0, np.int32)
+    if args.prime:
+        if not os.path.isfile(args.prime):
+            raise SrnnError(f"--prime {args.prime} not found: give an audio file")
+        try:
+            x, sr = read_mono(args.prime)
+        except Exception as e:
+            raise SrnnError(f"--prime {args.prime} cannot be read as audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        if x.size == 0 or not np.all(np.isfinite(x)):
+            raise SrnnError(f"--prime {args.prime} holds no usable audio samples: give another file")
+        primer = quantize(resample(x, sr, rate), c.qtype, c.q_levels)
+    from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
+    from .plots import plot_audio
+    from .sample import Sampler, to_audio
+
     model = SampleRNN(c)
     checkpoint.apply_weights(ckpt, model)
-    rate = args.samplerate or c.sample_rate
+    sampler = Sampler(model)
     n = int(round(args.seconds * rate))
     t0 = time.time()
-    levels, _ = Sampler(model).generate(1, n, seed=args.seed, argmax=bool(args.debug))
+    start = sampler.prime(primer, args.nseqs) if primer.size else None
+    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=args.seed or 0,
+                                 argmax=bool(args.debug), start=start)
     took = time.time() - t0
-    write_wav(names.GENERATED, to_audio(levels[0], c.qtype, c.q_levels), rate)
-    print(f"wrote {names.GENERATED}: {n / rate:.2f} s at {rate} Hz from {args.sample} "
-          f"in {took:.1f} s ({n / took:,.0f} samples/s, compilation included)")
+    for i in range(args.nseqs):
+        audio = to_audio(np.concatenate([primer, levels[i]]), c.qtype, c.q_levels)
+        wav = names.generated_name(i, args.nseqs)
+        write_wav(wav, audio, rate)
+        what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
+        plot_audio(names.generated_name(i, args.nseqs, ".png"), audio, rate,
+                   f"{wav}: {what}{n / rate:.2f} s generated, T={temps[i % len(temps)]:g}",
+                   primer_s=len(primer) / rate if primer.size else None)
+        print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz) and its picture")
+    print(f"generated {args.nseqs} x {n} samples from {args.sample} in {took:.1f} s "
+          f"({args.nseqs * n / took:,.0f} samples/s, compilation included)")
     return 0
 
 

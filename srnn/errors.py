@@ -6,6 +6,7 @@ class SrnnError(Exception):
     """A problem the user can fix; its message is printed as one line and the tool exits non-zero."""
 
     exit_code = 2
+    label = "error"  # the word before the message on stderr
 
 
 def run_cli(main, argv=None):
@@ -13,7 +14,7 @@ def run_cli(main, argv=None):
     try:
         code = main(argv)
     except SrnnError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{e.label}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -267,7 +267,16 @@ class SampleRNN(keras.Model):
         h_mid (batch, dim) the states carried from the previous chunk (ignored where `reset`).
         Returns logits (batch, cutlen, q_levels) for the targets x[:, big_frame:], and the last
         states (batch, slowdim), (batch, dim)."""
-        c, k = self.cfg, self.kernels()
+        k = self.kernels()
+        mid_cond, h_slow, h_mid = self.conditioning(x, h_slow, h_mid, reset, k)
+        bf, fr, T = self.cfg.big_frame, self.cfg.frame, tf.shape(x)[1] - self.cfg.big_frame
+        prev = [x[:, bf - fr + j: bf - fr + j + T] for j in range(fr)]
+        return self.sample_logits(k, prev, mid_cond), h_slow, h_mid
+
+    def conditioning(self, x, h_slow, h_mid, reset, k=None):
+        """The slow and mid tiers over a chunk: the mid vector per target (batch, cutlen, dim) and
+        the last states. Priming needs only this part."""
+        c, k = self.cfg, k or self.kernels()
         bf, fr, D = c.big_frame, c.frame, c.dim
         B = tf.shape(x)[0]
         T = tf.shape(x)[1] - bf
@@ -284,9 +293,7 @@ class SampleRNN(keras.Model):
         mid_x = matmul(mid_frames, k["mid_in"][0]) + k["mid_in"][1] + slow_cond
         mid_h, h_mid = gru_sequence(matmul(mid_x, wx) + bx, self.mid_gru.start_state(h_mid, reset), wh, bh)
         mid_cond = tf.reshape(matmul(mid_h, k["mid_out"][0]) + k["mid_out"][1], [B, T, D])
-
-        prev = [x[:, bf - fr + j: bf - fr + j + T] for j in range(fr)]
-        return self.sample_logits(k, prev, mid_cond), h_slow, h_mid
+        return mid_cond, h_slow, h_mid
 
     def call(self, inputs):
         x, h_slow, h_mid, reset = inputs

@@ -27,5 +27,11 @@ def exp_parts_dir(exp, root="blizzard"):
 
 
 def checkpoint_name(exp, dim, epoch):
-    """`{exp}_srnn_sz{dim}_e{epoch}.h5`, epoch counted from 0 as the original did."""
-    return f"{exp}_srnn_sz{dim}_e{epoch}.h5"
+    """`{exp}_srnn_sz{dim}_e{epoch}.h5`, epoch counted from 0 as the original did; `epoch` may
+    also be `best` (lowest validation loss so far) or `interrupted` (stopped by a signal)."""
+    return f"{exp}_srnn_sz{dim}_{epoch if isinstance(epoch, str) else f'e{epoch}'}.h5"
+
+
+def generated_name(i, n, ext=".wav"):
+    """`generated.wav` for one sequence, `generated_0.wav ...` for several."""
+    return f"generated{ext}" if n == 1 else f"generated_{i}{ext}"

@@ -48,11 +48,35 @@ def use_xla(cfg):
     return True
 
 
+PRIME_CHUNK = 8192  # primer samples per pass of the conditioning tiers (bounds memory for long primers)
+
+
 class Sampler:
     def __init__(self, model, xla=None):
         self.model = model
         self.xla = use_xla(model.cfg) if xla is None else xla
         self._run = tf.function(self._loop, jit_compile=self.xla)
+        self._condition = tf.function(lambda x, hs, hm, reset: model.conditioning(x, hs, hm, reset)[1:])
+
+    def prime(self, levels, n_seqs):
+        """Run the model over a primer (1-D int levels) and return the `start` to continue from.
+
+        The primer is left-padded with Q_ZERO to a whole number of big frames, so generation goes
+        on at a frame boundary, exactly as if the model had generated the primer itself. It is fed
+        as training data is (8 samples of Q_ZERO, then the primer), in chunks with the states
+        carried, through the slow and mid tiers only: their states are all that carries over.
+        """
+        bf = self.model.cfg.big_frame
+        levels = np.asarray(levels, np.int32)
+        if levels.size == 0:
+            return self.initial(n_seqs)
+        padded = np.concatenate([np.full((-len(levels)) % bf, Q_ZERO, np.int32), levels])
+        x = np.tile(np.concatenate([np.full(bf, Q_ZERO, np.int32), padded])[None], (n_seqs, 1))
+        h_slow, h_mid = self.model.zero_states(n_seqs)
+        for i in range(0, len(padded), PRIME_CHUNK):
+            h_slow, h_mid = self._condition(x[:, i:i + PRIME_CHUNK + bf], h_slow, h_mid,
+                                            tf.constant(float(i == 0)))
+        return h_slow, h_mid, tf.constant(x[:, -bf:])
 
     def initial(self, n_seqs):
         """States and context a generation starts from: the learned h0s and 8 samples of Q_ZERO."""

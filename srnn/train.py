@@ -2,15 +2,17 @@
 import dataclasses
 import math
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
 from . import checkpoint, names
-from .atomic import atomic_path
-from .batches import Feeder, read_prompts, split_files
+from .batches import batch_chunks
 from .errors import SrnnError
+from .options import TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
+from .plots import plot_costs
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -66,76 +68,106 @@ class Steps:
         return loss_bits(logits, x[:, self.model.cfg.big_frame:], mask), h_slow, h_mid
 
 
-@dataclasses.dataclass
-class TrainOptions:
-    exp: str
-    nepochs: int
-    batchsize: int
-    trainstop: float
-    validstop: float
-    cutlen: int
-    svepoch: int = -1
-    seed: int = 1337
-    load: str = None
-    parts_root: str = "blizzard"
-    out_dir: str = "."
-    xla: bool = None  # None: chosen by model size
-
-
 class NonFiniteLoss(SrnnError):
     exit_code = 3
 
 
-def run_epoch(steps, feeder, batches, train, bar=None):
-    """One pass over `batches`; returns the mean loss in bits over the chunks (masked, weighted by
-    real samples) and the number of chunks."""
+class Interrupted(SrnnError):
+    label = "interrupted"
+
+
+class _Stop(Exception):
+    """Raised inside a pass when a signal asked training to stop."""
+
+
+class StopRequest:
+    """SIGINT/SIGTERM: the first asks the loop to stop after the current step (and save); a second
+    SIGINT stops at once."""
+
+    def __init__(self, log):
+        self.signum, self.log, self._saved = None, log, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.log(f"\n{signal.Signals(signum).name}: finishing the current step, then saving "
+                 f"(Ctrl-C again stops at once, without saving)")
+
+
+@dataclasses.dataclass
+class Pass:
+    """Where a pass over a split is: the next (batch, chunk), the carried states, the loss sums."""
+    batch: int = 0
+    chunk: int = 0
+    total: float = 0.0  # sum of loss_bits * real samples
+    count: float = 0.0  # real samples
+    n_chunks: int = 0
+    h_slow: object = None
+    h_mid: object = None
+
+    @property
+    def bits(self):
+        return self.total / max(self.count, 1.0)
+
+    def to_state(self):
+        return {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
+                "partial_count": self.count, "partial_chunks": self.n_chunks,
+                "h_slow": np.asarray(self.h_slow), "h_mid": np.asarray(self.h_mid)}
+
+    @classmethod
+    def from_state(cls, st):
+        return cls(batch=int(st["next_batch"]), chunk=int(st["next_chunk"]), total=float(st["partial_total"]),
+                   count=float(st["partial_count"]), n_chunks=int(st["partial_chunks"]),
+                   h_slow=tf.constant(st["h_slow"]), h_mid=tf.constant(st["h_mid"]))
+
+
+def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None):
+    """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
+
+    The loss is the mean in bits over the pass's real samples. A signal seen by `stop` raises
+    _Stop after the current step, with `pos` at the next chunk, so the pass can be resumed exactly.
+    """
+    pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
-    total, count, n_chunks, h_slow, h_mid = 0.0, 0.0, 0, None, None
-    for chunk in feeder.chunks(batches):
-        if h_slow is None or chunk.reset:
-            h_slow, h_mid = steps.model.zero_states(chunk.x.shape[0])
-        loss, h_slow, h_mid = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32), h_slow, h_mid)
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise NonFiniteLoss(f"the {'training' if train else 'valid'} loss became {loss} at chunk {n_chunks}")
-        n = float(chunk.mask.sum())
-        total, count, n_chunks = total + loss * n, count + n, n_chunks + 1
-        if bar is not None:
-            bar.add(1, values=[("loss in bits", total / max(count, 1.0))])  # running epoch mean
-    return total / max(count, 1.0), n_chunks
+    for b in range(pos.batch, len(batches)):
+        for c, chunk in enumerate(batch_chunks(feeder.load(batches[b]), feeder.cutlen)):
+            if b == pos.batch and c < pos.chunk:
+                continue  # done before an interruption
+            if chunk.reset:
+                pos.h_slow, pos.h_mid = steps.model.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
+            loss, pos.h_slow, pos.h_mid = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32),
+                                               pos.h_slow, pos.h_mid)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"the {'training' if train else 'valid'} loss became {loss} "
+                                    f"at chunk {pos.n_chunks}")
+            n = float(chunk.mask.sum())
+            pos.total, pos.count, pos.n_chunks = pos.total + loss * n, pos.count + n, pos.n_chunks + 1
+            pos.batch, pos.chunk = b, c + 1
+            if bar is not None:
+                bar.update(pos.n_chunks, values=[("loss in bits", pos.bits)])  # running epoch mean
+            if stop is not None and stop.signum is not None:
+                raise _Stop
+        pos.batch, pos.chunk = b + 1, 0
+    return pos
 
 
-def plot_costs(path, train_bits, valid_bits):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = np.arange(len(train_bits))
-    ax.plot(epochs, train_bits, "o-", label="training")
-    ax.plot(epochs[:len(valid_bits)], valid_bits, "s-", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (bits per sample)")
-    ax.set_title("SampleRNN costs")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-def train(cfg, opts, log=print):
-    """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the training history."""
-    parts_dir = names.exp_parts_dir(opts.exp, opts.parts_root)
-    files = read_prompts(parts_dir, hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first")
-    train_files, valid_files, _ = split_files(files, opts.trainstop, opts.validstop)
-    warn = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    train_feed = Feeder(train_files, opts.batchsize, opts.cutlen, cfg.qtype, cfg.sample_rate, "training", warn)
-    valid_feed = Feeder(valid_files, opts.batchsize, opts.cutlen, cfg.qtype, cfg.sample_rate, "validation", warn)
-    if not os.access(opts.out_dir or ".", os.W_OK):
-        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir)}: run from a writable folder")
+def train(cfg, opts, log=print, splits=None):
+    """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the history."""
+    splits = splits or prepare(cfg, opts)
+    train_feed, valid_feed, test_feed = splits.train, splits.valid, splits.test
+    train_files, valid_files = train_feed.files, valid_feed.files
+    test_files = test_feed.files if test_feed else []
 
     ckpt = checkpoint.load(opts.load) if opts.load else None
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
@@ -143,48 +175,87 @@ def train(cfg, opts, log=print):
     xla = use_xla(cfg) if opts.xla is None else opts.xla
     steps = Steps(model, xla=xla)
     history = {"train_bits": [], "valid_bits": []}
-    start = 0
+    start, resume = 0, None
     if ckpt is not None:
         checkpoint.apply_weights(ckpt, model)
         if ckpt.train and checkpoint.apply_optimizer(ckpt, steps.optimizer):
             start = int(ckpt.train["epoch"]) + 1
             history = {k: list(ckpt.train.get(k, [])) for k in history}
-            log(f"resuming from {opts.load}: {start} epoch(s) done, optimizer state restored")
+            if "next_batch" in ckpt.train:
+                resume = Pass.from_state(ckpt.train)
+            where = f", inside epoch {start} at chunk {resume.n_chunks}" if resume else ""
+            log(f"resuming from {opts.load}: {start} epoch(s) done{where}; optimizer state restored")
         else:
             log(f"note: {opts.load} holds weights only; training starts at epoch 0 from them")
     model.summary(print_fn=lambda s, line_break=True: log(s))
-    log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}; "
-        f"batch {opts.batchsize}, cutlen {opts.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
+    log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}"
+        f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
+        f"cutlen {opts.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
+    log(f"losses are bits per sample with {cfg.qtype} quantisation: compare them only with runs of "
+        f"the same --qtype")
     if start >= opts.nepochs:
         log(f"{opts.load} has already been trained for {start} epoch(s): raise --nepochs to continue")
         return history
 
+    def save(name, epoch, extra=None):
+        path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
+        checkpoint.save(path, model, steps.optimizer,
+                        {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, **history, **(extra or {})})
+        return path
+
+    valid = history["valid_bits"]
+    best = int(np.argmin(valid)) if valid else None
     saved = None
     verbose = 1 if sys.stdout.isatty() else 2  # a redirected log gets one line per epoch, not per step
-    for epoch in range(start, opts.nepochs):
-        t0 = time.time()
-        batches = train_feed.batches(seed=[opts.seed, epoch])
-        bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
-                                   stateful_metrics=["loss in bits"])
-        log(f"Epoch {epoch}/{opts.nepochs - 1}")
-        try:
-            train_bits, n_chunks = run_epoch(steps, train_feed, batches, train=True, bar=bar)
-            valid_bits, _ = run_epoch(steps, valid_feed, valid_feed.batches(), train=False)
-        except NonFiniteLoss as e:
-            where = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
-            raise NonFiniteLoss(f"epoch {epoch}: {e}; stopped, {where}; try a lower learning rate "
-                                f"or check the data") from None
-        history["train_bits"].append(train_bits)
-        history["valid_bits"].append(valid_bits)
-        log(f"Epoch {epoch} training loss in bits {train_bits:.5f} ({n_chunks} chunks)")
-        log(f"Epoch {epoch} valid loss in bits {valid_bits:.5f}")
-        log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
-        plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], history["valid_bits"])
-        last = epoch == opts.nepochs - 1
-        # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
-        if last or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
-            saved = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, epoch))
-            state = {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, **history}
-            checkpoint.save(saved, model, steps.optimizer, state)
-            log(f"saved {saved}")
+    with StopRequest(log) as stop:
+        for epoch in range(start, opts.nepochs):
+            t0 = time.time()
+            batches = train_feed.batches(seed=[opts.seed, epoch])
+            log(f"Epoch {epoch}/{opts.nepochs - 1}")
+            bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
+                                      stateful_metrics=["loss in bits"])
+            tp, resume = resume or Pass(), None
+            try:
+                run_pass(steps, train_feed, batches, True, tp, bar, stop)
+                vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
+            except _Stop:
+                path = save("interrupted", epoch - 1, tp.to_state())
+                raise _interrupted(stop.signum, epoch, tp, path) from None
+            except NonFiniteLoss as e:
+                where = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
+                raise NonFiniteLoss(f"epoch {epoch}: {e}; stopped, {where}; try a lower learning rate "
+                                    f"or check the data") from None
+            history["train_bits"].append(tp.bits)
+            history["valid_bits"].append(vp.bits)
+            log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
+            log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
+            log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
+            if best is None or vp.bits < valid[best]:
+                best = epoch
+                log(f"best so far: saved {save('best', epoch)}")
+            plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
+            stale = epoch - best
+            early = opts.patience > 0 and stale >= opts.patience
+            # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
+            if early or epoch == opts.nepochs - 1 or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
+                saved = save(epoch, epoch)
+                log(f"saved {saved}")
+            if early:
+                log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
+                    f"stopping; the best epoch is {best}")
+                break
+    if test_feed is not None and best is not None:
+        best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
+        checkpoint.apply_weights(checkpoint.load(best_path), model)
+        test_bits = run_pass(steps, test_feed, test_feed.batches(), False).bits
+        history["test_bits"] = test_bits
+        log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")
     return history
+
+
+def _interrupted(signum, epoch, tp, path):
+    """The Interrupted error for a signal, with the shell's exit code for it (130 / 143)."""
+    e = Interrupted(f"stopped by {signal.Signals(signum).name} in epoch {epoch} after {tp.n_chunks} "
+                    f"chunk(s); saved {path}: continue with --load {path}")
+    e.exit_code = 128 + signum
+    return e

@@ -102,3 +102,18 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
         checkpoint.save(str(path), m)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]  # no temporary left behind
+
+
+def test_strip_keeps_weights_and_config_only(tmp_path, rng):
+    m = SampleRNN(CFG)
+    steps = Steps(m, xla=False)
+    full = str(tmp_path / "full.h5")
+    checkpoint.save(full, m, steps.optimizer, {"epoch": 2})
+    checkpoint.strip(full, str(tmp_path / "small.h5"))
+    small = checkpoint.load(str(tmp_path / "small.h5"))
+    assert small.optimizer is None and small.train is None and small.config == CFG
+    x = rng.integers(0, 256, (1, 40)).astype(np.int32)
+    other = SampleRNN(CFG)
+    checkpoint.apply_weights(small, other)
+    assert np.array_equal(predictions(m, x), predictions(other, x))
+    assert (tmp_path / "small.h5").stat().st_size < (tmp_path / "full.h5").stat().st_size / 2

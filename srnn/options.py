@@ -1,0 +1,42 @@
+"""A training run's options, and the checks that need no model: they run before TensorFlow is
+imported, so a bad flag or a missing file is reported at once."""
+import dataclasses
+import os
+import sys
+
+from . import names
+from .atomic import can_write
+from .batches import prepare_splits
+from .errors import SrnnError
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    exp: str
+    nepochs: int
+    batchsize: int
+    trainstop: float
+    validstop: float
+    cutlen: int
+    svepoch: int = -1
+    seed: int = 1337
+    load: str = None
+    patience: int = 0  # stop after this many epochs without a better validation loss; 0: never
+    parts_root: str = "blizzard"
+    out_dir: str = "."
+    xla: bool = None  # None: chosen by model size
+
+
+def prepare(cfg, opts):
+    """Everything that can be wrong with the data or the output folder, checked before a model is
+    built: returns the Splits. (The CLI calls this before it imports TensorFlow.)"""
+    reason = can_write(opts.out_dir)
+    if reason:
+        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir or '.')} ({reason}): "
+                        f"run from a writable folder")
+    return prepare_splits(
+        names.exp_parts_dir(opts.exp, opts.parts_root), opts.trainstop, opts.validstop, opts.batchsize,
+        opts.cutlen, cfg.qtype, cfg.sample_rate,
+        hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first",
+        warn=lambda m: print(m, file=sys.stderr),
+    )

@@ -1,0 +1,186 @@
+"""Beyond the original: seeds, priming, mu-law, best checkpoints, patience, test loss, exact
+resume, any --exp name, pictures, several sequences."""
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DEMO, ROOT, run_tool
+from srnn import checkpoint, names
+from srnn.config import ModelConfig
+from srnn.model import SampleRNN
+from srnn.quantize import Q_ZERO
+from srnn.quiet import import_tensorflow
+from srnn.sample import Sampler
+from srnn.train import TrainOptions, train
+
+tf = import_tensorflow()
+
+CFG = ModelConfig(slowdim=16, dim=16)
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """blizzard/mini_parts: the demo cut into 1 s parts, 10 of them listed (4 train, 2 valid, 4 test)."""
+    root = tmp_path_factory.mktemp("mini")
+    out = root / "blizzard" / "mini_parts"
+    proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
+    assert proc.returncode == 0, proc.stderr
+    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
+    return root
+
+
+def opts(root, out, **kw):
+    base = dict(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
+                parts_root=str(root / "blizzard"), out_dir=str(out))
+    return TrainOptions(**{**base, **kw})
+
+
+def quiet(*a, **k):
+    pass
+
+
+def test_same_seed_same_losses_other_seed_other_losses(mini, tmp_path):
+    runs = {}
+    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
+        os.makedirs(tmp_path / name)
+        runs[name] = train(CFG, opts(mini, tmp_path / name, seed=seed), log=quiet)
+    assert runs["a"]["train_bits"] == runs["b"]["train_bits"]
+    assert runs["a"]["valid_bits"] == runs["b"]["valid_bits"]
+    assert runs["a"]["train_bits"] != runs["c"]["train_bits"]
+
+
+def test_exact_resume_two_epochs_equal_one_plus_one(mini, tmp_path):
+    os.makedirs(tmp_path / "whole")
+    os.makedirs(tmp_path / "split")
+    whole = train(CFG, opts(mini, tmp_path / "whole", nepochs=2), log=quiet)
+    train(CFG, opts(mini, tmp_path / "split", nepochs=1), log=quiet)
+    first = str(tmp_path / "split" / "mini_srnn_sz16_e0.h5")
+    resumed = train(CFG, opts(mini, tmp_path / "split", nepochs=2, load=first), log=quiet)
+    np.testing.assert_allclose(resumed["train_bits"], whole["train_bits"], atol=1e-5)
+    np.testing.assert_allclose(resumed["valid_bits"], whole["valid_bits"], atol=1e-5)
+    a = checkpoint.load(str(tmp_path / "whole" / "mini_srnn_sz16_e1.h5"))
+    b = checkpoint.load(str(tmp_path / "split" / "mini_srnn_sz16_e1.h5"))
+    for k in a.weights:
+        np.testing.assert_allclose(a.weights[k], b.weights[k], atol=1e-5)
+
+
+def test_weights_only_file_loads_with_a_note(mini, tmp_path):
+    path = str(tmp_path / "weights_only.h5")
+    checkpoint.save(path, SampleRNN(CFG))
+    lines = []
+    history = train(CFG, opts(mini, tmp_path, nepochs=1, load=path), log=lines.append)
+    assert any("holds weights only" in line for line in lines)
+    assert len(history["train_bits"]) == 1
+
+
+def test_best_checkpoint_is_the_lowest_validation_epoch_and_test_loss(mini, tmp_path):
+    lines = []
+    history = train(CFG, opts(mini, tmp_path, nepochs=3, svepoch=1), log=lines.append)
+    best = int(np.argmin(history["valid_bits"]))
+    ckpt = checkpoint.load(str(tmp_path / "mini_srnn_sz16_best.h5"))
+    assert ckpt.train["epoch"] == best
+    same_epoch = checkpoint.load(str(tmp_path / f"mini_srnn_sz16_e{best}.h5"))
+    for k in ckpt.weights:
+        np.testing.assert_array_equal(ckpt.weights[k], same_epoch.weights[k])
+    # prompts.txt has lines after validstop: the best model's test loss is reported
+    assert any(line.startswith(f"Test loss in bits") and f"epoch {best}" in line for line in lines)
+    assert 0 < history["test_bits"] < 8.5
+
+
+def test_patience_stops_early(mini, tmp_path):
+    train(CFG, opts(mini, tmp_path, nepochs=1), log=quiet)
+    path = tmp_path / "mini_srnn_sz16_e0.h5"
+    with h5py.File(path, "r+") as f:  # pretend epoch 0 was unbeatable
+        f["train"].attrs["valid_bits"] = "[0.5]"
+    lines = []
+    history = train(CFG, opts(mini, tmp_path, nepochs=6, patience=2, load=str(path)), log=lines.append)
+    assert len(history["valid_bits"]) == 3  # epoch 0 (loaded), then 2 epochs without improvement
+    assert any("--patience 2" in line and "best epoch is 0" in line for line in lines)
+    assert (tmp_path / "mini_srnn_sz16_e2.h5").exists()
+
+
+def test_mu_law_training_is_stored_and_used(mini, tmp_path):
+    cfg = ModelConfig(slowdim=16, dim=16, qtype="mu-law")
+    history = train(cfg, opts(mini, tmp_path, nepochs=1), log=quiet)
+    assert 0 < history["train_bits"][0] < 8.5
+    ckpt = checkpoint.load(str(tmp_path / "mini_srnn_sz16_e0.h5"))
+    assert ckpt.config.qtype == "mu-law"
+    proc = run_tool("train_srnn.py", "--sample", tmp_path / "mini_srnn_sz16_e0.h5", "--seconds", 0.5, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sf.info(str(tmp_path / "generated.wav")).frames == 8000
+
+
+def test_priming_continues_from_the_primer(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(4)
+    m = SampleRNN(CFG)
+    s = Sampler(m)
+    rng = np.random.default_rng(0)
+    primer = rng.integers(100, 156, 21).astype(np.int32)  # not a whole number of big frames
+    start = s.prime(primer, 2)
+    h0 = s.initial(2)
+    assert not np.allclose(start[0], h0[0]) and not np.allclose(start[1], h0[1])
+    levels, logp = s.generate(2, 40, seed=3, start=start)
+    # the training graph fed [silence, padding, primer, continuation] agrees with the sampler
+    pad = np.full(3, Q_ZERO, np.int32)
+    x = np.concatenate([np.full((2, 8), Q_ZERO, np.int32), np.tile(np.concatenate([pad, primer]), (2, 1)), levels], 1)
+    hs, hm = m.zero_states(2)
+    logits, _, _ = m.forward(x, hs, hm, 1.0)
+    ref = tf.nn.log_softmax(logits[:, -40:]).numpy()
+    np.testing.assert_allclose(logp, np.take_along_axis(ref, levels[..., None], -1)[..., 0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained(mini, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    train(CFG, opts(mini, out, nepochs=1), log=quiet)
+    return out / "mini_srnn_sz16_e0.h5"
+
+
+def test_prime_output_starts_with_the_primer(trained, tmp_path):
+    primer = os.path.join(DEMO, "dir-intro.flac")
+    proc = run_tool("train_srnn.py", "--sample", trained, "--prime", primer, "--seconds", 0.5, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out, sr = sf.read(str(tmp_path / "generated.wav"))
+    ref, ref_sr = sf.read(primer)
+    assert sr == ref_sr == 16000
+    assert len(out) == len(ref) + 8000
+    assert np.corrcoef(out[:len(ref)], ref)[0, 1] > 0.99  # the primer, quantised and rescaled
+    assert (tmp_path / "generated.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_nseqs_temperatures_and_seed(trained, tmp_path):
+    args = ["--sample", trained, "--seconds", 0.25, "--nseqs", 3, "--temperature", 0.7, 1.0, 1.3]
+    assert run_tool("train_srnn.py", *args, "--seed", 1, cwd=tmp_path).returncode == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"generated_{i}{e}" for i in range(3) for e in (".png", ".wav")]
+    first = [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
+    assert run_tool("train_srnn.py", *args, "--seed", 1, cwd=tmp_path).returncode == 0
+    assert first == [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
+    assert run_tool("train_srnn.py", *args, "--seed", 2, cwd=tmp_path).returncode == 0
+    assert first != [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
+
+
+def test_any_exp_name_uses_fractional_split(tmp_path):
+    src = tmp_path / "blizzard" / "speech"
+    shutil.copytree(DEMO, src)
+    assert run_tool("preprocess.py", src, "--seconds", 2, cwd=tmp_path).returncode == 0  # 52 parts
+    proc = run_tool("train_srnn.py", "--exp", "speech", "--dim", 16, "--slowdim", 16, "--cutlen", 256,
+                    "--nepochs", 1, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "training on 42 part(s), validating on 5, testing on 5" in proc.stdout  # 0.8 / 0.9 of 52
+    assert (tmp_path / "speech_srnn_sz16_e0.h5").exists()
+
+
+def test_ready_model_samples_right_after_install(tmp_path):
+    models = [f for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".h5")]
+    assert len(models) == 1
+    proc = run_tool("train_srnn.py", f"--sample={os.path.join(ROOT, 'models', models[0])}", "--seconds", 0.5, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    x, sr = sf.read(str(tmp_path / "generated.wav"))
+    assert sr == 16000 and len(x) == 8000 and x.std() > 0.01

@@ -1,0 +1,255 @@
+"""Every bad input a clear one-line error; nothing half-written; safe interruption; no NaN."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DEMO, ROOT, assert_clean_error, run_tool, tone, write_audio
+from srnn import checkpoint, names
+from srnn.errors import SrnnError, run_cli
+
+SMALL = ["--dim=16", "--slowdim=16", "--cutlen=256"]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """A working folder with blizzard/mini_parts: 10 parts of 1 s cut from the demo."""
+    root = tmp_path_factory.mktemp("work")
+    out = root / "blizzard" / "mini_parts"
+    assert run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1).returncode == 0
+    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
+    for f in out.glob("p*.wav"):
+        if int(f.stem[1:]) >= 10:
+            f.unlink()
+    return root
+
+
+@pytest.fixture
+def work(parts, tmp_path):
+    """A private copy of the working folder, free to damage."""
+    shutil.copytree(parts, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def mini(*args, cwd, **kw):
+    return run_tool("train_srnn.py", "--exp=mini", *SMALL, "--batchsize=2", "--trainstop=4", "--validstop=6",
+                    *args, cwd=cwd, **kw)
+
+
+@pytest.fixture(scope="module")
+def model_file(parts):
+    """One trained checkpoint to sample from and to damage."""
+    proc = mini("--nepochs=1", cwd=parts)
+    assert proc.returncode == 0, proc.stderr
+    return parts / "mini_srnn_sz16_e0.h5"
+
+
+# ---- preprocess rows not already in test_preprocess.py
+
+def test_preprocess_only_corrupt_empty_and_non_audio(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.wav").write_bytes(os.urandom(300))
+    write_audio(str(d / "b.wav"), np.zeros(0), 16000)
+    (d / "c.txt").write_text("text")
+    assert_clean_error(run_tool("preprocess.py", d), "none of the 2 audio files")
+    assert not (tmp_path / "d_parts").exists()
+
+
+def test_preprocess_output_not_writable(tmp_path):
+    write_audio(str(tmp_path / "d" / "a.wav"), tone(100, 9, 16000), 16000)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert_clean_error(run_tool("preprocess.py", tmp_path / "d", "--out", blocker / "parts"), "cannot write to")
+    assert_clean_error(run_tool("preprocess.py", tmp_path / "d", "--out", blocker), "not a folder")
+
+
+# ---- train rows
+
+def test_train_prompts_missing(work):
+    os.unlink(work / "blizzard" / "mini_parts" / "prompts.txt")
+    assert_clean_error(mini(cwd=work), "prompts.txt not found", "preprocess.py")
+
+
+def test_train_prompts_names_a_missing_wav(work):
+    os.unlink(work / "blizzard" / "mini_parts" / "p1.wav")
+    assert_clean_error(mini("--nepochs=1", cwd=work), "p1.wav", "missing")
+
+
+def test_train_part_with_other_rate_or_channels(work):
+    write_audio(str(work / "blizzard" / "mini_parts" / "p2.wav"), tone(100, 1, 8000), 8000)
+    assert_clean_error(mini("--nepochs=1", cwd=work), "p2.wav", "8000 Hz", "16000 Hz mono")
+    write_audio(str(work / "blizzard" / "mini_parts" / "p2.wav"), tone(100, 1, 16000, channels=2), 16000)
+    assert_clean_error(mini("--nepochs=1", cwd=work), "p2.wav", "2 channel")
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--trainstop=4", "--validstop=20"], ["--validstop=20", "10 lines"]),
+    (["--trainstop=30", "--validstop=40"], ["--trainstop=30", "10 lines"]),
+    (["--trainstop=6", "--validstop=4"], ["before --trainstop"]),
+    (["--trainstop=4", "--validstop=5"], ["validation split has 1 file", "--batchsize"]),
+    (["--trainstop=1", "--validstop=6"], ["training split has 1 file"]),
+    (["--cutlen=100"], ["--cutlen=100", "multiple of 8"]),
+    (["--dim=0"], ["--dim=0", "positive"]),
+    (["--slowdim=-4"], ["--slowdim=-4", "positive"]),
+    (["--batchsize=0"], ["--batchsize=0", "positive"]),
+    (["--nepochs=-1"], ["--nepochs=-1", "positive"]),
+    (["--patience=-1"], ["--patience"]),
+])
+def test_train_bad_flags(parts, flags, words):
+    proc = mini(*flags, cwd=parts)
+    assert_clean_error(proc, *words)
+
+
+def test_train_folder_not_writable(parts):
+    # /proc refuses new files even to root, for whom a read-only permission bit means nothing
+    proc = run_tool("train_srnn.py", "--exp=mini", *SMALL, cwd="/proc")
+    assert_clean_error(proc, "cannot write checkpoints to /proc")
+
+
+def test_train_errors_come_before_tensorflow_loads(parts):
+    t0 = time.time()
+    assert_clean_error(mini("--trainstop=6", "--validstop=4", cwd=parts), "before --trainstop")
+    assert time.time() - t0 < 20  # generous: TensorFlow alone takes several seconds to import
+
+
+# ---- load / sample rows
+
+def test_sample_file_problems(model_file, tmp_path):
+    half = tmp_path / "half.h5"
+    half.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = np.arange(3)
+    for name, words in [("missing.h5", ["missing.h5", "not found"]), ("text.h5", ["text.h5", "HDF5"]),
+                        ("half.h5", ["half.h5", "truncated"]), ("other.h5", ["other.h5", "not an srnn checkpoint"])]:
+        assert_clean_error(run_tool("train_srnn.py", f"--sample={tmp_path / name}", cwd=tmp_path), *words)
+        assert_clean_error(mini(f"--load={tmp_path / name}", cwd=model_file.parent), *words)
+    assert not list(tmp_path.glob("generated*"))
+
+
+def test_sample_bad_flags(model_file, tmp_path):
+    f = f"--sample={model_file}"
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(os.urandom(500))
+    rows = [
+        (["--dim=64"], ["dim=16", "dim=64"]),
+        (["--prime", tmp_path / "nope.wav"], ["--prime", "not found"]),
+        (["--prime", junk], ["--prime", "junk.wav", "cannot be read"]),
+        (["--seconds=0"], ["--seconds=0", "positive"]),
+        (["--seconds=-2"], ["--seconds=-2", "positive"]),
+        (["--temperature", "0"], ["--temperature", "positive"]),
+        (["--temperature", "-1"], ["--temperature", "positive"]),
+        (["--nseqs=2", "--temperature", "1", "1", "1"], ["3 values"]),
+    ]
+    for flags, words in rows:
+        assert_clean_error(run_tool("train_srnn.py", f, *flags, cwd=tmp_path), *words)
+    assert not list(tmp_path.glob("generated*"))
+
+
+# ---- interruption
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_resumable_checkpoint(work, sig, code):
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=mini", *SMALL, "--batchsize=2",
+         "--trainstop=4", "--validstop=6", "--nepochs=50"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for line in proc.stdout:  # wait until training runs (the first epoch has begun)
+            if line.startswith("Epoch 0 took"):
+                break
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert any(line.startswith("interrupted: stopped by") for line in err.splitlines()), err
+    saved = work / "mini_srnn_sz16_interrupted.h5"
+    ckpt = checkpoint.load(str(saved))
+    assert "next_batch" in ckpt.train
+    resumed = mini(f"--load={saved}", "--nepochs=3", cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and "Epoch 2 valid loss in bits" in resumed.stdout
+
+
+# ---- NaN
+
+def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work):
+    good = mini("--nepochs=1", cwd=work)
+    assert good.returncode == 0
+    e0 = work / "mini_srnn_sz16_e0.h5"
+    before = e0.read_bytes()
+    bad = work / "bad.h5"
+    shutil.copy(e0, bad)
+    with h5py.File(bad, "r+") as f:  # a finite but absurd gain: the activations overflow to inf
+        g = f["weights/sample_h1/g"]
+        g[...] = np.full(g.shape, 3e38, np.float32)
+    proc = mini(f"--load={bad}", "--nepochs=3", cwd=work)
+    assert proc.returncode == 3
+    err = assert_clean_error(proc, "loss became")
+    assert "no checkpoint was written" in err
+    assert e0.read_bytes() == before
+    assert not (work / "mini_srnn_sz16_e1.h5").exists() and not (work / "mini_srnn_sz16_e2.h5").exists()
+    checkpoint.load(str(e0))  # the good one still loads
+
+
+# ---- degenerate audio
+
+def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
+    d = tmp_path / "blizzard" / "odd_parts"
+    sr, n = 16000, 16000
+    square = np.sign(np.sin(2 * np.pi * 200 * np.arange(n) / sr))
+    signals = [np.zeros(n), np.full(n, 0.3), square, np.clip(3 * tone(300, 1, sr), -1, 1), np.zeros(n), square]
+    for i, x in enumerate(signals):
+        write_audio(str(d / f"p{i}.wav"), x, sr)
+    (d / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(len(signals))))
+    proc = run_tool("train_srnn.py", "--exp=odd", *SMALL, "--batchsize=2", "--trainstop=4", "--validstop=6",
+                    "--nepochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "nan" not in proc.stdout.lower()
+    sample = run_tool("train_srnn.py", "--sample=odd_srnn_sz16_e1.h5", "--seconds=0.5", cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    x, _ = sf.read(str(tmp_path / "generated.wav"))
+    assert np.all(np.isfinite(x))
+
+
+# ---- fuzz
+
+def test_fuzz_preprocess_and_loading(tmp_path):
+    """Random bytes and random WAVs: every outcome is a clean result or a clean SrnnError."""
+    rng = np.random.default_rng(2024)
+    for trial in range(12):
+        d = tmp_path / f"f{trial}"
+        d.mkdir()
+        for k in range(rng.integers(1, 4)):
+            kind = rng.integers(0, 3)
+            if kind == 0:  # random bytes under an audio name
+                (d / f"r{k}.wav").write_bytes(rng.bytes(int(rng.integers(0, 2000))))
+            elif kind == 1:  # a valid header with random-length, random-valued samples
+                sf.write(str(d / f"w{k}.wav"), rng.uniform(-4, 4, int(rng.integers(0, 40000))),
+                         int(rng.choice([8000, 16000, 22050, 44100])), subtype="FLOAT")
+            else:  # a real header, then garbage
+                sf.write(str(d / f"t{k}.wav"), rng.uniform(-1, 1, 5000), 16000)
+                data = (d / f"t{k}.wav").read_bytes()
+                (d / f"t{k}.wav").write_bytes(data[:44] + rng.bytes(len(data) - 44))
+        code = run_cli(__import__("srnn.cli", fromlist=["preprocess_main"]).preprocess_main,
+                       [str(d), "--seconds", "0.5"])
+        assert code in (0, 2)
+        if code == 0:
+            for p in (tmp_path / f"f{trial}_parts").glob("p*.wav"):
+                assert sf.info(str(p)).frames == 8000
+        blob = tmp_path / f"blob{trial}.h5"
+        blob.write_bytes(rng.bytes(int(rng.integers(0, 5000))))
+        with pytest.raises(SrnnError):
+            checkpoint.load(str(blob))
