@@ -3,6 +3,10 @@ import contextlib
 import os
 import tempfile
 
+# mkstemp makes private (0600) files; a finished output should get the usual mode from the umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -18,6 +22,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -7,6 +7,7 @@ sees its true context; the recurrent state is carried from chunk to chunk, and t
 each batch has `reset` set. Files are read only when their batch is needed, so memory does not
 grow with the corpus.
 """
+import concurrent.futures
 import dataclasses
 import os
 
@@ -156,6 +157,21 @@ class Feeder:
     def chunks(self, batches):
         for batch in batches:
             yield from batch_chunks(self.load(batch), self.cutlen)
+
+    def loaded(self, batches, start=0, prefetch=True):
+        """(index, quantised parts) for each batch from `start` on. With `prefetch`, the next
+        batch is read and quantised in a background thread while the caller trains on this one
+        (file reading and NumPy release the GIL); never more than one batch ahead."""
+        if not prefetch:
+            for b in range(start, len(batches)):
+                yield b, self.load(batches[b])
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="srnn-read") as pool:
+            ahead = pool.submit(self.load, batches[start]) if start < len(batches) else None
+            for b in range(start, len(batches)):
+                seqs = ahead.result()  # re-raises a reading error (SrnnError) here, in order
+                ahead = pool.submit(self.load, batches[b + 1]) if b + 1 < len(batches) else None
+                yield b, seqs
 
 
 @dataclasses.dataclass

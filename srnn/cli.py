@@ -105,6 +105,12 @@ def train_parser():
                    help="quantisation of the audio for training: linear (the original's) or mu-law; "
                    "stored in the checkpoint and used by sampling. Losses in bits are comparable only "
                    "between runs of one qtype (default linear)")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+                   help="none: one device; mirrored: one model copy per local GPU (or per --devices); "
+                   "multiworker: every device of the machines named in TF_CONFIG, only the chief writes "
+                   "files. --batchsize is the global batch, split over the copies (default none)")
+    p.add_argument("--devices", default=None,
+                   help="with --distribute mirrored: comma-separated devices, e.g. GPU:0,GPU:1 (default: all GPUs)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
     g = p.add_argument_group("sampling (with --sample)")
@@ -148,6 +154,12 @@ def train_command(args):
     from . import checkpoint
     from .options import TrainOptions, prepare
 
+    if args.distribute == "multiworker":
+        from .distribute import tf_config
+
+        if tf_config() is None:
+            raise SrnnError("--distribute multiworker needs the TF_CONFIG environment variable that names "
+                            "the workers and this task (see the README)")
     defaults = EXPERIMENTS.get(args.exp, OTHER_EXPERIMENT)
     pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
     ckpt = checkpoint.load(args.load) if args.load else None
@@ -166,6 +178,7 @@ def train_command(args):
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
         svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
+        distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
     from .train import train
@@ -213,7 +226,7 @@ def sample_command(args):
     n = int(round(args.seconds * rate))
     t0 = time.time()
     start = sampler.prime(primer, args.nseqs) if primer.size else None
-    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=args.seed or 0,
+    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=1337 if args.seed is None else args.seed,
                                  argmax=bool(args.debug), start=start)
     took = time.time() - t0
     for i in range(args.nseqs):

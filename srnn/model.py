@@ -300,7 +300,10 @@ class SampleRNN(keras.Model):
         return self.forward(x, h_slow, h_mid, reset)
 
 
-def loss_bits(logits, targets, mask):
-    """Masked mean softmax cross-entropy in bits per sample: the 'cost in bits' of the original."""
+def loss_bits(logits, targets, mask, count=None):
+    """Masked mean softmax cross-entropy in bits per sample: the 'cost in bits' of the original.
+    `count` is the number of real samples to divide by (default: this mask's); a replica of a
+    distributed step divides its own sum by the whole batch's count."""
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0) * LOG2E
+    count = tf.maximum(tf.reduce_sum(mask), 1.0) if count is None else count
+    return tf.reduce_sum(ce * mask) / count * LOG2E

@@ -25,6 +25,8 @@ class TrainOptions:
     parts_root: str = "blizzard"
     out_dir: str = "."
     xla: bool = None  # None: chosen by model size
+    distribute: str = "none"  # none | mirrored | multiworker (srnn.distribute)
+    devices: list = None  # for mirrored: device names; None: all local GPUs (or the CPU)
 
 
 def prepare(cfg, opts):

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import checkpoint, names
 from .batches import batch_chunks
+from .distribute import is_chief, make_strategy
 from .errors import SrnnError
 from .options import TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
@@ -67,6 +68,81 @@ class Steps:
         logits, h_slow, h_mid = self.model.forward(x, h_slow, h_mid, reset)
         return loss_bits(logits, x[:, self.model.cfg.big_frame:], mask), h_slow, h_mid
 
+    # carried states: plain tensors here, one slice per replica in DistributedSteps
+    def zero_states(self, batch):
+        return self.model.zero_states(batch)
+
+    def states_to_numpy(self, h):
+        return np.asarray(h)
+
+    def states_from_numpy(self, a):
+        return tf.constant(a)
+
+
+class DistributedSteps(Steps):
+    """The same steps over the replicas of a tf.distribute strategy (build it, and the model,
+    under `strategy.scope()`).
+
+    Each replica gets its slice of the batch's rows and keeps its own carried states. The loss of
+    each replica is its masked sum over the whole batch's count of real samples, so the replicas'
+    losses and gradients add up to the one-device ones; the gradient is summed over the replicas
+    before the elementwise clip (clipping each replica's part would be another algorithm), and
+    the optimizer, which sums what the replicas give it, gets 1/replicas of the clipped sum.
+    XLA is not used here: it cannot compile the cross-replica sum on every platform."""
+
+    def __init__(self, model, strategy, learning_rate=LEARNING_RATE, clip=GRAD_CLIP):
+        super().__init__(model, learning_rate, clip, xla=False)
+        self.strategy, self.replicas = strategy, strategy.num_replicas_in_sync
+        self._train_all = tf.function(self._distributed(train=True))
+        self._eval_all = tf.function(self._distributed(train=False))
+        self.train_step = lambda *a: self._call(self._train_all, *a)
+        self.eval_step = lambda *a: self._call(self._eval_all, *a)
+
+    def _split(self, array):
+        """Per-replica row slices of a NumPy array (batch first); every worker of a cluster holds
+        the whole batch and keeps its own replicas' rows."""
+        array = np.asarray(array)
+        if array.shape[0] % self.replicas:
+            raise SrnnError(f"--batchsize {array.shape[0]} does not split over {self.replicas} replicas: "
+                            f"use a multiple of {self.replicas}")
+        rows = array.shape[0] // self.replicas
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * rows:(ctx.replica_id_in_sync_group + 1) * rows]))
+
+    def zero_states(self, batch):
+        c = self.model.cfg
+        return self._split(np.zeros((batch, c.slowdim), np.float32)), self._split(np.zeros((batch, c.dim), np.float32))
+
+    def states_to_numpy(self, h):
+        # this process's replicas (all of them with `mirrored`)
+        return np.concatenate([np.asarray(t) for t in self.strategy.experimental_local_results(h)])
+
+    def states_from_numpy(self, a):
+        return self._split(a)
+
+    def _call(self, fn, x, mask, reset, h_slow, h_mid):
+        count = tf.constant(max(float(np.sum(mask)), 1.0))
+        return fn(self._split(x), self._split(mask), reset, h_slow, h_mid, count)
+
+    def _distributed(self, train):
+        model, opt, bf = self.model, self.optimizer, self.model.cfg.big_frame
+
+        def replica(x, mask, reset, h_slow, h_mid, count):
+            with tf.GradientTape() as tape:
+                logits, h_slow, h_mid = model.forward(x, h_slow, h_mid, reset)
+                loss = loss_bits(logits, x[:, bf:], mask, count)
+            if train:
+                grads = tape.gradient(loss, model.trainable_variables)
+                grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                opt.apply([g / self.replicas for g in clip_gradients(grads, self.clip)], model.trainable_variables)
+            return loss, h_slow, h_mid
+
+        def step(x, mask, reset, h_slow, h_mid, count):
+            loss, h_slow, h_mid = self.strategy.run(replica, args=(x, mask, reset, h_slow, h_mid, count))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), h_slow, h_mid
+
+        return step
+
 
 class NonFiniteLoss(SrnnError):
     exit_code = 3
@@ -119,19 +195,23 @@ class Pass:
     def bits(self):
         return self.total / max(self.count, 1.0)
 
-    def to_state(self):
-        return {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
-                "partial_count": self.count, "partial_chunks": self.n_chunks,
-                "h_slow": np.asarray(self.h_slow), "h_mid": np.asarray(self.h_mid)}
+    def to_state(self, steps):
+        state = {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
+                 "partial_count": self.count, "partial_chunks": self.n_chunks}
+        if self.h_slow is not None:
+            state.update(h_slow=steps.states_to_numpy(self.h_slow), h_mid=steps.states_to_numpy(self.h_mid))
+        return state
 
     @classmethod
-    def from_state(cls, st):
-        return cls(batch=int(st["next_batch"]), chunk=int(st["next_chunk"]), total=float(st["partial_total"]),
-                   count=float(st["partial_count"]), n_chunks=int(st["partial_chunks"]),
-                   h_slow=tf.constant(st["h_slow"]), h_mid=tf.constant(st["h_mid"]))
+    def from_state(cls, st, steps):
+        pos = cls(batch=int(st["next_batch"]), chunk=int(st["next_chunk"]), total=float(st["partial_total"]),
+                  count=float(st["partial_count"]), n_chunks=int(st["partial_chunks"]))
+        if "h_slow" in st:
+            pos.h_slow, pos.h_mid = steps.states_from_numpy(st["h_slow"]), steps.states_from_numpy(st["h_mid"])
+        return pos
 
 
-def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None):
+def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True):
     """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
 
     The loss is the mean in bits over the pass's real samples. A signal seen by `stop` raises
@@ -139,12 +219,12 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None):
     """
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
-    for b in range(pos.batch, len(batches)):
-        for c, chunk in enumerate(batch_chunks(feeder.load(batches[b]), feeder.cutlen)):
+    for b, seqs in feeder.loaded(batches, start=pos.batch, prefetch=prefetch):
+        for c, chunk in enumerate(batch_chunks(seqs, feeder.cutlen)):
             if b == pos.batch and c < pos.chunk:
                 continue  # done before an interruption
             if chunk.reset:
-                pos.h_slow, pos.h_mid = steps.model.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
+                pos.h_slow, pos.h_mid = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
             loss, pos.h_slow, pos.h_mid = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32),
                                                pos.h_slow, pos.h_mid)
             loss = float(loss)
@@ -170,10 +250,21 @@ def train(cfg, opts, log=print, splits=None):
     test_files = test_feed.files if test_feed else []
 
     ckpt = checkpoint.load(opts.load) if opts.load else None
+    strategy = make_strategy(opts.distribute, opts.devices)
+    if not is_chief():
+        log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
-    model = SampleRNN(cfg)
-    xla = use_xla(cfg) if opts.xla is None else opts.xla
-    steps = Steps(model, xla=xla)
+    if strategy is None:
+        model = SampleRNN(cfg)
+        xla = use_xla(cfg) if opts.xla is None else opts.xla
+        steps = Steps(model, xla=xla)
+    else:
+        with strategy.scope():
+            model = SampleRNN(cfg)
+            steps = DistributedSteps(model, strategy)
+        xla = False
+        log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} "
+            f"sequence(s) each")
     history = {"train_bits": [], "valid_bits": []}
     start, resume = 0, None
     if ckpt is not None:
@@ -182,7 +273,7 @@ def train(cfg, opts, log=print, splits=None):
             start = int(ckpt.train["epoch"]) + 1
             history = {k: list(ckpt.train.get(k, [])) for k in history}
             if "next_batch" in ckpt.train:
-                resume = Pass.from_state(ckpt.train)
+                resume = Pass.from_state(ckpt.train, steps)
             where = f", inside epoch {start} at chunk {resume.n_chunks}" if resume else ""
             log(f"resuming from {opts.load}: {start} epoch(s) done{where}; optimizer state restored")
         else:
@@ -199,14 +290,15 @@ def train(cfg, opts, log=print, splits=None):
 
     def save(name, epoch, extra=None):
         path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
-        checkpoint.save(path, model, steps.optimizer,
-                        {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, **history, **(extra or {})})
+        if is_chief():  # in a cluster only the chief writes; every worker holds the same weights
+            checkpoint.save(path, model, steps.optimizer,
+                            {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, **history, **(extra or {})})
         return path
 
     valid = history["valid_bits"]
     best = int(np.argmin(valid)) if valid else None
-    saved = None
-    verbose = 1 if sys.stdout.isatty() else 2  # a redirected log gets one line per epoch, not per step
+    saved, best_weights = None, None
+    verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
             t0 = time.time()
@@ -219,7 +311,7 @@ def train(cfg, opts, log=print, splits=None):
                 run_pass(steps, train_feed, batches, True, tp, bar, stop)
                 vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
             except _Stop:
-                path = save("interrupted", epoch - 1, tp.to_state())
+                path = save("interrupted", epoch - 1, tp.to_state(steps))
                 raise _interrupted(stop.signum, epoch, tp, path) from None
             except NonFiniteLoss as e:
                 where = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
@@ -232,8 +324,10 @@ def train(cfg, opts, log=print, splits=None):
             log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
             if best is None or vp.bits < valid[best]:
                 best = epoch
+                best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
                 log(f"best so far: saved {save('best', epoch)}")
-            plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
+            if is_chief():
+                plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
             stale = epoch - best
             early = opts.patience > 0 and stale >= opts.patience
             # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
@@ -245,8 +339,11 @@ def train(cfg, opts, log=print, splits=None):
                     f"stopping; the best epoch is {best}")
                 break
     if test_feed is not None and best is not None:
-        best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
-        checkpoint.apply_weights(checkpoint.load(best_path), model)
+        if best_weights is None:  # the best epoch was before this run: its file holds it
+            best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
+            best_weights = [checkpoint.load(best_path).weights[n] for n, _ in model.named_weights()]
+        for (_, w), value in zip(model.named_weights(), best_weights):
+            w.assign(value)
         test_bits = run_pass(steps, test_feed, test_feed.batches(), False).bits
         history["test_bits"] = test_bits
         log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")

@@ -46,3 +46,20 @@ def write_audio(path, x, sr, **kw):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def mini_root(tmp_path_factory):
+    """A folder with blizzard/mini_parts: the demo cut into 1 s parts, 10 of them kept and listed
+    (with --trainstop 4 --validstop 6: 4 train, 2 valid, 4 test). Treat it as read-only."""
+    from srnn import names
+
+    root = tmp_path_factory.mktemp("mini")
+    out = root / "blizzard" / "mini_parts"
+    proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
+    assert proc.returncode == 0, proc.stderr
+    for f in out.glob("p*.wav"):
+        if int(f.stem[1:]) >= 10:
+            f.unlink()
+    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
+    return root

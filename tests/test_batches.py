@@ -128,3 +128,34 @@ def test_wrong_rate_or_channels_is_an_error(tmp_path):
         batches.load_part(str(d / "p1.wav"), "linear", 16000)
     with pytest.raises(SrnnError, match="missing"):
         batches.load_part(str(d / "p9.wav"), "linear", 16000)
+
+
+def test_prefetch_reads_at_most_one_batch_ahead_and_keeps_order(tmp_path, monkeypatch):
+    d = make_parts(tmp_path, [700] * 8)
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    loaded = []
+    real = feed.load
+    monkeypatch.setattr(feed, "load", lambda batch: (loaded.append(batch), real(batch))[1])
+    batches = feed.batches(seed=[0, 1])
+    seen = []
+    for b, seqs in feed.loaded(batches):
+        assert len(loaded) <= b + 2  # this batch and at most the next one
+        seen.append(b)
+        assert [len(s) for s in seqs] == [700, 700]
+    assert seen == [0, 1, 2, 3] and loaded == batches
+    # the same parts, in the same order, as without prefetching
+    plain = [s for _, seqs in feed.loaded(batches, prefetch=False) for s in seqs]
+    fetched = [s for _, seqs in feed.loaded(batches) for s in seqs]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, fetched))
+    assert [b for b, _ in feed.loaded(batches, start=2)] == [2, 3]
+
+
+def test_prefetch_passes_reading_errors_through(tmp_path):
+    d = make_parts(tmp_path, [700] * 4)
+    import os
+    os.unlink(os.path.join(d, "p3.wav"))
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    it = feed.loaded(feed.batches())
+    next(it)
+    with pytest.raises(SrnnError, match="p3.wav"):
+        next(it)

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DEMO, ROOT, run_tool
-from srnn import checkpoint, names
+from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN
 from srnn.quantize import Q_ZERO
@@ -23,14 +23,8 @@ CFG = ModelConfig(slowdim=16, dim=16)
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory):
-    """blizzard/mini_parts: the demo cut into 1 s parts, 10 of them listed (4 train, 2 valid, 4 test)."""
-    root = tmp_path_factory.mktemp("mini")
-    out = root / "blizzard" / "mini_parts"
-    proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
-    assert proc.returncode == 0, proc.stderr
-    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
-    return root
+def mini(mini_root):
+    return mini_root
 
 
 def opts(root, out, **kw):
@@ -43,27 +37,32 @@ def quiet(*a, **k):
     pass
 
 
-def test_same_seed_same_losses_other_seed_other_losses(mini, tmp_path):
-    runs = {}
-    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
-        os.makedirs(tmp_path / name)
-        runs[name] = train(CFG, opts(mini, tmp_path / name, seed=seed), log=quiet)
-    assert runs["a"]["train_bits"] == runs["b"]["train_bits"]
-    assert runs["a"]["valid_bits"] == runs["b"]["valid_bits"]
-    assert runs["a"]["train_bits"] != runs["c"]["train_bits"]
+@pytest.fixture(scope="module")
+def base(mini, tmp_path_factory):
+    """One 2-epoch run (seed 1337, a checkpoint after every epoch) that several tests share."""
+    out = tmp_path_factory.mktemp("base")
+    lines = []
+    history = train(CFG, opts(mini, out, svepoch=1), log=lines.append)
+    return out, history, lines
 
 
-def test_exact_resume_two_epochs_equal_one_plus_one(mini, tmp_path):
-    os.makedirs(tmp_path / "whole")
-    os.makedirs(tmp_path / "split")
-    whole = train(CFG, opts(mini, tmp_path / "whole", nepochs=2), log=quiet)
-    train(CFG, opts(mini, tmp_path / "split", nepochs=1), log=quiet)
-    first = str(tmp_path / "split" / "mini_srnn_sz16_e0.h5")
-    resumed = train(CFG, opts(mini, tmp_path / "split", nepochs=2, load=first), log=quiet)
+def test_same_seed_same_losses_other_seed_other_losses(mini, base, tmp_path):
+    _, history, _ = base
+    again = train(CFG, opts(mini, tmp_path, seed=1337), log=quiet)
+    other = train(CFG, opts(mini, tmp_path, seed=6), log=quiet)
+    assert again["train_bits"] == history["train_bits"]
+    assert again["valid_bits"] == history["valid_bits"]
+    assert other["train_bits"] != history["train_bits"]
+
+
+def test_exact_resume_two_epochs_equal_one_plus_one(mini, base, tmp_path):
+    out, whole, _ = base
+    train(CFG, opts(mini, tmp_path, nepochs=1), log=quiet)
+    resumed = train(CFG, opts(mini, tmp_path, load=str(tmp_path / "mini_srnn_sz16_e0.h5")), log=quiet)
     np.testing.assert_allclose(resumed["train_bits"], whole["train_bits"], atol=1e-5)
     np.testing.assert_allclose(resumed["valid_bits"], whole["valid_bits"], atol=1e-5)
-    a = checkpoint.load(str(tmp_path / "whole" / "mini_srnn_sz16_e1.h5"))
-    b = checkpoint.load(str(tmp_path / "split" / "mini_srnn_sz16_e1.h5"))
+    a = checkpoint.load(str(out / "mini_srnn_sz16_e1.h5"))
+    b = checkpoint.load(str(tmp_path / "mini_srnn_sz16_e1.h5"))
     for k in a.weights:
         np.testing.assert_allclose(a.weights[k], b.weights[k], atol=1e-5)
 
@@ -77,23 +76,22 @@ def test_weights_only_file_loads_with_a_note(mini, tmp_path):
     assert len(history["train_bits"]) == 1
 
 
-def test_best_checkpoint_is_the_lowest_validation_epoch_and_test_loss(mini, tmp_path):
-    lines = []
-    history = train(CFG, opts(mini, tmp_path, nepochs=3, svepoch=1), log=lines.append)
+def test_best_checkpoint_is_the_lowest_validation_epoch_and_test_loss(base):
+    out, history, lines = base
     best = int(np.argmin(history["valid_bits"]))
-    ckpt = checkpoint.load(str(tmp_path / "mini_srnn_sz16_best.h5"))
+    ckpt = checkpoint.load(str(out / "mini_srnn_sz16_best.h5"))
     assert ckpt.train["epoch"] == best
-    same_epoch = checkpoint.load(str(tmp_path / f"mini_srnn_sz16_e{best}.h5"))
+    same_epoch = checkpoint.load(str(out / f"mini_srnn_sz16_e{best}.h5"))
     for k in ckpt.weights:
         np.testing.assert_array_equal(ckpt.weights[k], same_epoch.weights[k])
     # prompts.txt has lines after validstop: the best model's test loss is reported
-    assert any(line.startswith(f"Test loss in bits") and f"epoch {best}" in line for line in lines)
+    assert any(line.startswith("Test loss in bits") and f"epoch {best}" in line for line in lines)
     assert 0 < history["test_bits"] < 8.5
 
 
-def test_patience_stops_early(mini, tmp_path):
-    train(CFG, opts(mini, tmp_path, nepochs=1), log=quiet)
+def test_patience_stops_early(mini, base, tmp_path):
     path = tmp_path / "mini_srnn_sz16_e0.h5"
+    shutil.copy(base[0] / "mini_srnn_sz16_e0.h5", path)
     with h5py.File(path, "r+") as f:  # pretend epoch 0 was unbeatable
         f["train"].attrs["valid_bits"] = "[0.5]"
     lines = []
@@ -136,10 +134,8 @@ def test_priming_continues_from_the_primer(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(mini, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    train(CFG, opts(mini, out, nepochs=1), log=quiet)
-    return out / "mini_srnn_sz16_e0.h5"
+def trained(base):
+    return base[0] / "mini_srnn_sz16_e1.h5"
 
 
 def test_prime_output_starts_with_the_primer(trained, tmp_path):
@@ -160,10 +156,10 @@ def test_nseqs_temperatures_and_seed(trained, tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [f"generated_{i}{e}" for i in range(3) for e in (".png", ".wav")]
     first = [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
+    assert len(set(first)) == 3  # three different sequences
     assert run_tool("train_srnn.py", *args, "--seed", 1, cwd=tmp_path).returncode == 0
     assert first == [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
-    assert run_tool("train_srnn.py", *args, "--seed", 2, cwd=tmp_path).returncode == 0
-    assert first != [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
+    # (other seeds giving other audio is checked in-process in test_sample.py)
 
 
 def test_any_exp_name_uses_fractional_split(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEMO, ROOT, assert_clean_error, run_tool, tone, write_audio
+from conftest import ROOT, assert_clean_error, run_tool, tone, write_audio
 from srnn import checkpoint, names
 from srnn.errors import SrnnError, run_cli
 
@@ -19,15 +19,10 @@ SMALL = ["--dim=16", "--slowdim=16", "--cutlen=256"]
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    """A working folder with blizzard/mini_parts: 10 parts of 1 s cut from the demo."""
+def parts(mini_root, tmp_path_factory):
+    """This module's own copy of the mini corpus (its tests write checkpoints next to it)."""
     root = tmp_path_factory.mktemp("work")
-    out = root / "blizzard" / "mini_parts"
-    assert run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1).returncode == 0
-    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
-    for f in out.glob("p*.wav"):
-        if int(f.stem[1:]) >= 10:
-            f.unlink()
+    shutil.copytree(mini_root, root, dirs_exist_ok=True)
     return root
 
 

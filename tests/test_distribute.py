@@ -1,0 +1,173 @@
+"""tf.distribute: mirrored over two logical CPUs equals one device; a two-process multi-worker run on
+loopback; memory that does not grow with the corpus."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ROOT, assert_clean_error, run_tool
+
+MIRRORED = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from srnn.quiet import import_tensorflow
+tf = import_tensorflow()
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from srnn.config import ModelConfig
+from srnn.distribute import make_strategy
+from srnn.errors import SrnnError
+from srnn.model import SampleRNN
+from srnn.train import DistributedSteps, Steps, TrainOptions, train
+
+root, out = sys.argv[2], sys.argv[3]
+cfg = ModelConfig(slowdim=32, dim=32)  # the original's tiny flags
+result = {}
+for kind, devices in [("none", None), ("mirrored", ["CPU:0", "CPU:1"])]:
+    os.makedirs(os.path.join(out, kind))
+    opts = TrainOptions(exp="mini", nepochs=1, batchsize=2, trainstop=4, validstop=6, cutlen=512,
+                        parts_root=root, out_dir=os.path.join(out, kind), xla=False, distribute=kind, devices=devices)
+    result[kind] = train(cfg, opts, log=lambda *a: None)
+# step by step from the same weights, on the same chunks
+import numpy as np
+from srnn.batches import Feeder, read_prompts
+feed = Feeder(read_prompts(os.path.join(root, "mini_parts"))[:4], 2, 512, "linear", 16000)
+chunks = list(feed.chunks(feed.batches()))[:20]
+strategy = make_strategy("mirrored", ["CPU:0", "CPU:1"])
+keras.utils.set_random_seed(1)
+one = Steps(SampleRNN(cfg), xla=False)
+keras.utils.set_random_seed(1)
+with strategy.scope():
+    steps = DistributedSteps(SampleRNN(cfg), strategy)
+losses = {"one": [], "two": []}
+for name, st in (("one", one), ("two", steps)):
+    for c in chunks:
+        if c.reset:
+            hs, hm = st.zero_states(2)
+        loss, hs, hm = st.train_step(c.x, c.mask, tf.constant(float(c.reset)), hs, hm)
+        losses[name].append(float(loss))
+result["step_losses"] = losses
+result["weight_diff"] = max(float(np.abs(a.numpy() - b.numpy()).max())
+                            for (_, a), (_, b) in zip(one.model.named_weights(), steps.model.named_weights()))
+# a batch that does not split over the replicas is a clear error
+try:
+    steps.zero_states(3)
+except SrnnError as e:
+    result["odd_batch"] = str(e)
+print("RESULT " + json.dumps(result))
+"""
+
+
+def test_mirrored_on_two_devices_equals_one_device(mini_root, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, ROOT, str(mini_root / "blizzard"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    # the same steps: 20 steps from the same weights give the same losses and weights
+    np.testing.assert_allclose(result["step_losses"]["one"], result["step_losses"]["two"], atol=1e-5)
+    assert result["weight_diff"] < 1e-5
+    # a whole epoch: the two sum the batch's gradient in a different order, and these rounding
+    # differences (1e-7 after the first step) grow over the epoch's Adam steps (measured: train
+    # 3e-5, valid 1.3e-4 bits here; ~2e-3 over a 500-step epoch of the 8 s demo parts)
+    one, two = result["none"], result["mirrored"]
+    assert abs(one["train_bits"][0] - two["train_bits"][0]) < 5e-4, (one, two)
+    assert abs(one["valid_bits"][0] - two["valid_bits"][0]) < 5e-4, (one, two)
+    assert abs(one["test_bits"] - two["test_bits"]) < 5e-4
+    assert "--batchsize 3 does not split over 2 replicas" in result["odd_batch"]
+    assert (tmp_path / "mirrored" / "mini_srnn_sz32_e0.h5").exists()
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multiworker_two_processes_on_loopback(mini_root, tmp_path):
+    import shutil
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs, dirs = [], []
+    for i in range(2):
+        d = tmp_path / f"w{i}"
+        shutil.copytree(mini_root, d)
+        dirs.append(d)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=mini", "--dim=16", "--slowdim=16",
+             "--cutlen=256", "--batchsize=2", "--trainstop=4", "--validstop=6", "--nepochs=1",
+             "--distribute=multiworker"],
+            cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    chief_out, worker_out = outs[0][0], outs[1][0]
+    assert "multiworker: 2 replica(s), 1 sequence(s) each" in chief_out
+    assert "Epoch 0 valid loss in bits" in chief_out and "Epoch 0" not in worker_out  # one voice
+    assert (dirs[0] / "mini_srnn_sz16_e0.h5").exists() and (dirs[0] / "costs.png").exists()
+    assert not list(dirs[1].glob("*.h5")) and not (dirs[1] / "costs.png").exists()  # only the chief writes
+
+
+def test_multiworker_without_tf_config_is_a_clear_error(mini_root, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=mini", "--dim=16",
+                           "--slowdim=16", "--distribute=multiworker"],
+                          cwd=mini_root, capture_output=True, text=True, env=env, timeout=120)
+    assert_clean_error(proc, "TF_CONFIG")
+
+
+MEMORY = r"""
+import json, sys, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from srnn.batches import Feeder, batch_chunks, read_prompts
+
+parts_dir, peaks = sys.argv[2], {}
+for n in (900, 9000):
+    with open(parts_dir + "/prompts.txt", "w") as f:
+        f.write("".join(f"p{i}.wav\tnone\n" for i in range(n)))
+    feed = Feeder(read_prompts(parts_dir), batchsize=100, cutlen=256, qtype="linear", samplerate=16000)
+    batches = feed.batches(seed=[0, 0])  # the corpus's index (~150 bytes a part) is made before
+    tracemalloc.start()
+    chunks = 0
+    for _, seqs in feed.loaded(batches):  # reading with prefetch, as training does
+        chunks += sum(1 for _ in batch_chunks(seqs, 256))
+    peaks[n] = [tracemalloc.get_traced_memory()[1], chunks]
+    tracemalloc.stop()
+print(json.dumps(peaks))
+"""
+
+
+def test_memory_does_not_grow_with_the_corpus(tmp_path):
+    """Peak memory while an epoch is read and cut into chunks, in a fresh interpreter."""
+    d = tmp_path / "big_parts"
+    d.mkdir()
+    x = (np.sin(np.arange(1000) / 7) * 0.5).astype(np.float32)
+    for i in range(9000):
+        sf.write(str(d / f"p{i}.wav"), x, 16000, subtype="PCM_16")
+    proc = subprocess.run([sys.executable, "-c", MEMORY, ROOT, str(d)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    peaks = json.loads(proc.stdout)
+    (small, n_small), (large, n_large) = peaks["900"], peaks["9000"]
+    assert (n_small, n_large) == (9 * 4, 90 * 4)  # 1000 samples -> 4 chunks of 256, 100 parts a batch
+    print(f"peak memory while iterating an epoch: {small / 1e6:.2f} MB for 900 parts, {large / 1e6:.2f} MB for 9000")
+    # the peak is the batches alive at one moment (the one training, the one being read ahead, and
+    # quantisation's temporary copies), not the corpus: 10x the parts, not 10x the memory
+    batch_bytes = 100 * 1000 * 4  # one batch of int32 levels
+    corpus_bytes = 9000 * 1000 * 4
+    assert large < 10 * batch_bytes < corpus_bytes / 5, (small, large)
+    assert large < 2 * small, (small, large)
