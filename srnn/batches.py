@@ -73,6 +73,27 @@ def split_files(files, trainstop, validstop):
     return files[:t], files[t:v], files[v:]
 
 
+def check_part(path, samplerate):
+    """Frames of one part from its header, after checking it exists and is mono at `samplerate`."""
+    try:
+        info = sf.info(path)
+    except Exception as e:
+        if not os.path.exists(path):
+            raise SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again") from None
+        raise SrnnError(f"{path} cannot be read as audio ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                        f"run preprocess again") from None
+    _check_format(path, info.samplerate, info.channels, samplerate)
+    return info.frames
+
+
+def _check_format(path, sr, channels, samplerate):
+    if sr != samplerate or channels != 1:
+        raise SrnnError(
+            f"{path} is {sr} Hz with {channels} channel(s); the parts must be {samplerate} Hz "
+            f"mono: run preprocess again (with --samplerate {samplerate})"
+        )
+
+
 def load_part(path, qtype, samplerate):
     """One part as int32 levels; it must be mono at the model's sample rate."""
     try:
@@ -81,11 +102,7 @@ def load_part(path, qtype, samplerate):
         if not os.path.exists(path):
             raise SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again") from None
         raise SrnnError(f"{path} cannot be read as audio ({e}): run preprocess again") from None
-    if sr != samplerate or x.shape[1] != 1:
-        raise SrnnError(
-            f"{path} is {sr} Hz with {x.shape[1]} channel(s); the parts must be {samplerate} Hz "
-            f"mono: run preprocess again (with --samplerate {samplerate})"
-        )
+    _check_format(path, sr, x.shape[1], samplerate)
     return quantize(x[:, 0], qtype)
 
 
@@ -123,6 +140,9 @@ class Feeder:
             )
         self.files, self.batchsize, self.cutlen = list(files), batchsize, cutlen
         self.qtype, self.samplerate = qtype, samplerate
+        # every part's header, once: a missing or wrong part is reported now, not hours into
+        # training, and the chunk counts of the progress bar need no more reading
+        self.frames = {f: check_part(f, samplerate) for f in self.files}
         self.n_batches = len(files) // batchsize
         dropped = len(files) - self.n_batches * batchsize
         if dropped:
@@ -139,16 +159,7 @@ class Feeder:
 
     def count_chunks(self, batches):
         """Chunks an epoch will yield, from the files' headers (no audio is decoded)."""
-        total = 0
-        for batch in batches:
-            longest = 0
-            for f in batch:
-                try:
-                    longest = max(longest, sf.info(f).frames)
-                except Exception:
-                    longest = max(longest, 1)  # load_part reports the real problem when it gets there
-            total += -(-longest // self.cutlen)
-        return total
+        return sum(-(-max(max(self.frames[f] for f in batch), 1) // self.cutlen) for batch in batches)
 
     def load(self, batch):
         """The quantised parts of one batch."""

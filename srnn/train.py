@@ -114,8 +114,12 @@ class DistributedSteps(Steps):
         return self._split(np.zeros((batch, c.slowdim), np.float32)), self._split(np.zeros((batch, c.dim), np.float32))
 
     def states_to_numpy(self, h):
-        # this process's replicas (all of them with `mirrored`)
-        return np.concatenate([np.asarray(t) for t in self.strategy.experimental_local_results(h)])
+        """All replicas' states as one array; None in a cluster, where this process holds only its
+        own replicas' rows."""
+        local = self.strategy.experimental_local_results(h)
+        if len(local) != self.replicas:
+            return None
+        return np.concatenate([np.asarray(t) for t in local])
 
     def states_from_numpy(self, a):
         return self._split(a)
@@ -198,8 +202,9 @@ class Pass:
     def to_state(self, steps):
         state = {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
                  "partial_count": self.count, "partial_chunks": self.n_chunks}
-        if self.h_slow is not None:
-            state.update(h_slow=steps.states_to_numpy(self.h_slow), h_mid=steps.states_to_numpy(self.h_mid))
+        h_slow = None if self.h_slow is None else steps.states_to_numpy(self.h_slow)
+        if h_slow is not None:
+            state.update(h_slow=h_slow, h_mid=steps.states_to_numpy(self.h_mid))
         return state
 
     @classmethod
@@ -208,6 +213,8 @@ class Pass:
                   count=float(st["partial_count"]), n_chunks=int(st["partial_chunks"]))
         if "h_slow" in st:
             pos.h_slow, pos.h_mid = steps.states_from_numpy(st["h_slow"]), steps.states_from_numpy(st["h_mid"])
+        elif pos.chunk:  # no carried states saved (a cluster run): redo that batch from its start
+            pos.chunk = 0
         return pos
 
 
@@ -298,6 +305,8 @@ def train(cfg, opts, log=print, splits=None):
     valid = history["valid_bits"]
     best = int(np.argmin(valid)) if valid else None
     saved, best_weights = None, None
+    if best is not None and best == start - 1:  # the loaded weights are the best epoch's
+        best_weights = [w.numpy() for _, w in model.named_weights()]
     verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
@@ -338,10 +347,14 @@ def train(cfg, opts, log=print, splits=None):
                 log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
                     f"stopping; the best epoch is {best}")
                 break
-    if test_feed is not None and best is not None:
-        if best_weights is None:  # the best epoch was before this run: its file holds it
-            best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
+    if test_feed is not None and best is not None and best_weights is None:
+        # the best epoch was before this run: its file holds it, if it is where training writes
+        best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
+        if os.path.exists(best_path):
             best_weights = [checkpoint.load(best_path).weights[n] for n, _ in model.named_weights()]
+        else:
+            log(f"note: no test loss: the best epoch ({best}) was before this run and {best_path} is missing")
+    if test_feed is not None and best_weights is not None:
         for (_, w), value in zip(model.named_weights(), best_weights):
             w.assign(value)
         test_bits = run_pass(steps, test_feed, test_feed.batches(), False).bits

@@ -152,10 +152,20 @@ def test_prefetch_reads_at_most_one_batch_ahead_and_keeps_order(tmp_path, monkey
 
 def test_prefetch_passes_reading_errors_through(tmp_path):
     d = make_parts(tmp_path, [700] * 4)
-    import os
-    os.unlink(os.path.join(d, "p3.wav"))
     feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    import os
+    os.unlink(os.path.join(d, "p3.wav"))  # a part that vanishes while training runs
     it = feed.loaded(feed.batches())
     next(it)
     with pytest.raises(SrnnError, match="p3.wav"):
         next(it)
+
+
+def test_every_part_is_checked_before_training_starts(tmp_path):
+    d = make_parts(tmp_path, [700] * 4)
+    write_audio(str(tmp_path / "x_parts" / "p3.wav"), tone(100, 0.1, 8000), 8000)
+    with pytest.raises(SrnnError, match="p3.wav is 8000 Hz"):
+        Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    (tmp_path / "x_parts" / "p3.wav").unlink()
+    with pytest.raises(SrnnError, match="p3.wav .*missing"):
+        Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)

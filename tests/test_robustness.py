@@ -172,18 +172,18 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code):
     assert any(line.startswith("interrupted: stopped by") for line in err.splitlines()), err
     saved = work / "mini_srnn_sz16_interrupted.h5"
     ckpt = checkpoint.load(str(saved))
-    assert "next_batch" in ckpt.train
-    resumed = mini(f"--load={saved}", "--nepochs=3", cwd=work)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout and "Epoch 2 valid loss in bits" in resumed.stdout
+    assert "next_batch" in ckpt.train and ckpt.train["epoch"] == 0  # stopped inside epoch 1
+    if sig == signal.SIGINT:  # resuming is the same for both signals; run it once
+        resumed = mini(f"--load={saved}", "--nepochs=2", cwd=work)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming from" in resumed.stdout and "Epoch 1 valid loss in bits" in resumed.stdout
 
 
 # ---- NaN
 
-def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work):
-    good = mini("--nepochs=1", cwd=work)
-    assert good.returncode == 0
-    e0 = work / "mini_srnn_sz16_e0.h5"
+def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work, model_file):
+    e0 = work / "mini_srnn_sz16_e0.h5"  # a good checkpoint, as training left it
+    shutil.copy(model_file, e0)
     before = e0.read_bytes()
     bad = work / "bad.h5"
     shutil.copy(e0, bad)
@@ -202,6 +202,11 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work):
 # ---- degenerate audio
 
 def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
+    from srnn.config import ModelConfig
+    from srnn.model import SampleRNN
+    from srnn.sample import Sampler, to_audio
+    from srnn.train import TrainOptions, train
+
     d = tmp_path / "blizzard" / "odd_parts"
     sr, n = 16000, 16000
     square = np.sign(np.sin(2 * np.pi * 200 * np.arange(n) / sr))
@@ -209,14 +214,15 @@ def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
     for i, x in enumerate(signals):
         write_audio(str(d / f"p{i}.wav"), x, sr)
     (d / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(len(signals))))
-    proc = run_tool("train_srnn.py", "--exp=odd", *SMALL, "--batchsize=2", "--trainstop=4", "--validstop=6",
-                    "--nepochs=2", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "nan" not in proc.stdout.lower()
-    sample = run_tool("train_srnn.py", "--sample=odd_srnn_sz16_e1.h5", "--seconds=0.5", cwd=tmp_path)
-    assert sample.returncode == 0, sample.stderr
-    x, _ = sf.read(str(tmp_path / "generated.wav"))
-    assert np.all(np.isfinite(x))
+    cfg = ModelConfig(slowdim=16, dim=16)
+    history = train(cfg, TrainOptions(exp="odd", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
+                                      parts_root=str(tmp_path / "blizzard"), out_dir=str(tmp_path)),
+                    log=lambda *a: None)
+    assert np.all(np.isfinite(history["train_bits"] + history["valid_bits"]))
+    model = SampleRNN(cfg)
+    checkpoint.apply_weights(checkpoint.load(str(tmp_path / "odd_srnn_sz16_e1.h5")), model)
+    levels, logp = Sampler(model).generate(2, 4000)
+    assert np.all(np.isfinite(logp)) and np.all(np.isfinite(to_audio(levels[0], "linear", 256)))
 
 
 # ---- fuzz
