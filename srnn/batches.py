@@ -128,7 +128,9 @@ def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME):
 class Feeder:
     """Minibatches of one split, read lazily; an epoch is an iterator of Chunks."""
 
-    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print):
+    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print, whole=False):
+        """`whole`: keep a last, smaller batch instead of leaving the remainder out (for a final
+        evaluation, which has no carried state to keep the batch size for)."""
         if batchsize <= 0:
             raise SrnnError(f"--batchsize must be positive, got {batchsize}")
         if cutlen <= 0 or cutlen % BIG_FRAME:
@@ -143,8 +145,8 @@ class Feeder:
         # every part's header, once: a missing or wrong part is reported now, not hours into
         # training, and the chunk counts of the progress bar need no more reading
         self.frames = {f: check_part(f, samplerate) for f in self.files}
-        self.n_batches = len(files) // batchsize
-        dropped = len(files) - self.n_batches * batchsize
+        self.n_batches = -(-len(files) // batchsize) if whole else len(files) // batchsize
+        dropped = 0 if whole else len(files) - self.n_batches * batchsize
         if dropped:
             warn(f"warning: {dropped} {split} file(s) do not fill a batch of {batchsize}; "
                  f"each epoch leaves {dropped} out")
@@ -155,7 +157,7 @@ class Feeder:
         if seed is not None:
             order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
         b = self.batchsize
-        return [order[i * b:(i + 1) * b] for i in range(self.n_batches)]
+        return [order[i * b:(i + 1) * b] for i in range(self.n_batches)]  # the last may be smaller if whole
 
     def count_chunks(self, batches):
         """Chunks an epoch will yield, from the files' headers (no audio is decoded)."""
@@ -201,5 +203,5 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, qtype, sa
     return Splits(
         train=Feeder(train, batchsize, *args, "training", warn),
         valid=Feeder(valid, batchsize, *args, "validation", warn),
-        test=Feeder(test, min(batchsize, len(test)), *args, "test", warn) if test else None,
+        test=Feeder(test, min(batchsize, len(test)), *args, "test", warn, whole=True) if test else None,
     )

@@ -32,16 +32,17 @@ class Checkpoint:
     train: dict = None  # epoch, seed, exp, histories; None for a weights-only file
 
 
-def save(path, model, optimizer=None, train=None):
-    """Write atomically: a crash leaves the previous file (if any) untouched."""
+def _write(path, config, weights, optimizer=None, train=None):
+    """The one writer of the format: config, (name, array) weights, optimizer variables, training
+    state; atomically, so a crash leaves the previous file (if any) untouched."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
-            f.attrs["config"] = model.cfg.to_json()
+            f.attrs["config"] = config.to_json()
             g = f.create_group("weights")
-            for name, w in model.named_weights():
-                g.create_dataset(name, data=np.asarray(w.numpy()))
+            for name, value in weights:
+                g.create_dataset(name, data=value)
             if optimizer is not None:
                 og = f.create_group("optimizer")
                 for i, v in enumerate(optimizer.variables):
@@ -54,6 +55,11 @@ def save(path, model, optimizer=None, train=None):
                         tg.create_dataset(key, data=value)
                     else:
                         tg.attrs[key] = json.dumps(value)
+
+
+def save(path, model, optimizer=None, train=None):
+    """Write a model's checkpoint (with the optimizer state and training state, when given)."""
+    _write(path, model.cfg, [(name, np.asarray(w.numpy())) for name, w in model.named_weights()], optimizer, train)
 
 
 def load(path):
@@ -145,11 +151,4 @@ def strip(src, dst):
     """Copy a checkpoint's weights and hyperparameters only (no optimizer state, no history):
     a third of the size, for sharing a model to sample from. `dst` is written atomically."""
     ckpt = load(src)
-    with atomic_path(dst) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["config"] = ckpt.config.to_json()
-            g = f.create_group("weights")
-            for name, value in ckpt.weights.items():
-                g.create_dataset(name, data=value)
+    _write(dst, ckpt.config, ckpt.weights.items())

@@ -49,13 +49,18 @@ def gru_step(xp, h, wh, bh):
     `reset_after=True` variant), so each step is one (batch, units) @ (units, 3*units) matmul
     instead of two dependent ones; the Theano reference applied it before.
     """
+    return _gru_parts(xp, h, wh, bh)[0]
+
+
+def _gru_parts(xp, h, wh, bh):
+    """The new state and what its gradient needs: (h_new, z, r, c, hc)."""
     hp = tf.matmul(h, wh) + bh
     xz, xr, xc = tf.split(xp, 3, axis=-1)
     hz, hr, hc = tf.split(hp, 3, axis=-1)
     z = tf.sigmoid(xz + hz)
     r = tf.sigmoid(xr + hr)
     c = tf.tanh(xc + r * hc)
-    return z * h + (1.0 - z) * c
+    return z * h + (1.0 - z) * c, z, r, c, hc
 
 
 def gru_sequence(xp, h, wh, bh):
@@ -75,17 +80,8 @@ def gru_sequence(xp, h, wh, bh):
 def _gru_sequence(xp, h, wh, bh):
     zeros = tf.zeros_like(h)
 
-    def step(carry, xt):
-        h_prev = carry[0]
-        hp = tf.matmul(h_prev, wh) + bh
-        xz, xr, xc = tf.split(xt, 3, axis=-1)
-        hz, hr, hc = tf.split(hp, 3, axis=-1)
-        z = tf.sigmoid(xz + hz)
-        r = tf.sigmoid(xr + hr)
-        c = tf.tanh(xc + r * hc)
-        return z * h_prev + (1.0 - z) * c, z, r, c, hc  # same maths as gru_step, plus what grad needs
-
-    hs, zs, rs, cs, hcs = tf.scan(step, tf.transpose(xp, [1, 0, 2]), initializer=(h, zeros, zeros, zeros, zeros))
+    hs, zs, rs, cs, hcs = tf.scan(lambda carry, xt: _gru_parts(xt, carry[0], wh, bh),
+                                  tf.transpose(xp, [1, 0, 2]), initializer=(h, zeros, zeros, zeros, zeros))
 
     def grad(d_outs, d_last):
         units = tf.shape(h)[-1]

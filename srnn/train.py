@@ -42,10 +42,12 @@ class Steps:
     Each takes (x, mask, reset, h_slow, h_mid) and returns (loss_bits, h_slow, h_mid); the states
     are returned as values, never differentiated through across chunks (truncated BPTT)."""
 
-    def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None):
+    def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
         self.model, self.clip = model, clip
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-        self.optimizer.build(model.trainable_variables)
+        self.optimizer = None
+        if not evaluate_only:
+            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+            self.optimizer.build(model.trainable_variables)
         xla = use_xla(model.cfg) if xla is None else xla
         self.train_step = tf.function(self._train, jit_compile=xla)
         self.eval_step = tf.function(self._eval, jit_compile=xla)
@@ -357,7 +359,10 @@ def train(cfg, opts, log=print, splits=None):
     if test_feed is not None and best_weights is not None:
         for (_, w), value in zip(model.named_weights(), best_weights):
             w.assign(value)
-        test_bits = run_pass(steps, test_feed, test_feed.batches(), False).bits
+        # one device: the test split may end in a smaller batch, and a cluster's workers need not
+        # agree on anything for it
+        evaluator = steps if strategy is None else Steps(model, xla=False, evaluate_only=True)
+        test_bits = run_pass(evaluator, test_feed, test_feed.batches(), False).bits
         history["test_bits"] = test_bits
         log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")
     return history

@@ -169,3 +169,13 @@ def test_every_part_is_checked_before_training_starts(tmp_path):
     (tmp_path / "x_parts" / "p3.wav").unlink()
     with pytest.raises(SrnnError, match="p3.wav .*missing"):
         Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+
+
+def test_a_whole_feeder_keeps_the_last_smaller_batch(tmp_path):
+    d = make_parts(tmp_path, [700] * 5)
+    warnings = []
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000,
+                  split="test", warn=warnings.append, whole=True)
+    assert [len(b) for b in feed.batches()] == [2, 2, 1] and warnings == []
+    chunks = list(feed.chunks(feed.batches()))
+    assert chunks[-1].x.shape == (1, 256 + 8)
