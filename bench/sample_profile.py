@@ -3,7 +3,7 @@
     python bench/sample_profile.py
 
 1. dim 1024, one stream, is memory-bound: it prints the bytes of weights one generated sample
-   reads, this machine's matrix-vector bandwidth, and the bound that follows.
+   reads, this machine's matrix-vector bandwidth beyond the caches, and the ceiling that follows.
 2. dim 32: per-step cost of the sample tier's pieces for 1 and 16 streams, showing that the work
    (not a per-step overhead) grows with the number of streams.
 """
@@ -35,12 +35,13 @@ def loop_time(fn, state, steps=STEPS):
 
 
 def weight_bytes_per_sample(cfg):
-    """Weights read per generated sample: sample tier every sample, mid tier every `frame`
-    samples, slow tier every `big_frame` samples (float32)."""
-    D, S, q, fr, bf = cfg.dim, cfg.slowdim, cfg.q_levels, cfg.frame, cfg.big_frame
-    sample = D * D * 2 + D * q + fr * D  # two hidden layers, output layer, one lookup row per context sample
-    mid = fr * D + D * 3 * D * 2 + D * fr * D  # input, GRU input + recurrent kernels, output
-    slow = bf * 3 * S + S * 3 * S + S * cfg.mids_per_slow * D
+    """Weights the sampler's loop reads per generated sample (float32), with its fused kernels:
+    the sample tier every sample, the mid tier every `frame` samples, the slow tier every
+    `big_frame` samples (srnn/sample.py, Sampler._loop)."""
+    D, S, q, fr, bf, mps = cfg.dim, cfg.slowdim, cfg.q_levels, cfg.frame, cfg.big_frame, cfg.mids_per_slow
+    sample = fr * D + D * D + D * q  # one lookup row per context sample (through h1), h2, output
+    mid = fr * 3 * D + D * 3 * D + D * fr * D  # input (fused), recurrent kernel, output (fused with h1)
+    slow = bf * 3 * S + S * 3 * S + S * mps * D + D * 3 * D  # GRU, output, the mid GRU's input kernel
     return 4 * (sample + mid / fr + slow / bf)
 
 
@@ -60,6 +61,14 @@ def main():
     need = weight_bytes_per_sample(cfg)
     print(f"dim 1024, one stream: {need / 1e6:.1f} MB of weights read per generated sample; "
           f"matrix-vector bandwidth here {bandwidth / 1e9:.1f} GB/s -> at most {bandwidth / need:,.0f} samples/s")
+    from srnn.sample import Sampler
+
+    sampler = Sampler(SampleRNN(cfg))
+    sampler.generate(1, 1000)
+    t0 = time.perf_counter()
+    sampler.generate(1, 1000, seed=1)
+    rate = 1000 / (time.perf_counter() - t0)
+    print(f"  the sampler: {rate:,.0f} samples/s, {rate * need / bandwidth:.0%} of that ceiling")
 
     m = SampleRNN(ModelConfig(slowdim=32, dim=32))
     k = m.kernels()
