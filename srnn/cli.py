@@ -147,12 +147,9 @@ def train_main(argv=None):
 
 
 def train_command(args):
-    from .config import BIG_FRAME, ModelConfig
-
-    if args.cutlen % BIG_FRAME:
-        raise SrnnError(f"--cutlen={args.cutlen} must be a multiple of {BIG_FRAME} (the slow tier's frame)")
     from . import checkpoint
-    from .options import TrainOptions, prepare
+    from .config import ModelConfig
+    from .options import DEFAULT_SEED, TrainOptions, prepare
 
     if args.distribute == "multiworker":
         from .distribute import tf_config
@@ -173,7 +170,7 @@ def train_command(args):
     )
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
-    seed = args.seed if args.seed is not None else int((ckpt.train or {}).get("seed", 1337) if ckpt else 1337)
+    seed = args.seed if args.seed is not None else int(((ckpt.train if ckpt else None) or {}).get("seed", DEFAULT_SEED))
     opts = TrainOptions(
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
@@ -193,6 +190,7 @@ def sample_command(args):
     from . import checkpoint, names
     from .audio import read_mono, resample, write_wav
     from .config import ModelConfig
+    from .options import DEFAULT_SEED
     from .quantize import quantize
 
     temps = args.temperature
@@ -226,7 +224,7 @@ def sample_command(args):
     n = int(round(args.seconds * rate))
     t0 = time.time()
     start = sampler.prime(primer, args.nseqs) if primer.size else None
-    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=1337 if args.seed is None else args.seed,
+    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=DEFAULT_SEED if args.seed is None else args.seed,
                                  argmax=bool(args.debug), start=start)
     took = time.time() - t0
     for i in range(args.nseqs):

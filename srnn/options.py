@@ -10,6 +10,9 @@ from .batches import prepare_splits
 from .errors import SrnnError
 
 
+DEFAULT_SEED = 1337  # the original seeded NumPy with 1337: runs are reproducible by default
+
+
 @dataclasses.dataclass
 class TrainOptions:
     exp: str
@@ -19,7 +22,7 @@ class TrainOptions:
     validstop: float
     cutlen: int
     svepoch: int = -1
-    seed: int = 1337
+    seed: int = DEFAULT_SEED
     load: str = None
     patience: int = 0  # stop after this many epochs without a better validation loss; 0: never
     parts_root: str = "blizzard"
