@@ -14,7 +14,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import REAL_TIME, describe_machine, matmul_gflops, tf  # noqa: E402,F401
+from common import REAL_TIME, describe_machine, matmul_gflops  # noqa: E402
 
 from srnn.config import ModelConfig  # noqa: E402
 from srnn.model import SampleRNN  # noqa: E402

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from . import names
 from .config import BIG_FRAME
-from .errors import SrnnError
+from .errors import SrnnError, first_line
 from .quantize import Q_ZERO, quantize
 
 
@@ -73,15 +73,24 @@ def split_files(files, trainstop, validstop):
     return files[:t], files[t:v], files[v:]
 
 
+def _unreadable(path, exc):
+    """The error for a part that cannot be read: missing, or not audio."""
+    if not os.path.exists(path):
+        return SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again")
+    return SrnnError(f"{path} cannot be read as audio ({first_line(exc)}): run preprocess again")
+
+
+def check_cutlen(cutlen, big_frame=BIG_FRAME):
+    if cutlen <= 0 or cutlen % big_frame:
+        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}")
+
+
 def check_part(path, samplerate):
     """Frames of one part from its header, after checking it exists and is mono at `samplerate`."""
     try:
         info = sf.info(path)
     except Exception as e:
-        if not os.path.exists(path):
-            raise SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again") from None
-        raise SrnnError(f"{path} cannot be read as audio ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
-                        f"run preprocess again") from None
+        raise _unreadable(path, e) from None
     _check_format(path, info.samplerate, info.channels, samplerate)
     return info.frames
 
@@ -99,17 +108,14 @@ def load_part(path, qtype, samplerate):
     try:
         x, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:
-        if not os.path.exists(path):
-            raise SrnnError(f"{path} (listed in prompts.txt) is missing: run preprocess again") from None
-        raise SrnnError(f"{path} cannot be read as audio ({e}): run preprocess again") from None
+        raise _unreadable(path, e) from None
     _check_format(path, sr, x.shape[1], samplerate)
     return quantize(x[:, 0], qtype)
 
 
 def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME):
     """Chunks for one batch of quantised sequences (list of 1-D int arrays)."""
-    if cutlen <= 0 or cutlen % big_frame:
-        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}")
+    check_cutlen(cutlen, big_frame)
     longest = max(len(s) for s in seqs)
     padded = -(-longest // cutlen) * cutlen
     x = np.full((len(seqs), big_frame + padded), Q_ZERO, np.int32)
@@ -133,8 +139,7 @@ class Feeder:
         evaluation, which has no carried state to keep the batch size for)."""
         if batchsize <= 0:
             raise SrnnError(f"--batchsize must be positive, got {batchsize}")
-        if cutlen <= 0 or cutlen % BIG_FRAME:
-            raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {BIG_FRAME}")
+        check_cutlen(cutlen)
         if len(files) < batchsize:
             raise SrnnError(
                 f"the {split} split has {len(files)} file(s), fewer than one batch of {batchsize}: "

@@ -17,7 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .config import ModelConfig
-from .errors import SrnnError
+from .errors import SrnnError, first_line
 
 FORMAT = "srnn-checkpoint"
 VERSION = 1
@@ -95,9 +95,8 @@ def load(path):
     except SrnnError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SrnnError(
-            f"{path} cannot be read as an HDF5 checkpoint ({reason}); it may be truncated or "
+            f"{path} cannot be read as an HDF5 checkpoint ({first_line(e)}); it may be truncated or "
             f"not a checkpoint: use another file"
         ) from None
     return Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)

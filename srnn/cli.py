@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from .config import SAMPLE_RATE
-from .errors import SrnnError
+from .errors import SrnnError, first_line
 from .quantize import QTYPES
 
 
@@ -210,7 +210,7 @@ def sample_command(args):
         try:
             x, sr = read_mono(args.prime)
         except Exception as e:
-            raise SrnnError(f"--prime {args.prime} cannot be read as audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise SrnnError(f"--prime {args.prime} cannot be read as audio ({first_line(e)})") from None
         if x.size == 0 or not np.all(np.isfinite(x)):
             raise SrnnError(f"--prime {args.prime} holds no usable audio samples: give another file")
         primer = quantize(resample(x, sr, rate), c.qtype, c.q_levels)
@@ -240,5 +240,3 @@ def sample_command(args):
           f"({args.nseqs * n / took:,.0f} samples/s, compilation included)")
     return 0
 
-
-__all__ = ["SrnnError", "preprocess_main", "train_main"]

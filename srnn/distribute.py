@@ -53,14 +53,12 @@ def make_strategy(kind, devices=None):
 
     tf = import_tensorflow()
     if kind == "mirrored":
-        if devices:
-            known = {d.name.replace("/physical_device:", "").lower() for d in tf.config.list_logical_devices()}
-            known |= {"/device:" + k.lstrip("/") for k in known}
-            for d in devices:
-                wanted = d.lower().lstrip("/")
-                if not any(k.endswith(wanted) for k in known):
-                    raise SrnnError(f"--devices: no device {d} on this machine (it has "
-                                    f"{', '.join(x.name for x in tf.config.list_logical_devices())})")
+        # names are like /device:GPU:0; accept GPU:0, /gpu:0 or the full name
+        known = [d.name.lower() for d in tf.config.list_logical_devices()]
+        for d in devices or []:
+            wanted = d.lower().lstrip("/")
+            if not any(k.endswith("/" + wanted) or k.endswith(":" + wanted) for k in known):
+                raise SrnnError(f"--devices: no device {d} on this machine (it has {', '.join(known)})")
         return tf.distribute.MirroredStrategy(devices=devices or None)
     if tf_config() is None:
         raise SrnnError("--distribute multiworker needs the TF_CONFIG environment variable that names "

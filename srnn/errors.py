@@ -9,6 +9,12 @@ class SrnnError(Exception):
     label = "error"  # the word before the message on stderr
 
 
+def first_line(exc):
+    """An exception's message on one line (its first non-empty line), or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def run_cli(main, argv=None):
     """Run `main(argv)` as a command: clean one-line errors and exit codes instead of tracebacks."""
     try:

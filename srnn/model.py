@@ -11,7 +11,8 @@ Every Dense and GRU kernel is weight-normalised (w = g * v / ||v||, g starting a
 column norms, so the layer starts as plain), and each GRU has a learned initial state used when a
 batch starts (`reset`). The layers only own weights and produce their effective kernels; the maths
 is in the functions below, shared by the training graph (`SampleRNN.forward`) and the sampler
-(`srnn.sample`), so both compute exactly the same thing.
+(`srnn.sample`, which also fuses consecutive linear layers to read fewer bytes per sample), so
+both compute the same thing; tests hold them equal.
 """
 from .config import ModelConfig
 from .quiet import import_tensorflow
@@ -109,6 +110,15 @@ def _gru_sequence(xp, h, wh, bh):
     return (tf.transpose(hs, [1, 0, 2]), hs[-1]), grad
 
 
+def add_weight_norm(layer, suffix, shape, initializer):
+    """A weight-normalised kernel's weights `v{suffix}` and `g{suffix}`, g starting at the column
+    norms of the initial v so that the layer starts as its plain counterpart (w == v)."""
+    v = layer.add_weight(name=f"v{suffix}", shape=shape, initializer=initializer)
+    g = layer.add_weight(name=f"g{suffix}", shape=(shape[-1],), initializer="ones")
+    g.assign(tf.norm(v, axis=0))
+    return v, g
+
+
 class WNDense(keras.layers.Layer):
     """Weights of a weight-normalised Dense layer; `kernel()` gives the effective matrix."""
 
@@ -118,9 +128,7 @@ class WNDense(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
-        self.v = self.add_weight(name="v", shape=(input_shape[-1], self.units), initializer=self.kernel_initializer)
-        self.g = self.add_weight(name="g", shape=(self.units,), initializer="ones")
-        self.g.assign(tf.norm(self.v, axis=0))  # start as the plain layer: w == v
+        self.v, self.g = add_weight_norm(self, "", (input_shape[-1], self.units), self.kernel_initializer)
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros") if self.use_bias else None
 
     def kernel(self):
@@ -145,12 +153,8 @@ class WNGRU(keras.layers.Layer):
 
     def build(self, input_shape):
         u3 = 3 * self.units
-        self.vx = self.add_weight(name="vx", shape=(input_shape[-1], u3), initializer="glorot_uniform")
-        self.gx = self.add_weight(name="gx", shape=(u3,), initializer="ones")
-        self.vh = self.add_weight(name="vh", shape=(self.units, u3), initializer="orthogonal")
-        self.gh = self.add_weight(name="gh", shape=(u3,), initializer="ones")
-        self.gx.assign(tf.norm(self.vx, axis=0))
-        self.gh.assign(tf.norm(self.vh, axis=0))
+        self.vx, self.gx = add_weight_norm(self, "x", (input_shape[-1], u3), "glorot_uniform")
+        self.vh, self.gh = add_weight_norm(self, "h", (self.units, u3), "orthogonal")
         self.bx = self.add_weight(name="bx", shape=(u3,), initializer="zeros")
         self.bh = self.add_weight(name="bh", shape=(u3,), initializer="zeros")
         self.h0 = self.add_weight(name="h0", shape=(self.units,), initializer="zeros")

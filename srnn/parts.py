@@ -16,7 +16,7 @@ import numpy as np
 from . import names
 from .atomic import write_text
 from .audio import is_audio_name, read_mono, resample, write_wav
-from .errors import SrnnError
+from .errors import SrnnError, first_line
 
 
 @dataclasses.dataclass
@@ -96,6 +96,7 @@ def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False
         staging = tempfile.mkdtemp(prefix=".srnn-staging-", dir=out_dir)
     except OSError as e:
         raise SrnnError(f"cannot write to {out_dir}: {e.strerror}; choose another --out") from None
+    committed = False
     try:
         _cut(files, staging, part_len, samplerate, summary, log)
         if summary.files_read == 0:
@@ -109,13 +110,12 @@ def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False
                 f"{seconds:g} s; add audio or lower --seconds"
             )
         _commit(staging, out_dir, summary.parts, replace=old)
-    except BaseException:
+        committed = True
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if created:
+        if created and not committed:  # a failed run leaves no empty output folder behind
             with contextlib.suppress(OSError):
                 os.rmdir(out_dir)
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
@@ -125,7 +125,7 @@ def _cut(files, staging, part_len, samplerate, summary, log):
         try:
             x, sr = read_mono(path)
         except Exception as e:  # soundfile raises several types for corrupt files
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             summary.files_skipped.append((path, reason))
             log(f"warning: skipping {path}: cannot read it as audio ({reason})")
             continue

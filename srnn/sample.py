@@ -19,13 +19,18 @@ tf = import_tensorflow()
 PICK_BLOCK = 16  # levels per block of the two-level inverse CDF
 
 
+def _batch(t):
+    """The batch size: static when traced with a known shape (XLA wants it), else dynamic."""
+    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
+
+
 def inverse_cdf_pick(p, u):
     """Index k with cdf[k-1] <= u * total < cdf[k], for p (batch, q) >= 0 and u (batch,) in [0, 1).
 
     Two levels, a block of 16 levels and then a level inside it: two cumulative sums of 16
     instead of one of 256, which XLA's CPU backend computes as a quadratic reduce-window.
     """
-    B, q = p.shape[0] if p.shape[0] is not None else tf.shape(p)[0], p.shape[-1]
+    B, q = _batch(p), p.shape[-1]
     n_blocks = -(-q // PICK_BLOCK)
     p = tf.pad(p, [[0, 0], [0, n_blocks * PICK_BLOCK - q]])  # zero-probability padding
     blocks = tf.reshape(p, [B, n_blocks, PICK_BLOCK])
@@ -42,19 +47,14 @@ def inverse_cdf_pick(p, u):
     return tf.minimum(b * PICK_BLOCK + j, q - 1)
 
 
-def use_xla(cfg):
-    """XLA fuses the ~100 small ops of a big frame into one program. Measured on 2 cores it wins
-    at every size from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams)."""
-    return True
-
-
 PRIME_CHUNK = 8192  # primer samples per pass of the conditioning tiers (bounds memory for long primers)
 
 
 class Sampler:
-    def __init__(self, model, xla=None):
-        self.model = model
-        self.xla = use_xla(model.cfg) if xla is None else xla
+    def __init__(self, model, xla=True):
+        # XLA fuses the ~100 small ops of a big frame into one program; measured on 2 cores it
+        # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
+        self.model, self.xla = model, xla
         self._run = tf.function(self._loop, jit_compile=self.xla)
         self._condition = tf.function(lambda x, hs, hm, reset: model.conditioning(x, hs, hm, reset)[1:])
 
@@ -107,7 +107,7 @@ class Sampler:
         m = self.model
         c, k = m.cfg, m.kernels()
         bf, fr, D, q = c.big_frame, c.frame, c.dim, c.q_levels
-        B = frame.shape[0] if frame.shape[0] is not None else tf.shape(frame)[0]  # static when traced
+        B = _batch(frame)
         s_wx, s_bx, s_wh, s_bh = k["slow"]
         m_wx, m_bx, m_wh, m_bh = k["mid"]
         (so_w, so_b), (mi_w, mi_b), (mo_w, mo_b), (w1, b1) = k["slow_out"], k["mid_in"], k["mid_out"], k["h1"]

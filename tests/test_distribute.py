@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-from conftest import ROOT, assert_clean_error, run_tool
+from conftest import ROOT, assert_clean_error
 
 MIRRORED = r"""
 import json, os, sys
