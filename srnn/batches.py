@@ -1,8 +1,9 @@
 """Feeding parts to truncated BPTT: splits of prompts.txt, minibatches, overlapping chunks.
 
 A batch of `batchsize` whole parts is quantised, padded to a multiple of `cutlen` (with a mask),
-prefixed with BIG_FRAME samples of Q_ZERO and cut into chunks `x[:, i*cutlen : (i+1)*cutlen + 8]`.
-Consecutive chunks overlap by 8 *real* samples (as the Theano reference did), so every target
+prefixed with a big frame (8 samples for the original) of silence and cut into chunks
+`x[:, i*cutlen : (i+1)*cutlen + 8]`. Consecutive chunks overlap by a big frame of *real* samples
+(as the Theano reference did), so every target
 sees its true context; the recurrent state is carried from chunk to chunk, and the first chunk of
 each batch has `reset` set. Files are read only when their batch is needed, so memory does not
 grow with the corpus.
@@ -17,13 +18,13 @@ import soundfile as sf
 from . import names
 from .config import BIG_FRAME
 from .errors import SrnnError, first_line
-from .quantize import Q_ZERO, quantize
+from .quantize import Q_LEVELS, q_zero, quantize
 
 
 @dataclasses.dataclass
 class Chunk:
-    x: np.ndarray  # (batch, cutlen + BIG_FRAME) int32 levels; inputs and targets
-    mask: np.ndarray  # (batch, cutlen) float32; 1 for real targets x[:, BIG_FRAME:], 0 for padding
+    x: np.ndarray  # (batch, cutlen + big frame) int32 levels; inputs and targets
+    mask: np.ndarray  # (batch, cutlen) float32; 1 for real targets x[:, big frame:], 0 for padding
     reset: bool  # first chunk of its batch: start from the learned initial states
 
 
@@ -82,7 +83,8 @@ def _unreadable(path, exc):
 
 def check_cutlen(cutlen, big_frame=BIG_FRAME):
     if cutlen <= 0 or cutlen % big_frame:
-        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}")
+        why = "" if big_frame == BIG_FRAME else " (the top tier's frame, from --frames)"
+        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}{why}")
 
 
 def check_part(path, samplerate):
@@ -103,22 +105,22 @@ def _check_format(path, sr, channels, samplerate):
         )
 
 
-def load_part(path, qtype, samplerate):
+def load_part(path, qtype, samplerate, q_levels=Q_LEVELS):
     """One part as int32 levels; it must be mono at the model's sample rate."""
     try:
         x, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:
         raise _unreadable(path, e) from None
     _check_format(path, sr, x.shape[1], samplerate)
-    return quantize(x[:, 0], qtype)
+    return quantize(x[:, 0], qtype, q_levels)
 
 
-def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME):
+def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS):
     """Chunks for one batch of quantised sequences (list of 1-D int arrays)."""
     check_cutlen(cutlen, big_frame)
     longest = max(len(s) for s in seqs)
     padded = -(-longest // cutlen) * cutlen
-    x = np.full((len(seqs), big_frame + padded), Q_ZERO, np.int32)
+    x = np.full((len(seqs), big_frame + padded), q_zero(q_levels), np.int32)
     mask = np.zeros((len(seqs), padded), np.float32)
     for b, s in enumerate(seqs):
         x[b, big_frame:big_frame + len(s)] = s
@@ -134,19 +136,20 @@ def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME):
 class Feeder:
     """Minibatches of one split, read lazily; an epoch is an iterator of Chunks."""
 
-    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print, whole=False):
+    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print, whole=False,
+                 q_levels=Q_LEVELS, big_frame=BIG_FRAME):
         """`whole`: keep a last, smaller batch instead of leaving the remainder out (for a final
         evaluation, which has no carried state to keep the batch size for)."""
         if batchsize <= 0:
             raise SrnnError(f"--batchsize must be positive, got {batchsize}")
-        check_cutlen(cutlen)
+        check_cutlen(cutlen, big_frame)
         if len(files) < batchsize:
             raise SrnnError(
                 f"the {split} split has {len(files)} file(s), fewer than one batch of {batchsize}: "
                 f"change --trainstop/--validstop or lower --batchsize"
             )
         self.files, self.batchsize, self.cutlen = list(files), batchsize, cutlen
-        self.qtype, self.samplerate = qtype, samplerate
+        self.qtype, self.samplerate, self.q_levels, self.big_frame = qtype, samplerate, q_levels, big_frame
         # every part's header, once: a missing or wrong part is reported now, not hours into
         # training, and the chunk counts of the progress bar need no more reading
         self.frames = {f: check_part(f, samplerate) for f in self.files}
@@ -170,11 +173,14 @@ class Feeder:
 
     def load(self, batch):
         """The quantised parts of one batch."""
-        return [load_part(f, self.qtype, self.samplerate) for f in batch]
+        return [load_part(f, self.qtype, self.samplerate, self.q_levels) for f in batch]
+
+    def batch_chunks(self, seqs):
+        return batch_chunks(seqs, self.cutlen, self.big_frame, self.q_levels)
 
     def chunks(self, batches):
         for batch in batches:
-            yield from batch_chunks(self.load(batch), self.cutlen)
+            yield from self.batch_chunks(self.load(batch))
 
     def loaded(self, batches, start=0, prefetch=True):
         """(index, quantised parts) for each batch from `start` on. With `prefetch`, the next
@@ -200,13 +206,16 @@ class Splits:
     test: Feeder = None
 
 
-def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, qtype, samplerate, hint=None, warn=print):
-    """Read prompts.txt and build the feeders; every data problem surfaces here, before any model
-    is built (and before TensorFlow is even imported)."""
+def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint=None, warn=print):
+    """Read prompts.txt and build the feeders for a model of `cfg` (quantisation, sample rate, big
+    frame); every data problem surfaces here, before any model is built (and before TensorFlow is
+    even imported)."""
+    check_cutlen(cutlen, cfg.big_frame)
     train, valid, test = split_files(read_prompts(parts_dir, hint), trainstop, validstop)
-    args = (cutlen, qtype, samplerate)
+    args = (cutlen, cfg.qtype, cfg.sample_rate)
+    kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn)
     return Splits(
-        train=Feeder(train, batchsize, *args, "training", warn),
-        valid=Feeder(valid, batchsize, *args, "validation", warn),
-        test=Feeder(test, min(batchsize, len(test)), *args, "test", warn, whole=True) if test else None,
+        train=Feeder(train, batchsize, *args, "training", **kw),
+        valid=Feeder(valid, batchsize, *args, "validation", **kw),
+        test=Feeder(test, min(batchsize, len(test)), *args, "test", whole=True, **kw) if test else None,
     )

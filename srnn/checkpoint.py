@@ -2,11 +2,15 @@
 when written by training, the optimizer state and the training history for an exact resume.
 
 Layout:
-    attrs   format="srnn-checkpoint", version, config (ModelConfig as JSON)
-    weights/<layer>/<weight>          float32 arrays, names from SampleRNN.named_weights()
+    attrs   format="srnn-checkpoint", version, config (ModelConfig as JSON: the architecture)
+    weights/<tier>/<layer>/<weight>   float32 arrays, names from SampleRNN.named_weights()
     optimizer/<index>                 the optimizer's variables in order (attrs: name)
-    train   attrs: epoch (last completed, from 0), seed, exp, train_bits, valid_bits, ...
-            datasets: arrays of the training position (carried states of an interrupted run)
+    train   attrs: epoch (last completed, from 0), seed, exp, learning_rate, train_bits, ...
+            datasets: arrays of the training position (state_0, state_1, ...: the carried states
+            of an interrupted run, one per RNN layer)
+
+Version 1 files (written before the tiers became layers) hold the original's three-tier model
+under its old layer names; `load` renames them, so they load and sample as before.
 """
 import dataclasses
 import json
@@ -20,7 +24,23 @@ from .config import ModelConfig
 from .errors import SrnnError, first_line
 
 FORMAT = "srnn-checkpoint"
-VERSION = 1
+VERSION = 2
+# version 1's layer names -> version 2's (the original's model: frame0 = slow, frame1 = mid)
+V1_LAYERS = {"slow_gru": "frame0/rnn0", "slow_out": "frame0/out", "mid_in": "frame1/in", "mid_gru": "frame1/rnn0",
+             "mid_out": "frame1/out", "embedding": "sample/embedding", "sample_in": "sample/in",
+             "sample_h1": "sample/h1", "sample_h2": "sample/h2", "sample_out": "sample/out"}
+V1_STATES = {"h_slow": "state_0", "h_mid": "state_1"}
+
+
+def _upgrade_v1(weights, train):
+    """A version 1 file's weights and training position under version 2's names."""
+    renamed = {}
+    for name, value in weights.items():
+        layer, _, weight = name.partition("/")
+        renamed[f"{V1_LAYERS.get(layer, layer)}/{weight}"] = value
+    if train:
+        train = {V1_STATES.get(k, k): v for k, v in train.items()}
+    return renamed, train
 
 
 @dataclasses.dataclass
@@ -78,7 +98,7 @@ def load(path):
                 )
             try:
                 config = ModelConfig.from_json(f.attrs["config"])
-            except (KeyError, ValueError, TypeError) as e:
+            except (KeyError, ValueError, TypeError, AttributeError) as e:
                 raise SrnnError(f"{path} has a damaged model description ({e}): use another checkpoint") from None
             weights = {}
             f["weights"].visititems(
@@ -92,6 +112,8 @@ def load(path):
             if "train" in f:
                 train = {k: json.loads(v) for k, v in f["train"].attrs.items()}
                 train.update({k: f["train"][k][()] for k in f["train"]})
+            if int(f.attrs.get("version", 1)) < 2:
+                weights, train = _upgrade_v1(weights, train)
     except SrnnError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:
@@ -102,19 +124,17 @@ def load(path):
     return Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)
 
 
-def describe_sizes(c):
-    return f"slowdim={c.slowdim}, dim={c.dim}, q_levels={c.q_levels}, emb_size={c.emb_size}, " \
-           f"frames={c.big_frame}/{c.frame}"
+# the settings that shape the weights (sample_rate and qtype do not, and are checked by the CLI)
+ARCHITECTURE = ("frames", "rnn", "rnn_layers", "skip", "slowdim", "dim", "emb_size", "q_levels")
 
 
 def check_compatible(ckpt, config):
-    """Raise a one-line error naming both sizes when `ckpt` cannot fill a model of `config`."""
-    fields = ("slowdim", "dim", "q_levels", "emb_size", "big_frame", "frame")
-    if any(getattr(ckpt.config, k) != getattr(config, k) for k in fields):
+    """Raise a one-line error naming both architectures when `ckpt` cannot fill a model of
+    `config`."""
+    if any(getattr(ckpt.config, k) != getattr(config, k) for k in ARCHITECTURE):
         raise SrnnError(
-            f"{ckpt.path} holds a model with {describe_sizes(ckpt.config)}, but the flags ask for "
-            f"{describe_sizes(config)}: pass matching --slowdim/--dim, or leave them out to take "
-            f"them from the file"
+            f"{ckpt.path} holds a model with {ckpt.config.describe()}, but the flags ask for "
+            f"{config.describe()}: leave the architecture flags out to take them from the file"
         )
 
 

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from .config import SAMPLE_RATE
+from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE, ConfigError
 from .errors import SrnnError, first_line
 from .quantize import QTYPES
 
@@ -59,11 +59,28 @@ def _index(text):
             raise argparse.ArgumentTypeError(f"expected a line index or a fraction, got {text!r}") from None
 
 
+ARCHITECTURE_HELP = """\
+architecture: frame tiers over a sample-level MLP (--frames F1,...,FK gives K frame tiers)
+
+  tier 1 (top)   RNN (--slowdim) over frames of F1 samples ---- F1/F2 vectors per step ---.
+  tier 2         RNN (--dim) over frames of F2 + vector above - F2/F3 vectors per step -.  |
+  ...                                                                                |  |
+  tier K         RNN (--dim) over frames of FK + vector above - FK vectors per step --.|  |
+  sample MLP     last FK samples embedded + vector above -> q_levels logits <---------'
+
+  the original (default)      --frames 8,2 --rnn gru --rnn-layers 1
+  the reference's 2 tiers     --frames 2       (add --rnn-layers N --skip for its deeper models)
+  the reference's 3 tiers     --frames 8,2
+  a typical music model       --frames 16,4 --rnn lstm --rnn-layers 3 --skip
+"""
+
+
 def train_parser():
     p = argparse.ArgumentParser(
         prog="train_srnn.py",
-        description="Train a three-tier SampleRNN on blizzard/EXP_parts (made by preprocess.py), "
-        "or generate audio from a checkpoint with --sample.",
+        description="Train a SampleRNN (by default the original's three-tier model) on "
+        "blizzard/EXP_parts (made by preprocess.py), or generate audio from a checkpoint with --sample.",
+        epilog=ARCHITECTURE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--exp", default="tiny",
                    help="experiment name: reads ./blizzard/EXP_parts/prompts.txt and names the "
@@ -77,10 +94,10 @@ def train_parser():
     p.add_argument("--load", metavar="FILE.h5", default=None,
                    help="continue training from this checkpoint: weights, optimizer state, epoch "
                    "counter and loss history (--nepochs counts all epochs, done ones included)")
-    p.add_argument("--slowdim", type=int, default=None, help="slow (3rd) tier GRU size (default 1024, "
+    p.add_argument("--slowdim", type=int, default=None, help="top (slow) tier RNN size (default 1024, "
                    "or the checkpoint's with --sample/--load)")
-    p.add_argument("--dim", type=int, default=None, help="mid tier GRU and sample tier MLP size "
-                   "(default 1024, or the checkpoint's with --sample/--load)")
+    p.add_argument("--dim", type=int, default=None, help="RNN size of every other frame tier and the "
+                   "sample MLP's size (default 1024, or the checkpoint's with --sample/--load)")
     p.add_argument("--nepochs", type=int, default=None, help="number of epochs to run (default per --exp)")
     p.add_argument("--batchsize", type=int, default=None, help="minibatch size in parts (default per --exp)")
     p.add_argument("--trainstop", type=_index, default=None,
@@ -102,9 +119,26 @@ def train_parser():
                    "seed gives the same losses and the same audio (default 1337; with --load, the "
                    "checkpoint's)")
     p.add_argument("--qtype", choices=QTYPES, default=None,
-                   help="quantisation of the audio for training: linear (the original's) or mu-law; "
-                   "stored in the checkpoint and used by sampling. Losses in bits are comparable only "
-                   "between runs of one qtype (default linear)")
+                   help="quantisation of the audio for training: linear (the original's), mu-law or "
+                   "a-law; stored in the checkpoint and used by sampling. Losses in bits are comparable "
+                   "only between runs of one qtype and --q-levels (default linear)")
+    a = p.add_argument_group("architecture (stored in the checkpoint: --sample and --load need none of these)")
+    a.add_argument("--frames", default=None, metavar="F1,F2,...",
+                   help="frame size in samples of each frame tier, top tier first, each a multiple of "
+                   f"the next: 8,2 is the original's three tiers, 2 a two-tier model, 64,16,4 four tiers "
+                   f"(default {','.join(map(str, FRAMES))})")
+    a.add_argument("--rnn", default=None, metavar="|".join(RNNS), help="the frame tiers' RNN (default gru)")
+    a.add_argument("--rnn-layers", type=int, default=None, metavar="N",
+                   help=f"RNN layers per frame tier, 1 to {MAX_LAYERS} (default 1)")
+    a.add_argument("--skip", action="store_true", default=None,
+                   help="skip connections: each tier's output layer reads all its RNN layers' outputs "
+                   "(for --rnn-layers above 1)")
+    a.add_argument("--emb-size", type=int, default=None, metavar="N",
+                   help="sample MLP embedding width per previous sample (default 256)")
+    a.add_argument("--q-levels", type=int, default=None, metavar="N",
+                   help="quantisation levels, 2 to 65536 (default 256)")
+    p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                   help="Adam's learning rate (default 0.001; with --load, the checkpoint's)")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                    help="none: one device; mirrored: one model copy per local GPU (or per --devices); "
                    "multiworker: every device of the machines named in TF_CONFIG, only the chief writes "
@@ -133,12 +167,41 @@ def _positive(args, *flags):
     for flag in flags:
         value = getattr(args, flag)
         if value is not None and value <= 0:
-            raise SrnnError(f"--{flag}={value} must be positive")
+            raise SrnnError(f"--{flag.replace('_', '-')}={value} must be positive")
+
+
+def parse_frames(text):
+    """`8,2` -> (8, 2); a one-line error for anything else."""
+    try:
+        frames = tuple(int(f) for f in text.replace(" ", "").split(","))
+    except ValueError:
+        raise SrnnError(f"--frames {text}: expected frame sizes in samples separated by commas, "
+                        f"top tier first, e.g. --frames 8,2") from None
+    return frames
+
+
+def model_config(args, base):
+    """The model's settings: each flag given, else `base`'s (the checkpoint's, or the defaults).
+    A bad value or combination is a one-line error naming the flag."""
+    from .config import ModelConfig
+
+    pick = lambda flag, field=None: getattr(base, field or flag) if getattr(args, flag) is None \
+        else getattr(args, flag)  # noqa: E731
+    try:
+        return ModelConfig(
+            slowdim=pick("slowdim"), dim=pick("dim"), sample_rate=pick("samplerate", "sample_rate"),
+            qtype=pick("qtype"), q_levels=pick("q_levels"), emb_size=pick("emb_size"),
+            frames=base.frames if args.frames is None else parse_frames(args.frames),
+            rnn=pick("rnn"), rnn_layers=pick("rnn_layers"), skip=pick("skip"),
+        )
+    except ConfigError as e:
+        raise SrnnError(str(e)) from None
 
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
-    _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs")
+    _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
+              "emb_size", "learning_rate")
     if args.patience < 0:
         raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
     if args.sample:
@@ -164,17 +227,16 @@ def train_command(args):
     if ckpt and args.qtype and args.qtype != base.qtype:
         raise SrnnError(f"{args.load} was trained with --qtype {base.qtype}, not {args.qtype}: "
                         f"leave --qtype out to continue it")
-    cfg = ModelConfig(
-        slowdim=args.slowdim or base.slowdim, dim=args.dim or base.dim,
-        sample_rate=args.samplerate or base.sample_rate, qtype=args.qtype or base.qtype,
-    )
+    cfg = model_config(args, base)
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
-    seed = args.seed if args.seed is not None else int(((ckpt.train if ckpt else None) or {}).get("seed", DEFAULT_SEED))
+    trained = (ckpt.train if ckpt else None) or {}
+    seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
     opts = TrainOptions(
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
         svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
+        learning_rate=args.learning_rate,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
@@ -200,8 +262,9 @@ def sample_command(args):
         raise SrnnError(f"--temperature has {len(temps)} values: give one, or one per sequence (--nseqs {args.nseqs})")
     ckpt = checkpoint.load(args.sample)
     c = ckpt.config
-    checkpoint.check_compatible(ckpt, ModelConfig(slowdim=args.slowdim or c.slowdim, dim=args.dim or c.dim,
-                                                  q_levels=c.q_levels, qtype=c.qtype))
+    if args.qtype and args.qtype != c.qtype:
+        raise SrnnError(f"{args.sample} was trained with --qtype {c.qtype}, not {args.qtype}: leave --qtype out")
+    checkpoint.check_compatible(ckpt, model_config(args, c))
     rate = args.samplerate or c.sample_rate
     primer = np.zeros(0, np.int32)
     if args.prime:

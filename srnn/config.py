@@ -1,43 +1,113 @@
-"""The model's hyperparameters: one small dataclass, stored in every checkpoint."""
+"""The model's hyperparameters: one small dataclass, stored in every checkpoint.
+
+The architecture is a stack of frame tiers over a sample-level MLP. `frames` lists each frame
+tier's frame size in samples, from the top tier down; each is a multiple of the next, so one step
+of a tier covers a whole number of steps of the tier below. The top tier's frame is the "big
+frame" (the product of the ratios between tiers and the bottom frame): every batch starts with
+that many samples of silence, and --cutlen must be a multiple of it. The bottom frame is also the
+sample MLP's context. `(8, 2)` with one GRU layer per tier is the original's three-tier model.
+"""
 import dataclasses
 import json
 
-from .quantize import Q_LEVELS, check_qtype
+from .quantize import Q_LEVELS, QTYPES
 
-BIG_FRAME = 8  # samples per slow-tier step; also the zero prefix of every batch
-FRAME = 2  # samples per mid-tier step; also the sample tier's context
+FRAMES = (8, 2)  # the original: a slow tier over 8 samples, a mid tier over 2
+BIG_FRAME = FRAMES[0]
 EMB_SIZE = 256  # sample-tier embedding width per previous sample
 SAMPLE_RATE = 16000
+RNNS = ("gru", "lstm")
+MAX_LAYERS = 64
+MAX_Q_LEVELS = 65536  # levels are stored as int32 and embedded: beyond 16 bits is not audio
+
+
+class ConfigError(ValueError):
+    """A bad combination of hyperparameters; the message names the flag."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    slowdim: int = 1024
-    dim: int = 1024
+    slowdim: int = 1024  # the top tier's RNN width
+    dim: int = 1024  # every other frame tier's RNN width and the sample MLP's width
     q_levels: int = Q_LEVELS
     qtype: str = "linear"
     sample_rate: int = SAMPLE_RATE
     emb_size: int = EMB_SIZE
-    big_frame: int = BIG_FRAME
-    frame: int = FRAME
+    frames: tuple = FRAMES
+    rnn: str = "gru"
+    rnn_layers: int = 1
+    skip: bool = False  # each tier's output layer reads all its RNN layers' outputs
 
     def __post_init__(self):
-        check_qtype(self.qtype)
-        for name in ("slowdim", "dim", "q_levels", "sample_rate", "emb_size", "big_frame", "frame"):
+        object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
+        if self.qtype not in QTYPES:
+            raise ConfigError(f"--qtype {self.qtype}: choose one of {', '.join(QTYPES)}")
+        for name, flag in (("slowdim", "--slowdim"), ("dim", "--dim"), ("sample_rate", "--samplerate"),
+                           ("emb_size", "--emb-size")):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.big_frame % self.frame:
-            raise ValueError("big_frame must be a multiple of frame")
+                raise ConfigError(f"{flag}={getattr(self, name)} must be positive")
+        if not 2 <= self.q_levels <= MAX_Q_LEVELS:
+            raise ConfigError(f"--q-levels={self.q_levels} must lie between 2 and {MAX_Q_LEVELS}")
+        if self.rnn not in RNNS:
+            raise ConfigError(f"--rnn {self.rnn}: choose one of {', '.join(RNNS)}")
+        if not 1 <= self.rnn_layers <= MAX_LAYERS:
+            raise ConfigError(f"--rnn-layers={self.rnn_layers} must lie between 1 and {MAX_LAYERS}")
+        check_frames(self.frames)
 
     @property
-    def mids_per_slow(self):
-        """Mid-tier steps per slow-tier step (4 for 8/2)."""
-        return self.big_frame // self.frame
+    def big_frame(self):
+        """Samples per step of the top tier; also the silent prefix of every batch."""
+        return self.frames[0]
+
+    @property
+    def frame(self):
+        """Samples per step of the bottom frame tier; also the sample MLP's context."""
+        return self.frames[-1]
+
+    @property
+    def n_tiers(self):
+        """Frame tiers plus the sample MLP (3 for the original)."""
+        return len(self.frames) + 1
+
+    def ratios(self):
+        """Per frame tier: how many vectors one of its steps emits for the tier below (4 and 2 for
+        the original: a slow step conditions 4 mid steps, a mid step 2 samples)."""
+        return [a // b for a, b in zip(self.frames, self.frames[1:] + (1,))]
+
+    def widths(self):
+        """Per frame tier: its RNN width (--slowdim on top, --dim below)."""
+        return [self.slowdim] + [self.dim] * (len(self.frames) - 1)
+
+    def describe(self):
+        """The architecture in the flags' words, for summaries and error messages."""
+        return (f"frames={','.join(map(str, self.frames))}, rnn={self.rnn} x{self.rnn_layers}"
+                f"{' with skip' if self.skip else ''}, slowdim={self.slowdim}, dim={self.dim}, "
+                f"emb_size={self.emb_size}, q_levels={self.q_levels}")
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ConfigError("the model description is not a JSON object")
+        if "frames" not in data and "big_frame" in data:  # written before frames were a setting
+            data["frames"] = (data["big_frame"], data.get("frame", FRAMES[-1]))
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def check_frames(frames):
+    """Frame sizes from the top tier down: positive, each a multiple of the next."""
+    text = ",".join(map(str, frames))
+    if not frames:
+        raise ConfigError("--frames needs at least one frame size, e.g. --frames 8,2")
+    if any(f <= 0 for f in frames):
+        raise ConfigError(f"--frames {text}: frame sizes must be positive")
+    for a, b in zip(frames, frames[1:]):
+        if a <= b or a % b:
+            raise ConfigError(f"--frames {text}: each frame size (top tier first) must be a multiple of "
+                              f"the next and larger, and {a} is not a multiple of {b}"
+                              if a % b else f"--frames {text}: frame sizes must shrink from the top "
+                              f"tier down ({a} is not larger than {b})")

@@ -1,19 +1,34 @@
-"""The three-tier SampleRNN (Mehri et al., ICLR 2017) as one Keras 3 model.
+"""SampleRNN (Mehri et al., ICLR 2017) as Keras 3 layers: frame tiers over a sample-level MLP.
 
-For a chunk x of shape (batch, cutlen + 8) of integer levels:
+    x (levels) ──scale──┬──────────────────────────────┬────────────────┬──────────────┐
+                        │ frames of F1 = big frame     │ frames of F2   │  frames of FK│  last FK samples
+                        ▼                              ▼                ▼              ▼  (embedded)
+                 ┌─────────────┐  F1/F2 vectors  ┌─────────────┐      ┌─────────────┐  FK vectors ┌──────────┐
+                 │ frame tier 1│ ──────────────▶ │ frame tier 2│ ···▶ │ frame tier K│ ──────────▶ │sample MLP│─▶ logits
+                 │ RNN×N (top) │   per step      │ in + RNN×N  │      │ in + RNN×N  │  per step   └──────────┘
+                 └─────────────┘                 └─────────────┘      └─────────────┘
+
+Each frame tier k runs its RNN (GRU or LSTM, N layers) once per frame of F_k samples; its input is
+the scaled frame (the top tier) or a linear projection of it plus the vector the tier above emitted
+for this step; its output layer emits F_k / F_(k+1) vectors, one per step of the tier below (F_(K+1)
+= 1: one per sample). The sample MLP embeds the previous F_K samples, adds the bottom tier's
+vector and gives q_levels logits. `--frames 8,2` with one GRU layer is the original's three-tier
+model: for a chunk x of shape (batch, cutlen + 8)
 
     slow tier   x[:, :-8] in frames of 8 -> GRU(slowdim) -> Dense(4*dim): one vector per mid frame
     mid tier    x[:, 6:-2] in frames of 2 -> Dense(dim) + slow vector -> GRU(dim) -> Dense(2*dim)
     sample tier x[t-2], x[t-1] -> Embedding(256) each -> Dense(dim) + mid vector
                 -> Dense(dim, relu) -> Dense(dim, relu) -> Dense(256) = logits for x[t]
 
-Every Dense and GRU kernel is weight-normalised (w = g * v / ||v||, g starting at the initial
-column norms, so the layer starts as plain), and each GRU has a learned initial state used when a
-batch starts (`reset`). The layers only own weights and produce their effective kernels; the maths
-is in the functions below, shared by the training graph (`SampleRNN.forward`) and the sampler
-(`srnn.sample`, which also fuses consecutive linear layers to read fewer bytes per sample), so
-both compute the same thing; tests hold them equal.
+Every Dense and RNN kernel is weight-normalised (w = g * v / ||v||, g starting at the initial
+column norms, so the layer starts as plain), and each RNN layer has a learned initial state used
+when a batch starts (`reset`).
+
+Each tier is written once and has two forms: `call` over a whole chunk (training, priming) and
+`step` (generation), where consecutive linear layers are fused once per generation by
+`step_weights` to read fewer bytes per sample. Tests hold the two forms equal.
 """
+from .cells import CELLS
 from .config import ModelConfig
 from .quiet import import_tensorflow
 
@@ -42,74 +57,6 @@ def weight_norm(v, g):
     return v * (g / tf.sqrt(tf.reduce_sum(tf.square(v), axis=0)))
 
 
-def gru_step(xp, h, wh, bh):
-    """One GRU step. xp = x @ wx + bx, precomputed (batch, 3*units); h (batch, units).
-
-    Gates are logistic sigmoids (the original set this explicitly; Keras 2's default was the hard
-    sigmoid). The reset gate is applied after the recurrent matmul (the cuDNN / Keras
-    `reset_after=True` variant), so each step is one (batch, units) @ (units, 3*units) matmul
-    instead of two dependent ones; the Theano reference applied it before.
-    """
-    return _gru_parts(xp, h, wh, bh)[0]
-
-
-def _gru_parts(xp, h, wh, bh):
-    """The new state and what its gradient needs: (h_new, z, r, c, hc)."""
-    hp = tf.matmul(h, wh) + bh
-    xz, xr, xc = tf.split(xp, 3, axis=-1)
-    hz, hr, hc = tf.split(hp, 3, axis=-1)
-    z = tf.sigmoid(xz + hz)
-    r = tf.sigmoid(xr + hr)
-    c = tf.tanh(xc + r * hc)
-    return z * h + (1.0 - z) * c, z, r, c, hc
-
-
-def gru_sequence(xp, h, wh, bh):
-    """Run the GRU over time. xp (batch, time, 3*units) already projected; returns
-    (outputs (batch, time, units), last state (batch, units)).
-
-    The gradient is written by hand: autodiff of the scan adds each step's outer product into
-    the (units, 3*units) recurrent-weight gradient inside the loop, which at dim 1024 moves 12 MB
-    per step and made the backward pass 9x the forward. Here the reverse scan carries only dh and
-    emits the per-step gate gradients; dW_h is then one (time*batch)-row GEMM.
-    """
-    # Variables are read here, outside the custom-gradient function, which takes tensors only.
-    return _gru_sequence(*(tf.convert_to_tensor(a) for a in (xp, h, wh, bh)))
-
-
-@tf.custom_gradient
-def _gru_sequence(xp, h, wh, bh):
-    zeros = tf.zeros_like(h)
-
-    hs, zs, rs, cs, hcs = tf.scan(lambda carry, xt: _gru_parts(xt, carry[0], wh, bh),
-                                  tf.transpose(xp, [1, 0, 2]), initializer=(h, zeros, zeros, zeros, zeros))
-
-    def grad(d_outs, d_last):
-        units = tf.shape(h)[-1]
-        d_outs = tf.zeros_like(xp[..., :units]) if d_outs is None else d_outs
-        d_last = zeros if d_last is None else d_last
-        h_prevs = tf.concat([h[None], hs[:-1]], axis=0)  # (time, batch, units): each step's input state
-        wh_t = tf.transpose(wh)
-
-        def back(carry, inputs):
-            d_out, h_prev, z, r, c, hc = inputs
-            dh = carry[0] + d_out
-            daz = dh * (h_prev - c) * z * (1.0 - z)
-            dac = dh * (1.0 - z) * (1.0 - c * c)
-            dar = dac * hc * r * (1.0 - r)
-            dhp = tf.concat([daz, dar, dac * r], axis=-1)
-            return dh * z + tf.matmul(dhp, wh_t), tf.concat([daz, dar, dac], axis=-1), dhp
-
-        init = (d_last, tf.zeros_like(xp[:, 0]), tf.zeros_like(xp[:, 0]))
-        dhs, dxps, dhps = tf.scan(back, (tf.transpose(d_outs, [1, 0, 2]), h_prevs, zs, rs, cs, hcs),
-                                  initializer=init, reverse=True)
-        flat_dhp = tf.reshape(dhps, [-1, 3 * units])
-        d_wh = tf.matmul(tf.reshape(h_prevs, [-1, units]), flat_dhp, transpose_a=True)
-        return tf.transpose(dxps, [1, 0, 2]), dhs[0], d_wh, tf.reduce_sum(flat_dhp, axis=0)
-
-    return (tf.transpose(hs, [1, 0, 2]), hs[-1]), grad
-
-
 def add_weight_norm(layer, suffix, shape, initializer):
     """A weight-normalised kernel's weights `v{suffix}` and `g{suffix}`, g starting at the column
     norms of the initial v so that the layer starts as its plain counterpart (w == v)."""
@@ -119,8 +66,15 @@ def add_weight_norm(layer, suffix, shape, initializer):
     return v, g
 
 
+def _blocks(w, n):
+    """The n equal column blocks of w (..., n*m)."""
+    return tf.split(w, n, axis=-1)
+
+
+# ---- the two weight layers everything is made of
+
 class WNDense(keras.layers.Layer):
-    """Weights of a weight-normalised Dense layer; `kernel()` gives the effective matrix."""
+    """A weight-normalised Dense layer; `kernel()` gives the effective matrix."""
 
     def __init__(self, units, use_bias=True, kernel_initializer="he_uniform", **kwargs):
         super().__init__(**kwargs)
@@ -143,82 +97,255 @@ class WNDense(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
-class WNGRU(keras.layers.Layer):
-    """Weights of a GRU with weight-normalised input and recurrent kernels and a learned,
-    zero-initialised initial state `h0`."""
+class WNRNN(keras.layers.Layer):
+    """One recurrent layer (GRU or LSTM, see srnn.cells) with weight-normalised input and
+    recurrent kernels and a learned, zero-initialised initial state `h0` (for the LSTM, h and c)."""
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, cell="gru", **kwargs):
         super().__init__(**kwargs)
-        self.units = units
+        self.units, self.cell_name, self.cell = units, cell, CELLS[cell]
+
+    @property
+    def state_size(self):
+        return self.cell.states * self.units
 
     def build(self, input_shape):
-        u3 = 3 * self.units
-        self.vx, self.gx = add_weight_norm(self, "x", (input_shape[-1], u3), "glorot_uniform")
-        self.vh, self.gh = add_weight_norm(self, "h", (self.units, u3), "orthogonal")
-        self.bx = self.add_weight(name="bx", shape=(u3,), initializer="zeros")
-        self.bh = self.add_weight(name="bh", shape=(u3,), initializer="zeros")
-        self.h0 = self.add_weight(name="h0", shape=(self.units,), initializer="zeros")
+        width = self.cell.gates * self.units
+        self.vx, self.gx = add_weight_norm(self, "x", (input_shape[-1], width), "glorot_uniform")
+        self.vh, self.gh = add_weight_norm(self, "h", (self.units, width), "orthogonal")
+        # the LSTM's forget gate starts open (bias 1), as Keras' unit_forget_bias does
+        bias = "zeros" if self.cell_name == "gru" else keras.initializers.Constant(
+            [0.0] * self.units + [1.0] * self.units + [0.0] * (2 * self.units))
+        self.bx = self.add_weight(name="bx", shape=(width,), initializer=bias)
+        self.bh = self.add_weight(name="bh", shape=(width,), initializer="zeros")
+        self.h0 = self.add_weight(name="h0", shape=(self.state_size,), initializer="zeros")
 
     def kernels(self):
         """(wx, bx, wh, bh) effective weights."""
         return weight_norm(self.vx, self.gx), self.bx, weight_norm(self.vh, self.gh), self.bh
 
-    def start_state(self, h, reset):
-        """The learned h0 (tiled over the batch) where `reset` is 1, the carried `h` otherwise.
+    def start_state(self, state, reset):
+        """The learned h0 (tiled over the batch) where `reset` is 1, the carried state otherwise.
         A blend rather than a select so h0 gets its gradient only from chunks that use it."""
         reset = tf.cast(reset, tf.float32)
-        return reset * tf.broadcast_to(self.h0, tf.shape(h)) + (1.0 - reset) * h
+        return reset * tf.broadcast_to(self.h0, tf.shape(state)) + (1.0 - reset) * state
 
-    def call(self, x, h):
+    def hidden(self, state):
+        """The part of the state the next layer reads: h."""
+        return state if self.cell.states == 1 else state[..., :self.units]
+
+    def call(self, x, state):
+        """Sequence form: x (batch, time, in) -> (outputs (batch, time, units), last state)."""
         wx, bx, wh, bh = self.kernels()
-        return gru_sequence(matmul(x, wx) + bx, h, wh, bh)
+        return self.cell.sequence(matmul(x, wx) + bx, state, wh, bh)
+
+    def step(self, xp, state, wh, bh):
+        """Step form: xp = x @ wx + bx (batch, gates*units) -> the new state."""
+        return self.cell.step(xp, state, wh, bh)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units, "cell": self.cell_name}
+
+
+# ---- the tiers
+
+class FrameTier(keras.layers.Layer):
+    """A frame-level tier: an RNN stack over frames of `frame` samples, conditioned by the tier
+    above (except the top tier), emitting `ratio` vectors of `out_units` per step for the tier
+    below."""
+
+    def __init__(self, frame, ratio, units, out_units, cell="gru", layers=1, skip=False, top=False,
+                 q_levels=256, **kwargs):
+        super().__init__(**kwargs)
+        self.frame, self.ratio, self.units, self.out_units = frame, ratio, units, out_units
+        self.skip, self.top, self.q_levels = skip, top, q_levels
+        # Built here, with their known input widths, in the order the weights are drawn (the same
+        # order as before tiers were layers, so a seed gives the same initial model).
+        if not top:  # the top tier's RNN reads the scaled frame itself
+            self.inp = WNDense(units, name="in")
+            self.inp.build((None, frame))
+        self.rnns = []
+        for i in range(layers):
+            rnn = WNRNN(units, cell, name=f"rnn{i}")
+            rnn.build((None, None, frame if (top and i == 0) else units))
+            self.rnns.append(rnn)
+        self.out = WNDense(out_units * ratio, name="out")
+        self.out.build((None, units * (layers if skip else 1)))
+        self.built = True
+
+    def parts(self):
+        """The weight layers, in order."""
+        return ([] if self.top else [self.inp]) + self.rnns + [self.out]
+
+    def state_sizes(self):
+        return [rnn.state_size for rnn in self.rnns]
+
+    def initial_states(self, batch):
+        return [tf.broadcast_to(rnn.h0, (batch, rnn.state_size)) for rnn in self.rnns]
+
+    def _top_input(self, hs):
+        return tf.concat(hs, axis=-1) if self.skip else hs[-1]
+
+    def call(self, frames, cond, states, reset):
+        """Chunk form. frames (batch, n, frame) scaled samples; cond (batch, n, units) from the tier
+        above, or None on top; states one per RNN layer. Returns (vectors (batch, n*ratio,
+        out_units), new states)."""
+        x = frames if self.top else self.inp(frames) + cond
+        hs, new = [], []
+        for rnn, state in zip(self.rnns, states):
+            x, last = rnn(x, rnn.start_state(state, reset))
+            hs.append(x)
+            new.append(last)
+        y = self.out(self._top_input(hs))
+        return tf.reshape(y, [tf.shape(y)[0], -1, self.out_units]), new
+
+    # ---- step form
+
+    def cond_projection(self):
+        """How this tier reads a vector from the tier above: through its first RNN layer's input
+        kernel (applied by the tier above, after its own output layer, since folding the two
+        would read more bytes than it saves)."""
+        return {"kernel": self.rnns[0].kernels()[0], "fold": False}
+
+    def step_weights(self, below):
+        """The fused weights of a step, computed once per generation. `below` is the consumer's
+        cond_projection(): its input kernel, and whether to fold it into this tier's output."""
+        w = {"rnn": [rnn.kernels() for rnn in self.rnns], "below": below}
+        wx, bx = w["rnn"][0][:2]
+        if not self.top:  # the input layer folded into the first RNN layer's input kernel
+            w["in_wx"] = tf.matmul(self.inp.kernel(), wx)
+            w["in_bx"] = tf.linalg.matvec(wx, self.inp.b, transpose_a=True) + bx
+        out_w, out_b = self.out.kernel(), self.out.b
+        if below["fold"]:  # e.g. the sample MLP's first hidden layer, applied to each emitted vector
+            p = below["kernel"]
+            out_w = tf.concat([tf.matmul(block, p) for block in _blocks(out_w, self.ratio)], axis=1)
+            out_b = tf.concat([tf.linalg.matvec(p, block, transpose_a=True) + below["bias"]
+                               for block in _blocks(out_b, self.ratio)], axis=0)
+        w["out"] = (out_w, out_b)
+        return w
+
+    def step(self, w, frame, cond, states):
+        """One step of `w = step_weights(...)`: frame (batch, frame) scaled; cond (batch, gates*units)
+        the tier above's vector already through this tier's input kernel (None on top). Returns
+        (the vectors for the tier below, through its projection: (batch, ratio, width); states)."""
+        (wx, bx, wh, bh) = w["rnn"][0]
+        xp = matmul(frame, wx) + bx if self.top else matmul(frame, w["in_wx"]) + w["in_bx"] + cond
+        hs, new = [], []
+        for i, (rnn, state) in enumerate(zip(self.rnns, states)):
+            if i:
+                wx, bx, wh, bh = w["rnn"][i]
+                xp = matmul(hs[-1], wx) + bx
+            else:
+                wh, bh = w["rnn"][0][2:]
+            state = rnn.step(xp, state, wh, bh)
+            new.append(state)
+            hs.append(rnn.hidden(state))
+        out_w, out_b = w["out"]
+        y = matmul(self._top_input(hs), out_w) + out_b
+        below = w["below"]
+        B = tf.shape(y)[0] if y.shape[0] is None else y.shape[0]
+        if below["fold"]:
+            return tf.reshape(y, [B, self.ratio, -1]), new
+        y = tf.matmul(tf.reshape(y, [B * self.ratio, self.out_units]), below["kernel"])
+        return tf.reshape(y, [B, self.ratio, -1]), new
+
+    def get_config(self):
+        return {**super().get_config(), "frame": self.frame, "ratio": self.ratio, "units": self.units,
+                "out_units": self.out_units, "cell": self.rnns[0].cell_name, "layers": len(self.rnns),
+                "skip": self.skip, "top": self.top, "q_levels": self.q_levels}
+
+
+class SampleTier(keras.layers.Layer):
+    """The sample-level MLP: the previous `context` samples embedded, plus the bottom frame tier's
+    vector, through two ReLU layers to q_levels logits."""
+
+    def __init__(self, context, units, q_levels, emb_size, **kwargs):
+        super().__init__(**kwargs)
+        self.context, self.units, self.q_levels, self.emb_size = context, units, q_levels, emb_size
+        self.embedding = keras.layers.Embedding(
+            q_levels, emb_size, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="embedding")
+        self.embedding.build((None,))
+        self.inp = WNDense(units, use_bias=False, kernel_initializer="lecun_uniform", name="in")
+        self.inp.build((None, context * emb_size))
+        self.h1 = WNDense(units, name="h1")
+        self.h1.build((None, units))
+        self.h2 = WNDense(units, name="h2")
+        self.h2.build((None, units))
+        self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out")
+        self.out.build((None, units))
+        self.built = True
+
+    def parts(self):
+        return [self.embedding, self.inp, self.h1, self.h2, self.out]
+
+    def tables(self):
+        """The input layer is linear in the embeddings, so the embedding table times its slice of
+        that layer is a (q_levels, units) lookup table per context position: a gather replaces a
+        (batch*time, context*emb) @ (context*emb, units) matmul. Same maths, same gradients."""
+        w_in, emb, e = self.inp.kernel(), self.embedding.embeddings, self.emb_size
+        return [tf.matmul(emb, w_in[k * e:(k + 1) * e]) for k in range(self.context)]
+
+    def call(self, prev, cond):
+        """Chunk form. prev: `context` int tensors (...,) of the previous samples (oldest first);
+        cond (..., units) the bottom frame tier's vector. Returns logits (..., q_levels)."""
+        h = cond
+        for table, p in zip(self.tables(), prev):
+            h = h + tf.gather(table, p)
+        return self.out(tf.nn.relu(self.h2(tf.nn.relu(self.h1(h)))))
+
+    def cond_projection(self):
+        """The vector from above goes only through h1 (after the tables are added), so the tier
+        above folds h1 into its output layer: (dim, ratio*dim) instead of two matrices."""
+        return {"kernel": self.h1.kernel(), "bias": self.h1.b, "fold": True}
+
+    def step_weights(self):
+        w1 = self.h1.kernel()
+        return {"tables": [tf.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
+                "h2": (self.h2.kernel(), self.h2.b), "out": (self.out.kernel(), self.out.b)}
+
+    def step(self, w, prev, cond):
+        """One sample: cond already through h1 (with its bias). Returns logits (batch, q_levels)."""
+        h = cond
+        for table, p in zip(w["tables"], prev):
+            h = h + tf.gather(table, p)
+        (w2, b2), (wo, bo) = w["h2"], w["out"]
+        h = tf.nn.relu(matmul(tf.nn.relu(h), w2) + b2)
+        return matmul(h, wo) + bo
+
+    def get_config(self):
+        return {**super().get_config(), "context": self.context, "units": self.units,
+                "q_levels": self.q_levels, "emb_size": self.emb_size}
 
 
 class SampleRNN(keras.Model):
-    """The three tiers. `forward` runs the training graph over one chunk; `kernels` gives the
-    effective weights for the sampler's step functions."""
+    """The frame tiers and the sample MLP. `forward` runs one training chunk; `generate` draws new
+    audio (srnn.sample holds the compiled loop)."""
 
     def __init__(self, config=None, **kwargs):
         super().__init__(name=kwargs.pop("name", "sample_rnn"), **kwargs)
         c = self.cfg = config or ModelConfig()
-        D = c.dim
-        # Built here, with their known input widths, so weights exist right after construction
-        # (loading a checkpoint and counting parameters need no dummy call).
-        self.slow_gru = WNGRU(c.slowdim, name="slow_gru")
-        self.slow_gru.build((None, None, c.big_frame))
-        self.slow_out = WNDense(D * c.mids_per_slow, name="slow_out")
-        self.slow_out.build((None, c.slowdim))
-        self.mid_in = WNDense(D, name="mid_in")
-        self.mid_in.build((None, c.frame))
-        self.mid_gru = WNGRU(D, name="mid_gru")
-        self.mid_gru.build((None, None, D))
-        self.mid_out = WNDense(D * c.frame, name="mid_out")
-        self.mid_out.build((None, D))
-        self.embedding = keras.layers.Embedding(
-            c.q_levels, c.emb_size, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
-            name="embedding")
-        self.embedding.build((None,))
-        self.sample_in = WNDense(D, use_bias=False, kernel_initializer="lecun_uniform", name="sample_in")
-        self.sample_in.build((None, c.frame * c.emb_size))
-        self.sample_h1 = WNDense(D, name="sample_h1")
-        self.sample_h1.build((None, D))
-        self.sample_h2 = WNDense(D, name="sample_h2")
-        self.sample_h2.build((None, D))
-        self.sample_out = WNDense(c.q_levels, kernel_initializer="lecun_uniform", name="sample_out")
-        self.sample_out.build((None, D))
+        widths, ratios = c.widths(), c.ratios()
+        # Built in __init__ with known widths, so weights exist right after construction (loading
+        # a checkpoint and counting parameters need no dummy call).
+        self.frame_tiers = [
+            FrameTier(frame=f, ratio=r, units=widths[k], out_units=(widths + [c.dim])[k + 1], cell=c.rnn,
+                      layers=c.rnn_layers, skip=c.skip, top=(k == 0), q_levels=c.q_levels, name=f"frame{k}")
+            for k, (f, r) in enumerate(zip(c.frames, ratios))
+        ]
+        self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, name="sample")
         self.built = True
+        self._samplers = {}
 
     @property
     def tiers(self):
-        """The layers in a fixed order; checkpoint names are `layer/weight`."""
-        return [self.slow_gru, self.slow_out, self.mid_in, self.mid_gru, self.mid_out,
-                self.embedding, self.sample_in, self.sample_h1, self.sample_h2, self.sample_out]
+        return self.frame_tiers + [self.sample_tier]
 
     def named_weights(self):
-        return [(f"{layer.name}/{w.name}", w) for layer in self.tiers for w in layer.weights]
+        """(name, variable) in a fixed order; checkpoint names are `tier/layer/weight`, e.g.
+        `frame0/rnn0/vx`, `frame1/in/v`, `sample/embedding/embeddings`."""
+        return [(f"{tier.name}/{part.name}/{w.name}", w) for tier in self.tiers for part in tier.parts()
+                for w in part.weights]
 
     def get_config(self):
         return {"config": self.cfg.to_json()}
@@ -227,77 +354,75 @@ class SampleRNN(keras.Model):
     def from_config(cls, config):
         return cls(ModelConfig.from_json(config["config"]))
 
+    # ---- carried states: one tensor per RNN layer, top tier first
+
+    def state_sizes(self):
+        return [n for tier in self.frame_tiers for n in tier.state_sizes()]
+
     def zero_states(self, batch):
-        return (tf.zeros((batch, self.cfg.slowdim)), tf.zeros((batch, self.cfg.dim)))
+        return tuple(tf.zeros((batch, n)) for n in self.state_sizes())
 
-    # ---- effective weights, computed once per step (training) or once per generation (sampling)
+    def initial_states(self, batch):
+        """The learned initial states, tiled over the batch (where generation starts)."""
+        return tuple(s for tier in self.frame_tiers for s in tier.initial_states(batch))
 
-    def kernels(self):
-        c = self.cfg
-        w_in = self.sample_in.kernel()
-        emb = self.embedding.embeddings
-        # The first sample-tier layer is linear in the embeddings, so the embedding table times its
-        # slice of that layer is a (q_levels, dim) lookup table per context position: a gather
-        # replaces a (batch*time, 512) @ (512, dim) matmul. Same maths, same gradients.
-        tables = [tf.matmul(emb, w_in[k * c.emb_size:(k + 1) * c.emb_size]) for k in range(c.frame)]
-        return {
-            "slow": self.slow_gru.kernels(), "slow_out": (self.slow_out.kernel(), self.slow_out.b),
-            "mid_in": (self.mid_in.kernel(), self.mid_in.b), "mid": self.mid_gru.kernels(),
-            "mid_out": (self.mid_out.kernel(), self.mid_out.b), "tables": tables,
-            "h1": (self.sample_h1.kernel(), self.sample_h1.b),
-            "h2": (self.sample_h2.kernel(), self.sample_h2.b),
-            "out": (self.sample_out.kernel(), self.sample_out.b),
-        }
-
-    @staticmethod
-    def sample_logits(k, prev, cond):
-        """Sample tier. prev: list of `frame` int tensors (...,) of the previous samples (oldest
-        first); cond (..., dim) the mid-tier vector. Returns logits (..., q_levels)."""
-        h = cond
-        for table, p in zip(k["tables"], prev):
-            h = h + tf.gather(table, p)
-        h = tf.nn.relu(matmul(h, k["h1"][0]) + k["h1"][1])
-        h = tf.nn.relu(matmul(h, k["h2"][0]) + k["h2"][1])
-        return matmul(h, k["out"][0]) + k["out"][1]
+    def _per_tier(self, states):
+        out, i = [], 0
+        for tier in self.frame_tiers:
+            out.append(list(states[i:i + len(tier.rnns)]))
+            i += len(tier.rnns)
+        return out
 
     # ---- training graph
 
-    def forward(self, x, h_slow, h_mid, reset):
-        """One chunk. x (batch, cutlen + big_frame) int levels; h_slow (batch, slowdim) and
-        h_mid (batch, dim) the states carried from the previous chunk (ignored where `reset`).
-        Returns logits (batch, cutlen, q_levels) for the targets x[:, big_frame:], and the last
-        states (batch, slowdim), (batch, dim)."""
-        k = self.kernels()
-        mid_cond, h_slow, h_mid = self.conditioning(x, h_slow, h_mid, reset, k)
+    def conditioning(self, x, states, reset):
+        """The frame tiers over a chunk: the bottom tier's vector per target (batch, cutlen, dim)
+        and the last states. Priming needs only this part."""
+        c = self.cfg
+        bf, B, T = c.big_frame, tf.shape(x)[0], tf.shape(x)[1] - c.big_frame
+        xs = scale_levels(x, c.q_levels)
+        cond, new = None, []
+        for tier, tier_states in zip(self.frame_tiers, self._per_tier(states)):
+            f = tier.frame
+            frames = tf.reshape(xs[:, bf - f:bf - f + T], [B, T // f, f])  # each target's frame
+            cond, last = tier(frames, cond=cond, states=tier_states, reset=reset)
+            new += last
+        return cond, tuple(new)
+
+    def forward(self, x, states, reset):
+        """One chunk. x (batch, cutlen + big_frame) int levels; states the carried states (ignored
+        where `reset`). Returns logits (batch, cutlen, q_levels) for the targets x[:, big_frame:],
+        and the last states."""
+        cond, states = self.conditioning(x, states, reset)
         bf, fr, T = self.cfg.big_frame, self.cfg.frame, tf.shape(x)[1] - self.cfg.big_frame
         prev = [x[:, bf - fr + j: bf - fr + j + T] for j in range(fr)]
-        return self.sample_logits(k, prev, mid_cond), h_slow, h_mid
-
-    def conditioning(self, x, h_slow, h_mid, reset, k=None):
-        """The slow and mid tiers over a chunk: the mid vector per target (batch, cutlen, dim) and
-        the last states. Priming needs only this part."""
-        c, k = self.cfg, k or self.kernels()
-        bf, fr, D = c.big_frame, c.frame, c.dim
-        B = tf.shape(x)[0]
-        T = tf.shape(x)[1] - bf
-        xs = scale_levels(x, c.q_levels)
-
-        wx, bx, wh, bh = k["slow"]
-        slow_frames = tf.reshape(xs[:, :-bf], [B, T // bf, bf])
-        slow_h, h_slow = gru_sequence(matmul(slow_frames, wx) + bx,
-                                      self.slow_gru.start_state(h_slow, reset), wh, bh)
-        slow_cond = tf.reshape(matmul(slow_h, k["slow_out"][0]) + k["slow_out"][1], [B, T // fr, D])
-
-        wx, bx, wh, bh = k["mid"]
-        mid_frames = tf.reshape(xs[:, bf - fr:-fr], [B, T // fr, fr])
-        mid_x = matmul(mid_frames, k["mid_in"][0]) + k["mid_in"][1] + slow_cond
-        mid_h, h_mid = gru_sequence(matmul(mid_x, wx) + bx, self.mid_gru.start_state(h_mid, reset), wh, bh)
-        mid_cond = tf.reshape(matmul(mid_h, k["mid_out"][0]) + k["mid_out"][1], [B, T, D])
-        return mid_cond, h_slow, h_mid
+        return self.sample_tier(prev, cond), states
 
     def call(self, inputs):
-        x, h_slow, h_mid, reset = inputs
-        return self.forward(x, h_slow, h_mid, reset)
+        x, states, reset = inputs
+        return self.forward(x, states, reset)
+
+    # ---- generation
+
+    def step_weights(self):
+        """Every tier's fused step weights, once per generation."""
+        below = [t.cond_projection() for t in self.tiers[1:]]
+        return [t.step_weights(b) for t, b in zip(self.frame_tiers, below)] + [self.sample_tier.step_weights()]
+
+    def sampler(self, xla=True):
+        from .sample import Sampler
+
+        if xla not in self._samplers:
+            self._samplers[xla] = Sampler(self, xla=xla)
+        return self._samplers[xla]
+
+    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True):
+        """Draw `n_samples` new levels for each of `n_seqs` sequences, after `primer` (1-D int
+        levels) if given. Returns (levels (n_seqs, n_samples) int32, log-probabilities of the
+        chosen levels (n_seqs, n_samples)); see srnn.sample.Sampler.generate."""
+        s = self.sampler(xla)
+        start = s.prime(primer, n_seqs) if primer is not None and len(primer) else None
+        return s.generate(n_seqs, n_samples, temperature=temperature, seed=seed, argmax=argmax, start=start)
 
 
 def loss_bits(logits, targets, mask, count=None):

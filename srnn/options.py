@@ -11,6 +11,7 @@ from .errors import SrnnError
 
 
 DEFAULT_SEED = 1337  # the original seeded NumPy with 1337: runs are reproducible by default
+LEARNING_RATE = 1e-3  # Adam's, as the original
 
 
 @dataclasses.dataclass
@@ -25,6 +26,7 @@ class TrainOptions:
     seed: int = DEFAULT_SEED
     load: str = None
     patience: int = 0  # stop after this many epochs without a better validation loss; 0: never
+    learning_rate: float = None  # None: LEARNING_RATE, or the checkpoint's with --load
     parts_root: str = "blizzard"
     out_dir: str = "."
     xla: bool = None  # None: chosen by model size
@@ -41,7 +43,7 @@ def prepare(cfg, opts):
                         f"run from a writable folder")
     return prepare_splits(
         names.exp_parts_dir(opts.exp, opts.parts_root), opts.trainstop, opts.validstop, opts.batchsize,
-        opts.cutlen, cfg.qtype, cfg.sample_rate,
+        opts.cutlen, cfg,
         hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first",
         warn=lambda m: print(m, file=sys.stderr),
     )

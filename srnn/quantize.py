@@ -1,14 +1,23 @@
 """Quantisation of audio to integer levels and back; the only place that knows the levels.
 
 Linear follows the SampleRNN reference: each file is min-max normalised to [0, 1] on its own and
-cut into `Q_LEVELS` equal bins. Mu-law compands first (peak-normalised, so silence stays at the
-middle level) and then bins the same way. `Q_ZERO` is the middle level and stands for silence.
+cut into `q_levels` equal bins. Mu-law and A-law (the reference's other two) compand first
+(peak-normalised, so silence stays at the middle level) and then bin the same way. The middle
+level, `q_zero(q_levels)`, stands for silence (`Q_ZERO` for the default 256 levels).
 """
 import numpy as np
 
 Q_LEVELS = 256
-Q_ZERO = Q_LEVELS // 2
-QTYPES = ("linear", "mu-law")
+QTYPES = ("linear", "mu-law", "a-law")
+A_LAW = 87.6  # the A of ITU-T G.711
+
+
+def q_zero(q_levels=Q_LEVELS):
+    """The middle level: silence, the zero prefix of every batch and the start of generation."""
+    return q_levels // 2
+
+
+Q_ZERO = q_zero(Q_LEVELS)
 
 # The reference's guard that keeps the top value (1.0) inside the last bin.
 _EPS = 1e-5
@@ -32,7 +41,7 @@ def linear_quantize(x, q_levels=Q_LEVELS):
         return np.zeros(x.shape, np.int32)
     lo, hi = x.min(), x.max()
     if not hi > lo:  # silent/constant file: no range to normalise, call it silence
-        return np.full(x.shape, q_levels // 2, np.int32)
+        return np.full(x.shape, q_zero(q_levels), np.int32)
     return _bin((x - lo) / (hi - lo), q_levels)
 
 
@@ -48,7 +57,7 @@ def mu_law_quantize(x, q_levels=Q_LEVELS):
         return np.zeros(x.shape, np.int32)
     peak = np.abs(x).max()
     if not x.max() > x.min():  # constant (DC or zero) file: silence, as for linear
-        return np.full(x.shape, q_levels // 2, np.int32)
+        return np.full(x.shape, q_zero(q_levels), np.int32)
     y = x / peak
     mu = q_levels - 1
     f = np.sign(y) * np.log1p(mu * np.abs(y)) / np.log1p(mu)
@@ -62,6 +71,31 @@ def mu_law_dequantize(q, q_levels=Q_LEVELS):
     return (np.sign(f) * np.expm1(np.abs(f) * np.log1p(mu)) / mu).astype(np.float32)
 
 
+def a_law_quantize(x, q_levels=Q_LEVELS):
+    """Peak-normalise `x` to [-1, 1], compand with A-law (A = 87.6), quantise the result."""
+    x = np.asarray(x, np.float64)
+    if x.size == 0:
+        return np.zeros(x.shape, np.int32)
+    if not x.max() > x.min():
+        return np.full(x.shape, q_zero(q_levels), np.int32)
+    a = np.abs(x / np.abs(x).max())
+    small = a < 1.0 / A_LAW
+    f = np.where(small, A_LAW * a, 1.0 + np.log(np.maximum(A_LAW * a, 1.0))) / (1.0 + np.log(A_LAW))
+    return _bin((np.sign(x) * f + 1.0) / 2.0, q_levels)
+
+
+def a_law_dequantize(q, q_levels=Q_LEVELS):
+    """Levels -> float in [-1, 1], the inverse of the A-law companding at each bin centre."""
+    f = _unbin(q, q_levels)
+    a, k = np.abs(f), 1.0 + np.log(A_LAW)
+    y = np.where(a < 1.0 / k, a * k / A_LAW, np.exp(a * k - 1.0) / A_LAW)
+    return (np.sign(f) * y).astype(np.float32)
+
+
+_CODECS = {"linear": (linear_quantize, linear_dequantize), "mu-law": (mu_law_quantize, mu_law_dequantize),
+           "a-law": (a_law_quantize, a_law_dequantize)}
+
+
 def check_qtype(qtype):
     if qtype not in QTYPES:
         raise ValueError(f"unknown quantisation {qtype!r}; expected one of {', '.join(QTYPES)}")
@@ -69,12 +103,12 @@ def check_qtype(qtype):
 
 def quantize(x, qtype="linear", q_levels=Q_LEVELS):
     check_qtype(qtype)
-    return (linear_quantize if qtype == "linear" else mu_law_quantize)(x, q_levels)
+    return _CODECS[qtype][0](x, q_levels)
 
 
 def dequantize(q, qtype="linear", q_levels=Q_LEVELS):
     check_qtype(qtype)
-    return (linear_dequantize if qtype == "linear" else mu_law_dequantize)(q, q_levels)
+    return _CODECS[qtype][1](q, q_levels)
 
 
 def soundsc(x, peak=0.475):

@@ -1,16 +1,12 @@
-"""Generation: the autoregressive loop, compiled, for many sequences at once.
-
-One `tf.while_loop` iteration produces a whole big frame: one slow step on the last 8 samples
-(4 conditioning vectors), then 4 mid steps on the last 2 samples each (2 vectors each), then 8
-sample-tier steps, each drawing the next sample. The weights' effective kernels are computed once
-before the loop. The original instead called three Keras models from Python for every sample.
-"""
+"""Generation: the autoregressive loop, compiled, for many sequences at once (the engine of
+`SampleRNN.generate`); the tiers' maths is theirs (srnn.model), this module only orders the steps
+and draws the samples."""
 import math
 
 import numpy as np
 
-from .model import gru_step, matmul, scale_levels
-from .quantize import Q_ZERO, dequantize, soundsc
+from .model import scale_levels
+from .quantize import dequantize, q_zero, soundsc
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -47,83 +43,81 @@ def inverse_cdf_pick(p, u):
     return tf.minimum(b * PICK_BLOCK + j, q - 1)
 
 
-PRIME_CHUNK = 8192  # primer samples per pass of the conditioning tiers (bounds memory for long primers)
+PRIME_CHUNK = 8192  # primer samples per pass of the frame tiers (bounds memory for long primers)
 
 
 class Sampler:
+    """The compiled generation loop of one model (`SampleRNN.generate` keeps one per model).
+
+    One `tf.while_loop` iteration produces a whole big frame: one step of the top tier on the
+    last big frame (F1/F2 vectors), then for each of them the steps of the tier below, down to the
+    sample MLP, which draws each next sample. Each tier's fused step weights (`step_weights`) are
+    computed once before the loop. The original instead called three Keras models from Python for
+    every sample.
+    """
+
     def __init__(self, model, xla=True):
         # XLA fuses the ~100 small ops of a big frame into one program; measured on 2 cores it
         # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
         self.model, self.xla = model, xla
         self._run = tf.function(self._loop, jit_compile=self.xla)
-        self._condition = tf.function(lambda x, hs, hm, reset: model.conditioning(x, hs, hm, reset)[1:])
+        self._condition = tf.function(lambda x, states, reset: model.conditioning(x, states, reset)[1])
 
     def prime(self, levels, n_seqs):
         """Run the model over a primer (1-D int levels) and return the `start` to continue from.
 
-        The primer is left-padded with Q_ZERO to a whole number of big frames, so generation goes
+        The primer is left-padded with silence to a whole number of big frames, so generation goes
         on at a frame boundary, exactly as if the model had generated the primer itself. It is fed
-        as training data is (8 samples of Q_ZERO, then the primer), in chunks with the states
-        carried, through the slow and mid tiers only: their states are all that carries over.
+        as training data is (a big frame of silence, then the primer), in chunks with the states
+        carried, through the frame tiers only: their states are all that carries over.
         """
-        bf = self.model.cfg.big_frame
+        c = self.model.cfg
+        bf, zero = c.big_frame, q_zero(c.q_levels)
         levels = np.asarray(levels, np.int32)
         if levels.size == 0:
             return self.initial(n_seqs)
-        padded = np.concatenate([np.full((-len(levels)) % bf, Q_ZERO, np.int32), levels])
-        x = np.tile(np.concatenate([np.full(bf, Q_ZERO, np.int32), padded])[None], (n_seqs, 1))
-        h_slow, h_mid = self.model.zero_states(n_seqs)
-        for i in range(0, len(padded), PRIME_CHUNK):
-            h_slow, h_mid = self._condition(x[:, i:i + PRIME_CHUNK + bf], h_slow, h_mid,
-                                            tf.constant(float(i == 0)))
-        return h_slow, h_mid, tf.constant(x[:, -bf:])
+        padded = np.concatenate([np.full((-len(levels)) % bf, zero, np.int32), levels])
+        x = np.tile(np.concatenate([np.full(bf, zero, np.int32), padded])[None], (n_seqs, 1))
+        chunk = -(-PRIME_CHUNK // bf) * bf
+        states = self.model.zero_states(n_seqs)
+        for i in range(0, len(padded), chunk):
+            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)))
+        return tuple(states), tf.constant(x[:, -bf:])
 
     def initial(self, n_seqs):
-        """States and context a generation starts from: the learned h0s and 8 samples of Q_ZERO."""
-        m = self.model
-        h_slow = tf.broadcast_to(m.slow_gru.h0, (n_seqs, m.cfg.slowdim))
-        h_mid = tf.broadcast_to(m.mid_gru.h0, (n_seqs, m.cfg.dim))
-        return h_slow, h_mid, tf.fill((n_seqs, m.cfg.big_frame), Q_ZERO)
+        """States and context a generation starts from: the learned initial states and a big frame
+        of silence."""
+        c = self.model.cfg
+        return self.model.initial_states(n_seqs), tf.fill((n_seqs, c.big_frame), q_zero(c.q_levels))
 
     def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None):
         """Draw `n_samples` levels for each of `n_seqs` sequences.
 
         temperature: a number or one per sequence (divides the logits). seed: the draws are a
         pure function of (seed, step), so the same seed gives the same audio. argmax: take the most
-        likely level instead of drawing (the original's --debug 1). start: (h_slow, h_mid, frame)
-        to continue from instead of `initial()`.
+        likely level instead of drawing (the original's --debug 1). start: (states, frame) to
+        continue from instead of `initial()`.
         Returns (levels (n_seqs, n_samples) int32, log-probabilities of the chosen levels under
         the tempered distribution (n_seqs, n_samples) float32).
         """
         bf = self.model.cfg.big_frame
         temps = np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy()
-        h_slow, h_mid, frame = start if start is not None else self.initial(n_seqs)
+        states, frame = start if start is not None else self.initial(n_seqs)
         n_frames = max(1, math.ceil(n_samples / bf))
         levels, logp = self._run(n_frames, bool(argmax), tf.constant(temps), tf.constant(int(seed), tf.int32),
-                                 h_slow, h_mid, tf.cast(frame, tf.int32))
+                                 tuple(states), tf.cast(frame, tf.int32))
         return levels.numpy()[:, :n_samples], logp.numpy()[:, :n_samples]
 
-    def _loop(self, n_frames, argmax, temps, seed, h_slow, h_mid, frame):
+    def _loop(self, n_frames, argmax, temps, seed, states, frame):
         m = self.model
-        c, k = m.cfg, m.kernels()
-        bf, fr, D, q = c.big_frame, c.frame, c.dim, c.q_levels
+        c = m.cfg
+        bf, q = c.big_frame, c.q_levels
         B = _batch(frame)
-        s_wx, s_bx, s_wh, s_bh = k["slow"]
-        m_wx, m_bx, m_wh, m_bh = k["mid"]
-        (so_w, so_b), (mi_w, mi_b), (mo_w, mo_b), (w1, b1) = k["slow_out"], k["mid_in"], k["mid_out"], k["h1"]
         # One generated sample of a big model reads tens of MB of weights, so generation is
-        # memory-bound; linear layers that follow each other are fused here, once, to read fewer
-        # bytes per sample (the same maths as the training graph, up to float rounding):
-        # - the mid GRU's input kernel is applied to the slow tier's 4 vectors in one matmul per
-        #   big frame, and folded into the mid tier's own small input layer;
-        mi_wx, mi_bx = tf.matmul(mi_w, m_wx), tf.linalg.matvec(m_wx, mi_b, transpose_a=True) + m_bx
-        # - the mid tier's output layer and the sample tier's first hidden layer become one
-        #   (dim, frame*dim) matrix, and the embedding tables go through that hidden layer too.
-        mo_w1 = tf.concat([tf.matmul(mo_w[:, j * D:(j + 1) * D], w1) for j in range(fr)], axis=1)
-        mo_b1 = tf.concat([tf.linalg.matvec(w1, mo_b[j * D:(j + 1) * D], transpose_a=True) + b1
-                           for j in range(fr)], axis=0)
-        tables_w1 = [tf.matmul(t, w1) for t in k["tables"]]
-        (w2, b2), (wo, bo) = k["h2"], k["out"]
+        # memory-bound: each tier fuses its consecutive linear layers here, once (see
+        # FrameTier.step_weights), to read fewer bytes per sample.
+        weights = m.step_weights()
+        frame_tiers, sample_tier = m.frame_tiers, m.sample_tier
 
         def draw(logits, u):
             """Next level from softmax(logits / T): argmax, or inverse-CDF with one uniform per
@@ -136,34 +130,35 @@ class Sampler:
                 nxt = inverse_cdf_pick(tf.exp(logp), u)
             return nxt, tf.gather(logp, nxt, batch_dims=1)
 
-        def body(i, frame, h_slow, h_mid, levels_ta, logp_ta):
-            h_slow = gru_step(matmul(scale_levels(frame, q), s_wx) + s_bx, h_slow, s_wh, s_bh)
-            slow_cond = tf.reshape(matmul(h_slow, so_w) + so_b, [B * c.mids_per_slow, D])
-            slow_xp = tf.reshape(tf.matmul(slow_cond, m_wx), [B, c.mids_per_slow, 3 * D])
+        def body(i, frame, states, levels_ta, logp_ta):
+            per_tier = m._per_tier(states)
             history = tf.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
             # this frame's uniforms, a pure function of (seed, frame index): same seed, same audio
             uniforms = tf.random.stateless_uniform([bf, B], seed=tf.stack([seed, i]))
             new, logps = [], []
-            for j in range(c.mids_per_slow):
-                ctx = (history + new)[-fr:]
-                xp = matmul(scale_levels(tf.stack(ctx, 1), q), mi_wx) + mi_bx + slow_xp[:, j]
-                h_mid = gru_step(xp, h_mid, m_wh, m_bh)
-                h1_mid = tf.reshape(matmul(h_mid, mo_w1) + mo_b1, [B, fr, D])  # mid vectors, through h1
-                for s in range(fr):
-                    h = h1_mid[:, s]
-                    for table, p in zip(tables_w1, (history + new)[-fr:]):
-                        h = h + tf.gather(table, p)
-                    h = tf.nn.relu(matmul(tf.nn.relu(h), w2) + b2)
-                    nxt, lp = draw(matmul(h, wo) + bo, uniforms[len(new)])
+
+            def descend(k, cond):
+                """Tier k's step (given the vector from above), then everything below it."""
+                if k == len(frame_tiers):
+                    logits = sample_tier.step(weights[k], (history + new)[-c.frame:], cond)
+                    nxt, lp = draw(logits, uniforms[len(new)])
                     new.append(nxt)
                     logps.append(lp)
+                    return
+                tier = frame_tiers[k]
+                ctx = frame if k == 0 else tf.stack((history + new)[-tier.frame:], 1)
+                vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, q), cond, per_tier[k])
+                for j in range(tier.ratio):
+                    descend(k + 1, vectors[:, j])
+
+            descend(0, None)
             frame = tf.stack(new, axis=1)
-            return (i + 1, frame, h_slow, h_mid, levels_ta.write(i, frame),
+            return (i + 1, frame, tuple(s for tier in per_tier for s in tier), levels_ta.write(i, frame),
                     logp_ta.write(i, tf.stack(logps, axis=1)))
 
-        loop_vars = (tf.constant(0), frame, h_slow, h_mid,
+        loop_vars = (tf.constant(0), frame, tuple(states),
                      tf.TensorArray(tf.int32, size=n_frames), tf.TensorArray(tf.float32, size=n_frames))
-        _, _, _, _, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
+        _, _, _, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
         # (n_frames, B, bf) -> (B, n_frames * bf)
         levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
         logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, n_frames * bf])

@@ -9,10 +9,9 @@ import time
 import numpy as np
 
 from . import checkpoint, names
-from .batches import batch_chunks
 from .distribute import is_chief, make_strategy
 from .errors import SrnnError
-from .options import TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
+from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
 from .quiet import import_tensorflow
 
@@ -21,7 +20,6 @@ import keras  # noqa: E402  (after TensorFlow is initialised quietly)
 
 from .model import SampleRNN, loss_bits  # noqa: E402
 
-LEARNING_RATE = 1e-3
 GRAD_CLIP = 1.0  # elementwise, as the reference
 
 
@@ -39,8 +37,9 @@ def clip_gradients(grads, clip=GRAD_CLIP):
 class Steps:
     """The compiled training and evaluation steps for one chunk.
 
-    Each takes (x, mask, reset, h_slow, h_mid) and returns (loss_bits, h_slow, h_mid); the states
-    are returned as values, never differentiated through across chunks (truncated BPTT)."""
+    Each takes (x, mask, reset, states) and returns (loss_bits, states), `states` a tuple with one
+    tensor per RNN layer (SampleRNN.state_sizes); the states are returned as values, never
+    differentiated through across chunks (truncated BPTT)."""
 
     def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
         self.model, self.clip = model, clip
@@ -52,33 +51,33 @@ class Steps:
         self.train_step = tf.function(self._train, jit_compile=xla)
         self.eval_step = tf.function(self._eval, jit_compile=xla)
 
-    def gradients(self, x, mask, reset, h_slow, h_mid):
+    def gradients(self, x, mask, reset, states):
         """Loss, clipped gradients and new states (not compiled; used by tests and _train)."""
         bf = self.model.cfg.big_frame
         with tf.GradientTape() as tape:
-            logits, h_slow, h_mid = self.model.forward(x, h_slow, h_mid, reset)
+            logits, states = self.model.forward(x, states, reset)
             loss = loss_bits(logits, x[:, bf:], mask)
         grads = tape.gradient(loss, self.model.trainable_variables)
-        return loss, clip_gradients(grads, self.clip), h_slow, h_mid
+        return loss, clip_gradients(grads, self.clip), states
 
-    def _train(self, x, mask, reset, h_slow, h_mid):
-        loss, grads, h_slow, h_mid = self.gradients(x, mask, reset, h_slow, h_mid)
+    def _train(self, x, mask, reset, states):
+        loss, grads, states = self.gradients(x, mask, reset, states)
         self.optimizer.apply(grads, self.model.trainable_variables)
-        return loss, h_slow, h_mid
+        return loss, states
 
-    def _eval(self, x, mask, reset, h_slow, h_mid):
-        logits, h_slow, h_mid = self.model.forward(x, h_slow, h_mid, reset)
-        return loss_bits(logits, x[:, self.model.cfg.big_frame:], mask), h_slow, h_mid
+    def _eval(self, x, mask, reset, states):
+        logits, states = self.model.forward(x, states, reset)
+        return loss_bits(logits, x[:, self.model.cfg.big_frame:], mask), states
 
     # carried states: plain tensors here, one slice per replica in DistributedSteps
     def zero_states(self, batch):
         return self.model.zero_states(batch)
 
-    def states_to_numpy(self, h):
-        return np.asarray(h)
+    def states_to_numpy(self, states):
+        return [np.asarray(s) for s in states]
 
-    def states_from_numpy(self, a):
-        return tf.constant(a)
+    def states_from_numpy(self, arrays):
+        return tuple(tf.constant(a) for a in arrays)
 
 
 class DistributedSteps(Steps):
@@ -112,40 +111,42 @@ class DistributedSteps(Steps):
             lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * rows:(ctx.replica_id_in_sync_group + 1) * rows]))
 
     def zero_states(self, batch):
-        c = self.model.cfg
-        return self._split(np.zeros((batch, c.slowdim), np.float32)), self._split(np.zeros((batch, c.dim), np.float32))
+        return tuple(self._split(np.zeros((batch, n), np.float32)) for n in self.model.state_sizes())
 
-    def states_to_numpy(self, h):
-        """All replicas' states as one array; None in a cluster, where this process holds only its
+    def states_to_numpy(self, states):
+        """All replicas' states as arrays; None in a cluster, where this process holds only its
         own replicas' rows."""
-        local = self.strategy.experimental_local_results(h)
-        if len(local) != self.replicas:
-            return None
-        return np.concatenate([np.asarray(t) for t in local])
+        arrays = []
+        for h in states:
+            local = self.strategy.experimental_local_results(h)
+            if len(local) != self.replicas:
+                return None
+            arrays.append(np.concatenate([np.asarray(t) for t in local]))
+        return arrays
 
-    def states_from_numpy(self, a):
-        return self._split(a)
+    def states_from_numpy(self, arrays):
+        return tuple(self._split(a) for a in arrays)
 
-    def _call(self, fn, x, mask, reset, h_slow, h_mid):
+    def _call(self, fn, x, mask, reset, states):
         count = tf.constant(max(float(np.sum(mask)), 1.0))
-        return fn(self._split(x), self._split(mask), reset, h_slow, h_mid, count)
+        return fn(self._split(x), self._split(mask), reset, tuple(states), count)
 
     def _distributed(self, train):
         model, opt, bf = self.model, self.optimizer, self.model.cfg.big_frame
 
-        def replica(x, mask, reset, h_slow, h_mid, count):
+        def replica(x, mask, reset, states, count):
             with tf.GradientTape() as tape:
-                logits, h_slow, h_mid = model.forward(x, h_slow, h_mid, reset)
+                logits, states = model.forward(x, states, reset)
                 loss = loss_bits(logits, x[:, bf:], mask, count)
             if train:
                 grads = tape.gradient(loss, model.trainable_variables)
                 grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
                 opt.apply([g / self.replicas for g in clip_gradients(grads, self.clip)], model.trainable_variables)
-            return loss, h_slow, h_mid
+            return loss, states
 
-        def step(x, mask, reset, h_slow, h_mid, count):
-            loss, h_slow, h_mid = self.strategy.run(replica, args=(x, mask, reset, h_slow, h_mid, count))
-            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), h_slow, h_mid
+        def step(x, mask, reset, states, count):
+            loss, states = self.strategy.run(replica, args=(x, mask, reset, states, count))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), states
 
         return step
 
@@ -194,8 +195,7 @@ class Pass:
     total: float = 0.0  # sum of loss_bits * real samples
     count: float = 0.0  # real samples
     n_chunks: int = 0
-    h_slow: object = None
-    h_mid: object = None
+    states: object = None  # the carried states (Steps' form)
 
     @property
     def bits(self):
@@ -204,17 +204,18 @@ class Pass:
     def to_state(self, steps):
         state = {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
                  "partial_count": self.count, "partial_chunks": self.n_chunks}
-        h_slow = None if self.h_slow is None else steps.states_to_numpy(self.h_slow)
-        if h_slow is not None:
-            state.update(h_slow=h_slow, h_mid=steps.states_to_numpy(self.h_mid))
+        arrays = None if self.states is None else steps.states_to_numpy(self.states)
+        if arrays is not None:
+            state.update({f"state_{i}": a for i, a in enumerate(arrays)})
         return state
 
     @classmethod
     def from_state(cls, st, steps):
         pos = cls(batch=int(st["next_batch"]), chunk=int(st["next_chunk"]), total=float(st["partial_total"]),
                   count=float(st["partial_count"]), n_chunks=int(st["partial_chunks"]))
-        if "h_slow" in st:
-            pos.h_slow, pos.h_mid = steps.states_from_numpy(st["h_slow"]), steps.states_from_numpy(st["h_mid"])
+        n = len(steps.model.state_sizes())
+        if all(f"state_{i}" in st for i in range(n)):
+            pos.states = steps.states_from_numpy([st[f"state_{i}"] for i in range(n)])
         elif pos.chunk:  # no carried states saved (a cluster run): redo that batch from its start
             pos.chunk = 0
         return pos
@@ -229,13 +230,12 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
     for b, seqs in feeder.loaded(batches, start=pos.batch, prefetch=prefetch):
-        for c, chunk in enumerate(batch_chunks(seqs, feeder.cutlen)):
+        for c, chunk in enumerate(feeder.batch_chunks(seqs)):
             if b == pos.batch and c < pos.chunk:
                 continue  # done before an interruption
             if chunk.reset:
-                pos.h_slow, pos.h_mid = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
-            loss, pos.h_slow, pos.h_mid = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32),
-                                               pos.h_slow, pos.h_mid)
+                pos.states = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
+            loss, pos.states = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32), pos.states)
             loss = float(loss)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the {'training' if train else 'valid'} loss became {loss} "
@@ -263,14 +263,15 @@ def train(cfg, opts, log=print, splits=None):
     if not is_chief():
         log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
+    lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
     if strategy is None:
         model = SampleRNN(cfg)
         xla = use_xla(cfg) if opts.xla is None else opts.xla
-        steps = Steps(model, xla=xla)
+        steps = Steps(model, learning_rate=lr, xla=xla)
     else:
         with strategy.scope():
             model = SampleRNN(cfg)
-            steps = DistributedSteps(model, strategy)
+            steps = DistributedSteps(model, strategy, learning_rate=lr)
         xla = False
         log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} "
             f"sequence(s) each")
@@ -285,14 +286,17 @@ def train(cfg, opts, log=print, splits=None):
                 resume = Pass.from_state(ckpt.train, steps)
             where = f", inside epoch {start} at chunk {resume.n_chunks}" if resume else ""
             log(f"resuming from {opts.load}: {start} epoch(s) done{where}; optimizer state restored")
+            if opts.learning_rate is not None:  # the restored state holds the old rate
+                steps.optimizer.learning_rate.assign(opts.learning_rate)
         else:
             log(f"note: {opts.load} holds weights only; training starts at epoch 0 from them")
     model.summary(print_fn=lambda s, line_break=True: log(s))
+    log(f"model: {cfg.describe()}; learning rate {float(steps.optimizer.learning_rate.numpy()):g}")
     log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}"
         f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
         f"cutlen {opts.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
-    log(f"losses are bits per sample with {cfg.qtype} quantisation: compare them only with runs of "
-        f"the same --qtype")
+    log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
+        f"only with runs of the same --qtype and --q-levels")
     if start >= opts.nepochs:
         log(f"{opts.load} has already been trained for {start} epoch(s): raise --nepochs to continue")
         return history
@@ -301,7 +305,9 @@ def train(cfg, opts, log=print, splits=None):
         path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
         if is_chief():  # in a cluster only the chief writes; every worker holds the same weights
             checkpoint.save(path, model, steps.optimizer,
-                            {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, **history, **(extra or {})})
+                            {"epoch": epoch, "seed": opts.seed, "exp": opts.exp,
+                             "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
+                             **(extra or {})})
         return path
 
     valid = history["valid_bits"]
