@@ -54,9 +54,9 @@ def main():
         n_steps = sum(len(c) for c in in_memory)
         t0 = time.perf_counter()
         for chunks in in_memory:
-            hs, hm = steps.zero_states(BATCH)
+            states = steps.zero_states(BATCH)
             for c in chunks:
-                loss, hs, hm = steps.train_step(c.x, c.mask, tf.constant(float(c.reset)), hs, hm)
+                loss, states = steps.train_step(c.x, c.mask, tf.constant(float(c.reset)), states)
                 float(loss)
         memory_s = time.perf_counter() - t0
 

@@ -63,3 +63,36 @@ def mini_root(tmp_path_factory):
             f.unlink()
     (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
     return root
+
+
+def small_archs():
+    """The architectures every equivalence test runs on, small (ids name them in the report)."""
+    from srnn.config import ModelConfig
+
+    return {
+        "default": ModelConfig(slowdim=24, dim=16),
+        "2-tier": ModelConfig(slowdim=24, dim=16, frames=(2,)),
+        "4-tier": ModelConfig(slowdim=24, dim=16, frames=(64, 16, 4)),
+        "lstm3-skip": ModelConfig(slowdim=24, dim=16, frames=(16, 4), rnn="lstm", rnn_layers=3, skip=True),
+        "emb32-q64": ModelConfig(slowdim=24, dim=16, emb_size=32, q_levels=64),
+    }
+
+
+ARCH_IDS = ["default", "2-tier", "4-tier", "lstm3-skip", "emb32-q64"]
+
+
+@pytest.fixture(scope="module", params=ARCH_IDS, ids=ARCH_IDS)
+def arch_model(request):
+    """A small model of each architecture, with non-trivial learned initial states (so that tests
+    also check where they are used)."""
+    import keras
+
+    from srnn.model import SampleRNN
+
+    keras.utils.set_random_seed(8)
+    m = SampleRNN(small_archs()[request.param])
+    rng = np.random.default_rng(2)
+    for tier in m.frame_tiers:
+        for rnn in tier.rnns:
+            rnn.h0.assign(rng.normal(size=rnn.h0.shape).astype(np.float32) * 0.5)
+    return m

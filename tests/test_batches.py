@@ -19,19 +19,20 @@ def make_parts(tmp_path, lengths, sr=16000):
     return str(d)
 
 
-def test_chunk_shapes_overlap_and_reset(rng):
-    seqs = [rng.integers(0, 256, 1024), rng.integers(0, 256, 1024)]
-    chunks = list(batch_chunks(seqs, cutlen=256))
+@pytest.mark.parametrize("bf, q_levels", [(8, 256), (64, 64)])
+def test_chunk_shapes_overlap_and_reset(rng, bf, q_levels):
+    seqs = [rng.integers(0, q_levels, 1024), rng.integers(0, q_levels, 1024)]
+    chunks = list(batch_chunks(seqs, cutlen=256, big_frame=bf, q_levels=q_levels))
     assert len(chunks) == 4
     assert [c.reset for c in chunks] == [True, False, False, False]
     for c in chunks:
-        assert c.x.shape == (2, 256 + 8) and c.x.dtype == np.int32
+        assert c.x.shape == (2, 256 + bf) and c.x.dtype == np.int32
         assert c.mask.shape == (2, 256)
-    assert np.all(chunks[0].x[:, :8] == Q_ZERO)  # the batch starts from 8 samples of silence
+    assert np.all(chunks[0].x[:, :bf] == q_levels // 2)  # the batch starts from a big frame of silence
     for prev, cur in zip(chunks, chunks[1:]):
-        assert np.array_equal(cur.x[:, :8], prev.x[:, -8:])  # real overlap, not a Q_ZERO prefix
+        assert np.array_equal(cur.x[:, :bf], prev.x[:, -bf:])  # real overlap, not a silent prefix
     # the targets, chunk after chunk, are exactly the sequences
-    targets = np.concatenate([c.x[:, 8:] for c in chunks], axis=1)
+    targets = np.concatenate([c.x[:, bf:] for c in chunks], axis=1)
     assert np.array_equal(targets, np.stack(seqs))
 
 
@@ -49,6 +50,8 @@ def test_padding_is_masked(rng):
 def test_cutlen_must_be_multiple_of_big_frame():
     with pytest.raises(SrnnError, match="multiple of 8"):
         list(batch_chunks([np.zeros(100, np.int32)], cutlen=100))
+    with pytest.raises(SrnnError, match="multiple of 16 .the top tier's frame"):
+        list(batch_chunks([np.zeros(100, np.int32)], cutlen=264, big_frame=16))
 
 
 def test_split_boundaries():

@@ -18,14 +18,13 @@ CFG = ModelConfig(slowdim=24, dim=16, qtype="mu-law", sample_rate=8000)
 
 
 def predictions(model, x):
-    hs, hm = model.zero_states(x.shape[0])
-    return model.forward(x, hs, hm, 1.0)[0].numpy()
+    return model.forward(x, model.zero_states(x.shape[0]), 1.0)[0].numpy()
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, rng):
     keras.utils.set_random_seed(1)
     a = SampleRNN(CFG)
-    a.slow_gru.h0.assign(rng.normal(size=24).astype(np.float32))
+    a.frame_tiers[0].rnns[0].h0.assign(rng.normal(size=24).astype(np.float32))
     path = str(tmp_path / "m.h5")
     checkpoint.save(path, a)
     ckpt = checkpoint.load(path)
@@ -43,8 +42,7 @@ def test_optimizer_state_and_history_round_trip(tmp_path, rng):
     m = SampleRNN(CFG)
     steps = Steps(m, xla=False)
     x = rng.integers(0, 256, (2, 72)).astype(np.int32)
-    hs, hm = m.zero_states(2)
-    steps.train_step(x, np.ones((2, 64), np.float32), tf.constant(1.0), hs, hm)
+    steps.train_step(x, np.ones((2, 64), np.float32), tf.constant(1.0), m.zero_states(2))
     path = str(tmp_path / "m.h5")
     checkpoint.save(path, m, steps.optimizer, {"epoch": 3, "train_bits": [5.0, 4.0]})
     ckpt = checkpoint.load(path)

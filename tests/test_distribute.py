@@ -48,8 +48,8 @@ losses = {"one": [], "two": []}
 for name, st in (("one", one), ("two", steps)):
     for c in chunks:
         if c.reset:
-            hs, hm = st.zero_states(2)
-        loss, hs, hm = st.train_step(c.x, c.mask, tf.constant(float(c.reset)), hs, hm)
+            states = st.zero_states(2)
+        loss, states = st.train_step(c.x, c.mask, tf.constant(float(c.reset)), states)
         losses[name].append(float(loss))
 result["step_losses"] = losses
 result["weight_diff"] = max(float(np.abs(a.numpy() - b.numpy()).max())

@@ -131,8 +131,7 @@ def test_priming_continues_from_the_primer(tmp_path):
     # the training graph fed [silence, padding, primer, continuation] agrees with the sampler
     pad = np.full(3, Q_ZERO, np.int32)
     x = np.concatenate([np.full((2, 8), Q_ZERO, np.int32), np.tile(np.concatenate([pad, primer]), (2, 1)), levels], 1)
-    hs, hm = m.zero_states(2)
-    logits, _, _ = m.forward(x, hs, hm, 1.0)
+    logits, _ = m.forward(x, m.zero_states(2), 1.0)
     ref = tf.nn.log_softmax(logits[:, -40:]).numpy()
     np.testing.assert_allclose(logp, np.take_along_axis(ref, levels[..., None], -1)[..., 0], atol=1e-4)
 

@@ -1,9 +1,11 @@
-"""The three-tier model: TBPTT equivalence, weight norm, learned initial states, loss, clipping."""
+"""The model: TBPTT equivalence (every architecture), weight norm, learned initial states, loss,
+clipping, the hand-written RNN gradients."""
 import numpy as np
 import pytest
+from conftest import arch_model  # noqa: F401  (a fixture: the model of each architecture)
 
 from srnn.config import ModelConfig
-from srnn.model import LOG2E, WNDense, WNGRU, SampleRNN, loss_bits
+from srnn.model import LOG2E, WNDense, WNRNN, SampleRNN, loss_bits
 from srnn.quiet import import_tensorflow
 from srnn.train import Steps
 
@@ -20,45 +22,53 @@ def model():
 
 
 def random_states(model, batch, rng):
-    return (tf.constant(rng.normal(size=(batch, model.cfg.slowdim)), tf.float32),
-            tf.constant(rng.normal(size=(batch, model.cfg.dim)), tf.float32))
+    return tuple(tf.constant(rng.normal(size=(batch, n)), tf.float32) for n in model.state_sizes())
 
 
-def test_tbptt_equivalence(model, rng):
+def levels(model, rng, shape):
+    return rng.integers(0, model.cfg.q_levels, shape).astype(np.int32)
+
+
+def test_tbptt_equivalence(arch_model, rng):
     """Two consecutive chunks with the state carried == one pass over the doubled cutlen."""
-    cutlen = 64
-    x = rng.integers(0, 256, (3, 2 * cutlen + 8)).astype(np.int32)
-    h_slow, h_mid = model.zero_states(3)
-    whole, hs_whole, hm_whole = model.forward(x, h_slow, h_mid, 1.0)
-    first, hs, hm = model.forward(x[:, :cutlen + 8], h_slow, h_mid, 1.0)
-    second, hs, hm = model.forward(x[:, cutlen:], hs, hm, 0.0)
-    assert whole.shape == (3, 2 * cutlen, 256)
+    m, bf = arch_model, arch_model.cfg.big_frame
+    cutlen = 2 * bf if bf > 8 else 64
+    x = levels(m, rng, (3, 2 * cutlen + bf))
+    states = m.zero_states(3)
+    whole, s_whole = m.forward(x, states, 1.0)
+    first, s = m.forward(x[:, :cutlen + bf], states, 1.0)
+    second, s = m.forward(x[:, cutlen:], s, 0.0)
+    assert whole.shape == (3, 2 * cutlen, m.cfg.q_levels)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-5)
-    np.testing.assert_allclose(hs, hs_whole, atol=1e-5)
-    np.testing.assert_allclose(hm, hm_whole, atol=1e-5)
+    assert len(s) == len(s_whole) == len(m.state_sizes())
+    for a, b in zip(s, s_whole):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_tbptt_equivalence_through_compiled_eval_step(model, rng):
     steps = Steps(model, xla=True)
     x = rng.integers(0, 256, (2, 2 * 32 + 8)).astype(np.int32)
     mask = np.ones((2, 2 * 32), np.float32)
-    hs, hm = model.zero_states(2)
-    whole, _, _ = steps.eval_step(x, mask, tf.constant(1.0), hs, hm)
-    a, hs, hm = steps.eval_step(x[:, :40], mask[:, :32], tf.constant(1.0), hs, hm)
-    b, _, _ = steps.eval_step(x[:, 32:], mask[:, 32:], tf.constant(0.0), hs, hm)
+    states = model.zero_states(2)
+    whole, _ = steps.eval_step(x, mask, tf.constant(1.0), states)
+    a, states = steps.eval_step(x[:, :40], mask[:, :32], tf.constant(1.0), states)
+    b, _ = steps.eval_step(x[:, 32:], mask[:, 32:], tf.constant(0.0), states)
     np.testing.assert_allclose((float(a) + float(b)) / 2, float(whole), rtol=1e-5)
 
 
-def test_future_samples_do_not_change_past_logits(model, rng):
-    x = rng.integers(0, 256, (1, 64 + 8)).astype(np.int32)
+def test_future_samples_do_not_change_past_logits(arch_model, rng):
+    m, bf = arch_model, arch_model.cfg.big_frame
+    n = 4 * bf if bf > 8 else 64
+    x = levels(m, rng, (1, n + bf))
     y = x.copy()
-    y[0, 40:] = rng.integers(0, 256, 32)  # change targets from index 40 on
-    hs, hm = model.zero_states(1)
-    lx, _, _ = model.forward(x, hs, hm, 1.0)
-    ly, _, _ = model.forward(y, hs, hm, 1.0)
-    # logits for target j (x[8 + j]) may depend on samples before it only
-    np.testing.assert_allclose(lx[:, :40 - 8 + 1], ly[:, :40 - 8 + 1], atol=1e-6)
-    assert not np.allclose(lx[:, 40 - 8 + 1:], ly[:, 40 - 8 + 1:])
+    cut = bf + n // 2 + 1  # change samples from here on (not on a frame boundary)
+    y[0, cut:] = levels(m, rng, n + bf - cut)
+    states = m.zero_states(1)
+    lx, _ = m.forward(x, states, 1.0)
+    ly, _ = m.forward(y, states, 1.0)
+    # logits for target j (x[bf + j]) may depend on samples before it only
+    np.testing.assert_allclose(lx[:, :cut - bf + 1], ly[:, :cut - bf + 1], atol=1e-6)
+    assert not np.allclose(lx[:, cut - bf + 1:], ly[:, cut - bf + 1:])
 
 
 def test_weight_norm_dense_equals_plain_dense_at_init(rng):
@@ -76,7 +86,7 @@ def test_weight_norm_dense_equals_plain_dense_at_init(rng):
 
 
 def test_weight_norm_gru_equals_keras_gru_at_init(rng):
-    wn = WNGRU(6)
+    wn = WNRNN(6)
     wn.build((None, None, 4))
     wn.bx.assign(rng.normal(size=18).astype(np.float32))  # non-zero biases make the check stricter
     wn.bh.assign(rng.normal(size=18).astype(np.float32))
@@ -92,21 +102,39 @@ def test_weight_norm_gru_equals_keras_gru_at_init(rng):
     np.testing.assert_allclose(last, ref_last, atol=1e-5)
 
 
-def test_learned_initial_state_used_on_reset_only(rng):
-    keras.utils.set_random_seed(3)
-    m = SampleRNN(SMALL)
-    m.slow_gru.h0.assign(rng.normal(size=SMALL.slowdim).astype(np.float32))
-    m.mid_gru.h0.assign(rng.normal(size=SMALL.dim).astype(np.float32))
-    x = rng.integers(0, 256, (2, 32 + 8)).astype(np.int32)
-    hs, hm = random_states(m, 2, rng)
-    reset_out, _, _ = m.forward(x, hs, hm, 1.0)
-    tiled = (tf.tile(m.slow_gru.h0[None], [2, 1]), tf.tile(m.mid_gru.h0[None], [2, 1]))
-    from_h0, _, _ = m.forward(x, *tiled, 0.0)
+def test_weight_norm_lstm_equals_keras_lstm_at_init(rng):
+    wn = WNRNN(6, "lstm")
+    wn.build((None, None, 4))
+    assert wn.bx.numpy()[6:12].tolist() == [1.0] * 6  # the forget gate starts open
+    wn.bx.assign(rng.normal(size=24).astype(np.float32))
+    plain = keras.layers.LSTM(6, recurrent_activation="sigmoid", return_sequences=True, return_state=True)
+    plain.build((None, None, 4))
+    plain.set_weights([wn.vx.numpy(), wn.vh.numpy(), wn.bx.numpy()])  # bh is zero at init
+    x = rng.normal(size=(2, 9, 4)).astype(np.float32)
+    h, c = rng.normal(size=(2, 6)).astype(np.float32), rng.normal(size=(2, 6)).astype(np.float32)
+    out, last = wn(x, np.concatenate([h, c], -1))
+    ref, ref_h, ref_c = plain(x, initial_state=[h, c])
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(last, np.concatenate([ref_h, ref_c], -1), atol=1e-5)
+
+
+def test_learned_initial_state_used_on_reset_only(arch_model, rng):
+    m = arch_model
+    x = levels(m, rng, (2, 2 * m.cfg.big_frame))
+    states = random_states(m, 2, rng)
+    reset_out, _ = m.forward(x, states, 1.0)
+    from_h0, _ = m.forward(x, m.initial_states(2), 0.0)
     np.testing.assert_allclose(reset_out, from_h0, atol=1e-6)  # reset == starting from h0
-    carried, _, _ = m.forward(x, hs, hm, 0.0)
-    m.slow_gru.h0.assign(m.slow_gru.h0 * 0 + 5.0)
-    m.mid_gru.h0.assign(m.mid_gru.h0 * 0 - 5.0)
-    carried_again, _, _ = m.forward(x, hs, hm, 0.0)
+    carried, _ = m.forward(x, states, 0.0)
+    saved = [rnn.h0.numpy() for tier in m.frame_tiers for rnn in tier.rnns]
+    try:
+        for tier in m.frame_tiers:
+            for rnn in tier.rnns:
+                rnn.h0.assign(rnn.h0 * 0 + 5.0)
+        carried_again, _ = m.forward(x, states, 0.0)
+    finally:
+        for rnn, value in zip((r for tier in m.frame_tiers for r in tier.rnns), saved):
+            rnn.h0.assign(value)
     np.testing.assert_allclose(carried, carried_again, atol=0)  # no reset: h0 is ignored
     assert not np.allclose(reset_out, carried)
 
@@ -131,17 +159,17 @@ def test_uniform_prediction_costs_eight_bits():
 def test_gradients_are_clipped_elementwise(rng):
     keras.utils.set_random_seed(5)
     m = SampleRNN(SMALL)
-    m.sample_out.g.assign(m.sample_out.g * 300.0)  # huge logits -> huge gradients
+    m.sample_tier.out.g.assign(m.sample_tier.out.g * 300.0)  # huge logits -> huge gradients
     steps = Steps(m, xla=False)
     x = rng.integers(0, 256, (2, 64 + 8)).astype(np.int32)
     mask = np.ones((2, 64), np.float32)
-    hs, hm = m.zero_states(2)
+    states = m.zero_states(2)
     with tf.GradientTape() as tape:
-        logits, _, _ = m.forward(x, hs, hm, 1.0)
+        logits, _ = m.forward(x, states, 1.0)
         loss = loss_bits(logits, x[:, 8:], mask)
     raw = tape.gradient(loss, m.trainable_variables)
     assert max(float(tf.reduce_max(tf.abs(g))) for g in raw) > 1.0  # the test can fail
-    _, clipped, _, _ = steps.gradients(x, mask, tf.constant(1.0), hs, hm)
+    _, clipped, _ = steps.gradients(x, mask, tf.constant(1.0), states)
     assert max(float(tf.reduce_max(tf.abs(g))) for g in clipped) <= 1.0
     for g_raw, g_clip in zip(raw, clipped):
         np.testing.assert_allclose(np.clip(g_raw, -1, 1), g_clip, atol=1e-6)
@@ -153,39 +181,42 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_chunk(rng):
     steps = Steps(m)
     x = np.tile(np.arange(100, 164, dtype=np.int32), (2, 2))[:, :64 + 8]  # a simple repeating ramp
     mask = np.ones((2, 64), np.float32)
-    hs, hm = m.zero_states(2)
-    first = float(steps.eval_step(x, mask, tf.constant(1.0), hs, hm)[0])
+    states = m.zero_states(2)
+    first = float(steps.eval_step(x, mask, tf.constant(1.0), states)[0])
     for _ in range(30):
-        steps.train_step(x, mask, tf.constant(1.0), hs, hm)
-    assert float(steps.eval_step(x, mask, tf.constant(1.0), hs, hm)[0]) < first - 1.0
+        steps.train_step(x, mask, tf.constant(1.0), states)
+    assert float(steps.eval_step(x, mask, tf.constant(1.0), states)[0]) < first - 1.0
 
 
-def test_hand_written_gru_gradient_equals_autodiff(rng):
-    """gru_sequence's custom gradient == autodiff through a plain loop of gru_step."""
-    from srnn.model import gru_sequence, gru_step
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_hand_written_rnn_gradient_equals_autodiff(cell, rng):
+    """The cell's sequence function (custom gradient) == autodiff through a plain loop of steps."""
+    from srnn.cells import CELLS
 
+    c = CELLS[cell]
     B, T, U = 3, 7, 5
-    xp = tf.constant(rng.normal(size=(B, T, 3 * U)), tf.float32)
-    h = tf.constant(rng.normal(size=(B, U)), tf.float32)
-    wh = tf.constant(rng.normal(size=(U, 3 * U)) * 0.5, tf.float32)
-    bh = tf.constant(rng.normal(size=3 * U), tf.float32)
+    xp = tf.constant(rng.normal(size=(B, T, c.gates * U)), tf.float32)
+    h = tf.constant(rng.normal(size=(B, c.states * U)), tf.float32)
+    wh = tf.constant(rng.normal(size=(U, c.gates * U)) * 0.5, tf.float32)
+    bh = tf.constant(rng.normal(size=c.gates * U), tf.float32)
     w_out = tf.constant(rng.normal(size=(B, T, U)), tf.float32)  # a loss that weighs every output
-    w_last = tf.constant(rng.normal(size=(B, U)), tf.float32)  # ... and the carried state
+    w_last = tf.constant(rng.normal(size=(B, c.states * U)), tf.float32)  # ... and the carried state
 
     def loss(outs, last):
         return tf.reduce_sum(outs * w_out) + tf.reduce_sum(tf.sin(last) * w_last)
 
     with tf.GradientTape() as tape:
         tape.watch([xp, h, wh, bh])
-        outs, last = gru_sequence(xp, h, wh, bh)
+        outs, last = c.sequence(xp, h, wh, bh)
         ours = tape.gradient(loss(outs, last), [xp, h, wh, bh])
     with tf.GradientTape() as tape:
         tape.watch([xp, h, wh, bh])
         hh, seq = h, []
         for t in range(T):
-            hh = gru_step(xp[:, t], hh, wh, bh)
-            seq.append(hh)
+            hh = c.step(xp[:, t], hh, wh, bh)
+            seq.append(hh[:, :U])
         ref = tape.gradient(loss(tf.stack(seq, 1), hh), [xp, h, wh, bh])
     np.testing.assert_allclose(outs, tf.stack(seq, 1), atol=1e-6)
+    np.testing.assert_allclose(last, hh, atol=1e-6)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,20 +1,25 @@
 import numpy as np
 import pytest
 
-from srnn.quantize import (Q_LEVELS, Q_ZERO, dequantize, linear_dequantize, linear_quantize,
-                           mu_law_dequantize, mu_law_quantize, quantize, soundsc)
+from srnn.quantize import (Q_LEVELS, Q_ZERO, QTYPES, a_law_dequantize, a_law_quantize, dequantize,
+                           linear_dequantize, linear_quantize, mu_law_dequantize, mu_law_quantize, q_zero,
+                           quantize, soundsc)
 
 
 def test_levels_and_q_zero():
     assert Q_LEVELS == 256 and Q_ZERO == 128
 
 
-@pytest.mark.parametrize("qtype", ["linear", "mu-law"])
-def test_range_uses_all_levels(qtype, rng):
+@pytest.mark.parametrize("qtype", QTYPES)
+@pytest.mark.parametrize("q_levels", [256, 64, 1024])
+def test_range_uses_all_levels(qtype, q_levels, rng):
     x = rng.uniform(-1, 1, 100_000)
-    q = quantize(x, qtype)
+    q = quantize(x, qtype, q_levels)
     assert q.dtype == np.int32
-    assert q.min() == 0 and q.max() == 255
+    assert q.min() == 0 and q.max() == q_levels - 1
+    assert np.all(np.diff(dequantize(np.arange(q_levels), qtype, q_levels)) > 0)
+    if qtype != "linear":  # companded: silence is the middle level (linear bins the file's own range)
+        assert quantize(np.array([0.0, 1.0, -1.0]), qtype, q_levels)[0] == q_zero(q_levels)
 
 
 def test_linear_extremes_map_to_first_and_last_level():
@@ -43,13 +48,27 @@ def test_mu_law_round_trip_and_fine_resolution_near_zero(rng):
     assert np.abs(y - x)[quiet].max() < 0.2 * (1.0 / Q_LEVELS)  # far finer than linear's half bin
 
 
+def test_a_law_follows_g711_and_round_trips(rng):
+    """A-law with A = 87.6: linear below 1/A (slope A / (1 + ln A) ~ 16), logarithmic above; the
+    round trip is within half a bin of the companded domain, times the expansion's slope."""
+    x = rng.uniform(-1, 1, 50_000)
+    x[0] = 1.0
+    y = a_law_dequantize(a_law_quantize(x))
+    k = 1 + np.log(87.6)
+    slope = np.where(np.abs(x) < 1 / 87.6, k / 87.6, k * np.maximum(np.abs(x), np.abs(y)))
+    assert np.all(np.abs(y - x) <= slope * (1.0 / Q_LEVELS) + 1e-6)
+    # the compressor: 1/A maps to 1/(1 + ln A) of the range, i.e. level 128 + 128/k
+    assert a_law_quantize(np.array([1.0, 1 / 87.6 + 1e-9]))[1] == int(128 + 128 / k)
+    assert not np.array_equal(a_law_quantize(x), mu_law_quantize(x))
+
+
 def test_mu_law_silence_is_q_zero():
     x = np.array([0.0, 0.5, -0.5, 0.0])
     q = mu_law_quantize(x)
     assert q[0] == Q_ZERO and q[3] == Q_ZERO
 
 
-@pytest.mark.parametrize("qtype", ["linear", "mu-law"])
+@pytest.mark.parametrize("qtype", QTYPES)
 @pytest.mark.parametrize("value", [0.0, 0.3, -1.0])
 def test_constant_input_is_silence_without_nan(qtype, value):
     q = quantize(np.full(1000, value), qtype)
@@ -58,7 +77,7 @@ def test_constant_input_is_silence_without_nan(qtype, value):
 
 
 def test_dequantize_is_monotonic_and_bounded():
-    for deq in (linear_dequantize, mu_law_dequantize):
+    for deq in (linear_dequantize, mu_law_dequantize, a_law_dequantize):
         v = deq(np.arange(Q_LEVELS))
         assert np.all(np.diff(v) > 0)
         assert v.min() >= -1 and v.max() <= 1

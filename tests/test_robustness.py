@@ -97,6 +97,17 @@ def test_train_part_with_other_rate_or_channels(work):
     (["--batchsize=0"], ["--batchsize=0", "positive"]),
     (["--nepochs=-1"], ["--nepochs=-1", "positive"]),
     (["--patience=-1"], ["--patience"]),
+    # the architecture flags (checked before TensorFlow loads, as every row here)
+    (["--frames", "0"], ["--frames 0", "positive"]),
+    (["--frames", "8,3"], ["--frames 8,3", "8 is not a multiple of 3"]),
+    (["--frames", "2,8"], ["--frames 2,8", "shrink"]),
+    (["--frames", "8;2"], ["--frames 8;2", "commas"]),
+    (["--frames", "16,4", "--cutlen=264"], ["--cutlen=264", "multiple of 16", "--frames"]),
+    (["--rnn-layers=0"], ["--rnn-layers=0"]),
+    (["--q-levels=1"], ["--q-levels=1", "between 2"]),
+    (["--rnn", "rnn", "--skip"], ["--rnn rnn", "gru, lstm"]),
+    (["--emb-size=0"], ["--emb-size=0", "positive"]),
+    (["--learning-rate=0"], ["--learning-rate=0", "positive"]),
 ])
 def test_train_bad_flags(parts, flags, words):
     proc = mini(*flags, cwd=parts)
@@ -188,7 +199,7 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work, model_file):
     bad = work / "bad.h5"
     shutil.copy(e0, bad)
     with h5py.File(bad, "r+") as f:  # a finite but absurd gain: the activations overflow to inf
-        g = f["weights/sample_h1/g"]
+        g = f["weights/sample/h1/g"]
         g[...] = np.full(g.shape, 3e38, np.float32)
     proc = mini(f"--load={bad}", "--nepochs=3", cwd=work)
     assert proc.returncode == 3

@@ -1,10 +1,11 @@
-"""The compiled sampler computes exactly what the training graph computes."""
+"""The compiled sampler computes exactly what the training graph computes, for every architecture."""
 import numpy as np
 import pytest
+from conftest import arch_model  # noqa: F401  (a fixture: the model of each architecture)
 
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN
-from srnn.quantize import Q_ZERO
+from srnn.quantize import Q_ZERO, q_zero
 from srnn.quiet import import_tensorflow
 from srnn.sample import Sampler
 
@@ -18,17 +19,20 @@ def model():
     m = SampleRNN(ModelConfig(slowdim=24, dim=16))
     rng = np.random.default_rng(0)
     # non-trivial learned initial states, so the test also checks the sampler starts from them
-    m.slow_gru.h0.assign(rng.normal(size=24).astype(np.float32) * 0.5)
-    m.mid_gru.h0.assign(rng.normal(size=16).astype(np.float32) * 0.5)
+    m.frame_tiers[0].rnns[0].h0.assign(rng.normal(size=24).astype(np.float32) * 0.5)
+    m.frame_tiers[1].rnns[0].h0.assign(rng.normal(size=16).astype(np.float32) * 0.5)
     return m
 
 
-def teacher_forced_logp(model, levels, temps):
-    """Log-probabilities of `levels` under the training graph, fed the same sequence."""
-    x = np.concatenate([np.full((levels.shape[0], 8), Q_ZERO, np.int32), levels], axis=1)
-    hs, hm = model.zero_states(levels.shape[0])
-    logits, _, _ = model.forward(x, hs, hm, 1.0)
-    logp = tf.nn.log_softmax(logits / np.asarray(temps, np.float32)[:, None, None]).numpy()
+def teacher_forced_logp(model, levels, temps=1.0, before=()):
+    """Log-probabilities of `levels` under the training graph, fed the same sequence after a big
+    frame of silence and `before` (a primer, already padded to whole big frames)."""
+    c = model.cfg
+    head = np.concatenate([np.full(c.big_frame, q_zero(c.q_levels), np.int32), np.asarray(before, np.int32)])
+    x = np.concatenate([np.tile(head, (levels.shape[0], 1)), levels], axis=1)
+    logits, _ = model.forward(x, model.zero_states(levels.shape[0]), 1.0)
+    logits = logits[:, -levels.shape[1]:]
+    logp = tf.nn.log_softmax(logits / np.asarray(temps, np.float32).reshape(-1, 1, 1)).numpy()
     return np.take_along_axis(logp, levels[..., None], -1)[..., 0]
 
 
@@ -41,6 +45,21 @@ def test_sampler_equals_model(model, xla):
     np.testing.assert_allclose(logp, teacher_forced_logp(model, levels, temps), atol=1e-4)
 
 
+def test_generate_and_prime_equal_model_for_every_architecture(arch_model):
+    """model.generate (compiled, fused steps) draws what the chunk form predicts, from the learned
+    initial states and after a primer that is not a whole number of big frames."""
+    m, bf = arch_model, arch_model.cfg.big_frame
+    n = 2 * bf if bf > 8 else 48
+    levels, logp = m.generate(2, n, temperature=[1.0, 0.8], seed=5)
+    assert levels.shape == (2, n) and levels.max() < m.cfg.q_levels
+    assert len(np.unique(levels)) > 3
+    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, [1.0, 0.8]), atol=1e-4)
+    primer = np.random.default_rng(0).integers(0, m.cfg.q_levels, bf + 3).astype(np.int32)
+    levels, logp = m.generate(2, n, seed=6, primer=primer)
+    padded = np.concatenate([np.full(-len(primer) % bf, q_zero(m.cfg.q_levels), np.int32), primer])
+    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, before=padded), atol=1e-4)
+
+
 def test_argmax_is_deterministic_and_most_likely(model):
     s = Sampler(model)
     a, logp = s.generate(2, 40, argmax=True, seed=1)
@@ -48,8 +67,7 @@ def test_argmax_is_deterministic_and_most_likely(model):
     assert np.array_equal(a, b)
     assert np.array_equal(a[0], a[1])  # same start, same choices
     x = np.concatenate([np.full((1, 8), Q_ZERO, np.int32), a[:1]], axis=1)
-    hs, hm = model.zero_states(1)
-    logits, _, _ = model.forward(x, hs, hm, 1.0)
+    logits, _ = model.forward(x, model.zero_states(1), 1.0)
     assert np.array_equal(np.argmax(logits[0], -1), a[0])
 
 
