@@ -13,6 +13,22 @@ from srnn.quiet import import_tensorflow  # noqa: E402
 tf = import_tensorflow()
 REAL_TIME = 16000  # samples per second of 16 kHz audio
 
+# the architectures the bench scripts compare, as training flags (the model's width comes apart)
+ARCHITECTURES = {
+    "original": "--frames 8,2 --rnn gru --rnn-layers 1",
+    "music": "--frames 16,4 --rnn lstm --rnn-layers 3 --skip",
+    "2-tier": "--frames 16 --rnn gru --rnn-layers 1",
+}
+
+
+def model_config(arch, dim):
+    """The ModelConfig of one of ARCHITECTURES with --slowdim and --dim `dim`."""
+    from srnn.cli import model_config as from_flags, train_parser
+    from srnn.config import ModelConfig
+
+    args = train_parser().parse_args(ARCHITECTURES[arch].split() + [f"--dim={dim}", f"--slowdim={dim}"])
+    return from_flags(args, ModelConfig())
+
 
 def cpu_model():
     try:

@@ -34,15 +34,22 @@ def loop_time(fn, state, steps=STEPS):
     return (time.perf_counter() - t0) / steps
 
 
-def weight_bytes_per_sample(cfg):
-    """Weights the sampler's loop reads per generated sample (float32), with its fused kernels:
-    the sample tier every sample, the mid tier every `frame` samples, the slow tier every
-    `big_frame` samples (srnn/sample.py, Sampler._loop)."""
-    D, S, q, fr, bf, mps = cfg.dim, cfg.slowdim, cfg.q_levels, cfg.frame, cfg.big_frame, cfg.mids_per_slow
-    sample = fr * D + D * D + D * q  # one lookup row per context sample (through h1), h2, output
-    mid = fr * 3 * D + D * 3 * D + D * fr * D  # input (fused), recurrent kernel, output (fused with h1)
-    slow = bf * 3 * S + S * 3 * S + S * mps * D + D * 3 * D  # GRU, output, the mid GRU's input kernel
-    return 4 * (sample + mid / fr + slow / bf)
+def weight_bytes_per_sample(model):
+    """Weights the sampler's loop reads per generated sample (float32), from the fused step weights
+    themselves (SampleRNN.step_weights): each frame tier's once per frame of its size, the sample
+    MLP's every sample (one table row per context sample)."""
+    size = lambda t: int(tf.size(t))  # noqa: E731
+    weights = model.step_weights()
+    total = 0.0
+    for tier, w in zip(model.frame_tiers, weights):
+        n = sum(size(wh) + size(bh) + (size(wx) + size(bx) if i or tier.top else 0)
+                for i, (wx, bx, wh, bh) in enumerate(w["rnn"]))
+        n += 0 if tier.top else size(w["in_wx"]) + size(w["in_bx"])
+        n += size(w["out"][0]) + size(w["out"][1]) + (0 if w["below"]["fold"] else size(w["below"]["kernel"]))
+        total += n / tier.frame
+    w = weights[-1]
+    total += len(w["tables"]) * model.cfg.dim + sum(size(t) for pair in (w["h2"], w["out"]) for t in pair)
+    return 4 * total
 
 
 def main():
@@ -58,21 +65,21 @@ def main():
 
     per = loop_time(chain, tf.random.normal((1, 1024)), steps=200)
     bandwidth = len(ws) * 1024 * 3072 * 4 / per
-    need = weight_bytes_per_sample(cfg)
+    model = SampleRNN(cfg)
+    need = weight_bytes_per_sample(model)
     print(f"dim 1024, one stream: {need / 1e6:.1f} MB of weights read per generated sample; "
           f"matrix-vector bandwidth here {bandwidth / 1e9:.1f} GB/s -> at most {bandwidth / need:,.0f} samples/s")
     from srnn.sample import Sampler
 
-    sampler = Sampler(SampleRNN(cfg))
+    sampler = Sampler(model)
     sampler.generate(1, 1000)
     t0 = time.perf_counter()
     sampler.generate(1, 1000, seed=1)
     rate = 1000 / (time.perf_counter() - t0)
     print(f"  the sampler: {rate:,.0f} samples/s, {rate * need / bandwidth:.0%} of that ceiling")
 
-    m = SampleRNN(ModelConfig(slowdim=32, dim=32))
-    k = m.kernels()
-    (w1, b1), (w2, b2), (wo, bo) = k["h1"], k["h2"], k["out"]
+    m = SampleRNN(ModelConfig(slowdim=32, dim=32)).sample_tier
+    (w1, b1), (w2, b2), (wo, bo) = [(layer.kernel(), layer.b) for layer in (m.h1, m.h2, m.out)]
 
     def mlp(h):
         h = tf.nn.relu(tf.matmul(h, w1) + b1)

@@ -147,6 +147,9 @@ def train_parser():
                    help="with --distribute mirrored: comma-separated devices, e.g. GPU:0,GPU:1 (default: all GPUs)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop training after the epoch during which M minutes have passed (and save, as "
+                   "at the end); --nepochs still caps the epochs (default: no time limit)")
     g = p.add_argument_group("sampling (with --sample)")
     g.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate (default 4)")
     g.add_argument("--nseqs", type=int, default=1,
@@ -166,8 +169,8 @@ def train_parser():
 def _positive(args, *flags):
     for flag in flags:
         value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise SrnnError(f"--{flag.replace('_', '-')}={value} must be positive")
+        if value is not None and not 0 < value < float("inf"):  # NaN fails this too
+            raise SrnnError(f"--{flag.replace('_', '-')}={value} must be positive and finite")
 
 
 def parse_frames(text):
@@ -201,7 +204,7 @@ def model_config(args, base):
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
     _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
-              "emb_size", "learning_rate")
+              "emb_size", "learning_rate", "max_minutes")
     if args.patience < 0:
         raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
     if args.sample:
@@ -236,7 +239,7 @@ def train_command(args):
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
         svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
-        learning_rate=args.learning_rate,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads

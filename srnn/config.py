@@ -106,8 +106,9 @@ def check_frames(frames):
     if any(f <= 0 for f in frames):
         raise ConfigError(f"--frames {text}: frame sizes must be positive")
     for a, b in zip(frames, frames[1:]):
-        if a <= b or a % b:
+        if a <= b:
+            raise ConfigError(f"--frames {text}: frame sizes must shrink from the top tier down "
+                              f"({a} is not larger than {b})")
+        if a % b:
             raise ConfigError(f"--frames {text}: each frame size (top tier first) must be a multiple of "
-                              f"the next and larger, and {a} is not a multiple of {b}"
-                              if a % b else f"--frames {text}: frame sizes must shrink from the top "
-                              f"tier down ({a} is not larger than {b})")
+                              f"the next, and {a} is not a multiple of {b}")

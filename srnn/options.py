@@ -27,6 +27,7 @@ class TrainOptions:
     load: str = None
     patience: int = 0  # stop after this many epochs without a better validation loss; 0: never
     learning_rate: float = None  # None: LEARNING_RATE, or the checkpoint's with --load
+    max_minutes: float = None  # stop after the epoch during which this much training time has passed
     parts_root: str = "blizzard"
     out_dir: str = "."
     xla: bool = None  # None: chosen by model size

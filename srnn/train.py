@@ -315,6 +315,7 @@ def train(cfg, opts, log=print, splits=None):
     saved, best_weights = None, None
     if best is not None and best == start - 1:  # the loaded weights are the best epoch's
         best_weights = [w.numpy() for _, w in model.named_weights()]
+    started = time.time()
     verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
@@ -346,14 +347,20 @@ def train(cfg, opts, log=print, splits=None):
             if is_chief():
                 plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
             stale = epoch - best
-            early = opts.patience > 0 and stale >= opts.patience
+            patience_over = opts.patience > 0 and stale >= opts.patience
+            time_over = opts.max_minutes is not None and time.time() - started >= 60 * opts.max_minutes
+            early = patience_over or time_over
             # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
             if early or epoch == opts.nepochs - 1 or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
                 saved = save(epoch, epoch)
                 log(f"saved {saved}")
-            if early:
+            if patience_over:
                 log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
                     f"stopping; the best epoch is {best}")
+            elif time_over and epoch < opts.nepochs - 1:
+                log(f"{opts.max_minutes:g} minute(s) of training are over (--max-minutes): stopping; the best "
+                    f"epoch is {best}")
+            if early:
                 break
     if test_feed is not None and best is not None and best_weights is None:
         # the best epoch was before this run: its file holds it, if it is where training writes

@@ -1,0 +1,86 @@
+"""Which architecture to pick with a few CPU minutes: each trains for the same wall-clock budget on
+the shipped demo corpus, over several seeds, and the best epoch's valid and test bits are printed.
+
+    python bench/quality.py                 # 10 minutes per run, 3 seeds: about 2 hours
+    python bench/quality.py --minutes 2     # a quicker look
+    python bench/quality.py --only music    # rows whose name starts with this
+
+The corpus is the demo cut into 8 s parts as the README's first command does (13 parts): the
+original's tiny split, 4 parts to train, 2 to validate, the 7 others to test. Each run is a fresh
+process running `train_srnn.py` with --max-minutes, so it is what a user gets with those flags.
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+# name -> training flags (beyond the split), each about the same cost per sample at these widths
+RUNS = {
+    "original tiny": "--frames 8,2 --slowdim 32 --dim 32 --cutlen 512 --batchsize 2",
+    "original dim 64": "--frames 8,2 --slowdim 64 --dim 64 --cutlen 512 --batchsize 2",
+    "2-tier GRU": "--frames 16 --slowdim 64 --dim 64 --cutlen 512 --batchsize 2",
+    "music (LSTM x3, skip)": "--frames 16,4 --rnn lstm --rnn-layers 3 --skip --slowdim 32 --dim 32 --cutlen 512 "
+                             "--batchsize 2",
+}
+SEEDS = (1, 2, 3)
+
+
+def run(work, name, flags, seed, minutes):
+    out = os.path.join(work, f"run_{abs(hash((name, seed)))}")
+    os.makedirs(out)
+    os.symlink(os.path.join(work, "blizzard"), os.path.join(out, "blizzard"))
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=tiny", "--trainstop=4",
+                           "--validstop=6", "--nepochs=100000", f"--max-minutes={minutes}", f"--seed={seed}",
+                           *flags.split()], cwd=out, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-2000:]}")
+    valid = [float(v) for v in re.findall(r"Epoch \d+ valid loss in bits ([\d.]+)", proc.stdout)]
+    test = float(re.search(r"Test loss in bits ([\d.]+)", proc.stdout).group(1))
+    params = int(re.search(r"Total params: ([\d,]+)", proc.stdout).group(1).replace(",", ""))
+    shutil.rmtree(out)
+    return {"valid": min(valid), "test": test, "epochs": len(valid), "params": params, "took": time.time() - t0}
+
+
+def spread(values):
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget per run (default 10)")
+    p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per architecture (default 3)")
+    p.add_argument("--only", default="", help="run only the rows whose name starts with this")
+    args = p.parse_args()
+    from common import describe_machine
+
+    describe_machine()
+    with tempfile.TemporaryDirectory() as work:
+        shutil.copytree(os.path.join(ROOT, "blizzard", "tiny"), os.path.join(work, "blizzard", "tiny"))
+        pre = subprocess.run([sys.executable, os.path.join(ROOT, "preprocess.py"), "blizzard/tiny"], cwd=work,
+                             capture_output=True, text=True)
+        if pre.returncode:
+            raise SystemExit(pre.stderr)
+        print(f"{args.minutes:g} minute(s) of training per run, seeds {', '.join(map(str, range(1, args.seeds + 1)))}; "
+              f"bits per sample of the best epoch (mean ± standard deviation over seeds)")
+        print(f"{'architecture':<24} {'params':>8} {'epochs':>7} {'valid bits':>14} {'test bits':>14}  flags")
+        for name, flags in RUNS.items():
+            if not name.startswith(args.only):
+                continue
+            rows = [run(work, name, flags, seed, args.minutes) for seed in range(1, args.seeds + 1)]
+            print(f"{name:<24} {rows[0]['params']:>8,} {statistics.mean(r['epochs'] for r in rows):>7.0f} "
+                  f"{spread([r['valid'] for r in rows]):>14} {spread([r['test'] for r in rows]):>14}  {flags}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
