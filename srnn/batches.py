@@ -37,7 +37,7 @@ def read_prompts(parts_dir, hint=None):
     if not os.path.isfile(path):
         raise SrnnError(f"{path} not found: {hint}")
     files = []
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is no name
         for line in f:
             name = line.split("\t")[0].strip()
             if name:
@@ -214,8 +214,17 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint
     train, valid, test = split_files(read_prompts(parts_dir, hint), trainstop, validstop)
     args = (cutlen, cfg.qtype, cfg.sample_rate)
     kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn)
-    return Splits(
+    splits = Splits(
         train=Feeder(train, batchsize, *args, "training", **kw),
         valid=Feeder(valid, batchsize, *args, "validation", **kw),
         test=Feeder(test, min(batchsize, len(test)), *args, "test", whole=True, **kw) if test else None,
     )
+    # a chunk longer than the longest part is all padding, and memory: use the part's length
+    feeders = [f for f in (splits.train, splits.valid, splits.test) if f is not None]
+    longest = max(n for f in feeders for n in f.frames.values())
+    enough = max(-(-longest // cfg.big_frame) * cfg.big_frame, cfg.big_frame)
+    if cutlen > enough:
+        warn(f"note: --cutlen {cutlen} is longer than the longest part ({longest} samples): using {enough}")
+        for f in feeders:
+            f.cutlen = enough
+    return splits

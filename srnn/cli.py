@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE, ConfigError
-from .errors import SrnnError, first_line
+from .errors import SrnnError, first_line, run_cli
 from .quantize import QTYPES
 
 
@@ -68,9 +68,9 @@ architecture: frame tiers over a sample-level MLP (--frames F1,...,FK gives K fr
   tier K         RNN (--dim) over frames of FK + vector above - FK vectors per step --.|  |
   sample MLP     last FK samples embedded + vector above -> q_levels logits <---------'
 
-  the original (default)      --frames 8,2 --rnn gru --rnn-layers 1
-  the reference's 2 tiers     --frames 2       (add --rnn-layers N --skip for its deeper models)
-  the reference's 3 tiers     --frames 8,2
+  the original (default)      --frames 8,2 --rnn gru --rnn-layers 1 (the reference's 3 tiers)
+  the reference's 2 tiers     --frames 16
+  the music fork's 2 tiers    --frames 16 --rnn lstm --rnn-layers 5 --skip --qtype mu-law
   a typical music model       --frames 16,4 --rnn lstm --rnn-layers 3 --skip
 """
 
@@ -125,7 +125,7 @@ def train_parser():
     a = p.add_argument_group("architecture (stored in the checkpoint: --sample and --load need none of these)")
     a.add_argument("--frames", default=None, metavar="F1,F2,...",
                    help="frame size in samples of each frame tier, top tier first, each a multiple of "
-                   f"the next: 8,2 is the original's three tiers, 2 a two-tier model, 64,16,4 four tiers "
+                   "the next: 8,2 is the original's three tiers, 16 a two-tier model, 64,16,4 four tiers "
                    f"(default {','.join(map(str, FRAMES))})")
     a.add_argument("--rnn", default=None, metavar="|".join(RNNS), help="the frame tiers' RNN (default gru)")
     a.add_argument("--rnn-layers", type=int, default=None, metavar="N",
@@ -147,14 +147,29 @@ def train_parser():
                    help="with --distribute mirrored: comma-separated devices, e.g. GPU:0,GPU:1 (default: all GPUs)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
+    w = p.add_argument_group("watching training")
+    w.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="write TensorBoard event files to DIR: the loss of every step, each epoch's "
+                   "train/valid bits, seconds, samples/s and learning rate, the test bits, and the "
+                   "audition clips (view with `tensorboard --logdir DIR`)")
+    w.add_argument("--audition", type=int, default=0, metavar="N",
+                   help="after every N epochs, generate --nseqs clips (default 2) of --seconds (default 4) "
+                   "from the current weights into EXP_samples/e{epoch}_{i}.wav with pictures, and say "
+                   "whether each is near-silent, clipped, DC-offset or stuck in a loop (default 0: off)")
+    p.add_argument("--export", metavar="DIR", default=None,
+                   help="write the model as a TensorFlow SavedModel into the new folder DIR, with a "
+                   "compiled generate(n_seqs, n_samples, temperature, seed) that needs only TensorFlow: "
+                   "with --sample, the checkpoint's model (nothing is generated); after training, the "
+                   "best epoch's")
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="stop training after the epoch during which M minutes have passed (and save, as "
                    "at the end); --nepochs still caps the epochs (default: no time limit)")
     g = p.add_argument_group("sampling (with --sample)")
     g.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate (default 4)")
-    g.add_argument("--nseqs", type=int, default=1,
+    g.add_argument("--nseqs", type=int, default=None,
                    help="sequences to generate in one batch: generated.wav for one, generated_0.wav, "
-                   "generated_1.wav, ... for several (default 1)")
+                   "generated_1.wav, ... for several (default 1; with --audition, clips per audition, "
+                   "default 2)")
     g.add_argument("--temperature", type=float, nargs="+", default=[1.0], metavar="T",
                    help="divides the logits before each draw: below 1 is more conservative, above 1 "
                    "wilder; one value, or one per sequence (default 1)")
@@ -207,6 +222,8 @@ def train_main(argv=None):
               "emb_size", "learning_rate", "max_minutes")
     if args.patience < 0:
         raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
+    if args.audition < 0:
+        raise SrnnError(f"--audition={args.audition} must be 0 (off) or a number of epochs")
     if args.sample:
         return sample_command(args)
     return train_command(args)
@@ -239,7 +256,8 @@ def train_command(args):
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
         svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
-        learning_rate=args.learning_rate, max_minutes=args.max_minutes,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes, tensorboard=args.tensorboard,
+        audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
@@ -258,8 +276,9 @@ def sample_command(args):
     from .options import DEFAULT_SEED
     from .quantize import quantize
 
+    args.nseqs = args.nseqs or 1
     temps = args.temperature
-    if any(not t > 0 for t in temps):
+    if any(not 0 < t < float("inf") for t in temps):
         raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
     if len(temps) not in (1, args.nseqs):
         raise SrnnError(f"--temperature has {len(temps)} values: give one, or one per sequence (--nseqs {args.nseqs})")
@@ -269,8 +288,13 @@ def sample_command(args):
         raise SrnnError(f"{args.sample} was trained with --qtype {c.qtype}, not {args.qtype}: leave --qtype out")
     checkpoint.check_compatible(ckpt, model_config(args, c))
     rate = args.samplerate or c.sample_rate
+    n = int(round(args.seconds * rate))
+    if n < 1:
+        raise SrnnError(f"--seconds={args.seconds:g} is less than one sample at {rate} Hz: ask for more")
     primer = np.zeros(0, np.int32)
     if args.prime:
+        if os.path.isdir(args.prime):
+            raise SrnnError(f"--prime {args.prime} is a folder: give an audio file")
         if not os.path.isfile(args.prime):
             raise SrnnError(f"--prime {args.prime} not found: give an audio file")
         try:
@@ -282,16 +306,19 @@ def sample_command(args):
         primer = quantize(resample(x, sr, rate), c.qtype, c.q_levels)
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
-    from .sample import Sampler, to_audio
+    from .sample import to_audio
 
     model = SampleRNN(c)
     checkpoint.apply_weights(ckpt, model)
-    sampler = Sampler(model)
-    n = int(round(args.seconds * rate))
+    if args.export:
+        from .export import export
+
+        print(f"exported {args.sample} to {export(model, args.export)}: "
+              f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed)")
+        return 0
     t0 = time.time()
-    start = sampler.prime(primer, args.nseqs) if primer.size else None
-    levels, _ = sampler.generate(args.nseqs, n, temperature=temps, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                                 argmax=bool(args.debug), start=start)
+    levels, _ = model.generate(args.nseqs, n, temperature=temps, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                               argmax=bool(args.debug), primer=primer)
     took = time.time() - t0
     for i in range(args.nseqs):
         audio = to_audio(np.concatenate([primer, levels[i]]), c.qtype, c.q_levels)
@@ -306,3 +333,13 @@ def sample_command(args):
           f"({args.nseqs * n / took:,.0f} samples/s, compilation included)")
     return 0
 
+
+
+def preprocess_entry():
+    """The `srnn-preprocess` command (pyproject.toml), the same as `python preprocess.py`."""
+    sys.exit(run_cli(preprocess_main))
+
+
+def train_entry():
+    """The `srnn-train` command (pyproject.toml), the same as `python train_srnn.py`."""
+    sys.exit(run_cli(train_main))

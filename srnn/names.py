@@ -32,6 +32,15 @@ def checkpoint_name(exp, dim, epoch):
     return f"{exp}_srnn_sz{dim}_{epoch if isinstance(epoch, str) else f'e{epoch}'}.h5"
 
 
+def samples_dir(exp):
+    """Where --audition writes its clips: `{exp}_samples/`."""
+    return f"{exp}_samples"
+
+
+def audition_name(epoch, i):
+    return f"e{epoch}_{i}.wav"
+
+
 def generated_name(i, n, ext=".wav"):
     """`generated.wav` for one sequence, `generated_0.wav ...` for several."""
     return f"generated{ext}" if n == 1 else f"generated_{i}{ext}"

@@ -28,6 +28,11 @@ class TrainOptions:
     patience: int = 0  # stop after this many epochs without a better validation loss; 0: never
     learning_rate: float = None  # None: LEARNING_RATE, or the checkpoint's with --load
     max_minutes: float = None  # stop after the epoch during which this much training time has passed
+    tensorboard: str = None  # folder for TensorBoard event files
+    audition: int = 0  # generate clips after every this many epochs; 0: never
+    audition_seqs: int = 2
+    audition_seconds: float = 4.0
+    export: str = None  # after training, write the best epoch's model as a SavedModel here
     parts_root: str = "blizzard"
     out_dir: str = "."
     xla: bool = None  # None: chosen by model size
@@ -42,9 +47,31 @@ def prepare(cfg, opts):
     if reason:
         raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir or '.')} ({reason}): "
                         f"run from a writable folder")
-    return prepare_splits(
+    splits = prepare_splits(
         names.exp_parts_dir(opts.exp, opts.parts_root), opts.trainstop, opts.validstop, opts.batchsize,
         opts.cutlen, cfg,
         hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first",
         warn=lambda m: print(m, file=sys.stderr),
     )
+    if opts.tensorboard:
+        try:
+            os.makedirs(opts.tensorboard, exist_ok=True)
+        except OSError as e:
+            raise SrnnError(f"cannot make the --tensorboard folder {opts.tensorboard} ({e.strerror}): "
+                            f"choose another") from None
+        reason = can_write(opts.tensorboard)
+        if reason:
+            raise SrnnError(f"cannot write to the --tensorboard folder {opts.tensorboard} ({reason}): choose another")
+    if opts.export and os.path.exists(opts.export) and (not os.path.isdir(opts.export) or os.listdir(opts.export)):
+        raise SrnnError(f"--export {opts.export} exists and is not an empty folder: choose a new folder")
+    # `--exp sub/x` names checkpoints sub/x_srnn_...: make that folder now, not at the first save
+    folder = os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0)))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise SrnnError(f"cannot make the folder {folder} for the checkpoints of --exp {opts.exp} "
+                        f"({e.strerror}): choose another --exp") from None
+    reason = can_write(folder)
+    if reason:
+        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(folder)} ({reason}): choose another --exp")
+    return splits

@@ -62,16 +62,23 @@ def existing_parts(out_dir):
     )
 
 
+MIN_RATE, MAX_RATE = 1000, 192000  # Hz: telephone-band speech to high-resolution audio
+MIN_PART = 64  # samples: shorter parts are no training data (and a part of 0 samples is none)
+MAX_PART_SECONDS = 3600
+
+
 def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False, log=print):
     """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input."""
     if not os.path.exists(src_dir):
         raise SrnnError(f"{src_dir} does not exist: give the folder that holds your audio files")
     if not os.path.isdir(src_dir):
         raise SrnnError(f"{src_dir} is not a folder: give the folder that holds your audio files")
-    if not seconds > 0:
-        raise SrnnError(f"--seconds must be positive, got {seconds}")
-    if samplerate <= 0:
-        raise SrnnError(f"--samplerate must be positive, got {samplerate}")
+    if not MIN_RATE <= samplerate <= MAX_RATE:
+        raise SrnnError(f"--samplerate {samplerate} must lie between {MIN_RATE} and {MAX_RATE} Hz")
+    # a part is held in memory while it is cut and again when training reads its batch
+    if not (seconds > 0 and MIN_PART <= seconds * samplerate and seconds <= MAX_PART_SECONDS):
+        raise SrnnError(f"--seconds {seconds:g} must be between {MIN_PART / samplerate:g} ({MIN_PART} samples "
+                        f"at {samplerate} Hz) and {MAX_PART_SECONDS} (one hour)")
     out_dir = out_dir or names.parts_dir_for(src_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise SrnnError(f"{out_dir} exists and is not a folder: remove it or choose --out")

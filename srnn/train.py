@@ -14,6 +14,7 @@ from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
 from .quiet import import_tensorflow
+from .watch import Board, audition, describe_clips
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow is initialised quietly)
@@ -221,11 +222,12 @@ class Pass:
         return pos
 
 
-def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True):
+def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True, on_step=None):
     """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
 
     The loss is the mean in bits over the pass's real samples. A signal seen by `stop` raises
     _Stop after the current step, with `pos` at the next chunk, so the pass can be resumed exactly.
+    `on_step(loss)` is called after every step (TensorBoard's per-step loss).
     """
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
@@ -245,6 +247,8 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
             pos.batch, pos.chunk = b, c + 1
             if bar is not None:
                 bar.update(pos.n_chunks, values=[("loss in bits", pos.bits)])  # running epoch mean
+            if on_step is not None:
+                on_step(loss)
             if stop is not None and stop.signum is not None:
                 raise _Stop
         pos.batch, pos.chunk = b + 1, 0
@@ -294,7 +298,7 @@ def train(cfg, opts, log=print, splits=None):
     log(f"model: {cfg.describe()}; learning rate {float(steps.optimizer.learning_rate.numpy()):g}")
     log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}"
         f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
-        f"cutlen {opts.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
+        f"cutlen {train_feed.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
     log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
         f"only with runs of the same --qtype and --q-levels")
     if start >= opts.nepochs:
@@ -316,6 +320,10 @@ def train(cfg, opts, log=print, splits=None):
     if best is not None and best == start - 1:  # the loaded weights are the best epoch's
         best_weights = [w.numpy() for _, w in model.named_weights()]
     started = time.time()
+    board = Board(opts.tensorboard if is_chief() else None)  # one writer per cluster: the chief's
+    on_step = None
+    if board.writer is not None:
+        on_step = lambda loss: board.scalars(steps.optimizer.iterations.numpy(), **{"train/loss_bits": loss})  # noqa: E731
     verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
@@ -325,8 +333,10 @@ def train(cfg, opts, log=print, splits=None):
             bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
                                       stateful_metrics=["loss in bits"])
             tp, resume = resume or Pass(), None
+            count_before = tp.count
             try:
-                run_pass(steps, train_feed, batches, True, tp, bar, stop)
+                run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
+                train_seconds = time.time() - t0
                 vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
             except _Stop:
                 path = save("interrupted", epoch - 1, tp.to_state(steps))
@@ -340,6 +350,16 @@ def train(cfg, opts, log=print, splits=None):
             log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
             log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
             log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
+            board.scalars(epoch, **{"epoch/train_bits": tp.bits, "epoch/valid_bits": vp.bits,
+                                    "epoch/seconds": time.time() - t0,
+                                    "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
+                                    "epoch/learning_rate": steps.optimizer.learning_rate.numpy()})
+            if opts.audition and (epoch + 1) % opts.audition == 0 and is_chief():
+                clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
+                                 seed=opts.seed)
+                log(f"Epoch {epoch} {describe_clips(clips)}")
+                board.clips(epoch, clips, cfg.sample_rate)
+            board.flush()
             if best is None or vp.bits < valid[best]:
                 best = epoch
                 best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
@@ -378,6 +398,16 @@ def train(cfg, opts, log=print, splits=None):
         test_bits = run_pass(evaluator, test_feed, test_feed.batches(), False).bits
         history["test_bits"] = test_bits
         log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")
+        board.scalars(best, **{"test/bits": test_bits})
+    board.close()
+    if opts.export and is_chief():
+        from .export import export
+
+        if best_weights is not None:  # the best epoch's model, as the test loss
+            for (_, w), value in zip(model.named_weights(), best_weights):
+                w.assign(value)
+        which = f"the best epoch ({best})" if best_weights is not None else "the last epoch"
+        log(f"exported {which} to {export(model, opts.export)}")
     return history
 
 

@@ -54,6 +54,11 @@ def test_cutlen_must_be_multiple_of_big_frame():
         list(batch_chunks([np.zeros(100, np.int32)], cutlen=264, big_frame=16))
 
 
+def test_prompts_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "prompts.txt").write_text("p0.wav\tnone\np1.wav\tnone\n", encoding="utf-8-sig")
+    assert read_prompts(str(tmp_path)) == [str(tmp_path / "p0.wav"), str(tmp_path / "p1.wav")]
+
+
 def test_split_boundaries():
     files = [f"p{i}" for i in range(10)]
     train, valid, test = split_files(files, 4, 6)

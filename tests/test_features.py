@@ -2,6 +2,8 @@
 resume, any --exp name, pictures, several sequences."""
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -150,25 +152,53 @@ def test_prime_output_starts_with_the_primer(trained, tmp_path):
     assert (tmp_path / "generated.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_nseqs_temperatures_and_seed(trained, tmp_path):
+LOAD_EXPORT = """
+import importlib.util, sys
+import numpy as np
+import tensorflow as tf
+assert importlib.util.find_spec("srnn") is None  # TensorFlow alone
+m = tf.saved_model.load(sys.argv[1])
+out = m.generate(n_seqs=3, n_samples=4000, temperature=tf.constant([0.7, 1.0, 1.3]), seed=1)
+np.save(sys.argv[2], out["audio"].numpy())
+np.save(sys.argv[3], out["levels"].numpy())
+"""
+
+
+def test_nseqs_temperatures_seed_and_export(trained, tmp_path):
+    """Three sequences with their own temperatures; the exported SavedModel, loaded by TensorFlow
+    alone, generates the same audio for the same seed (so --sample honours --seed too)."""
     args = ["--sample", trained, "--seconds", 0.25, "--nseqs", 3, "--temperature", 0.7, 1.0, 1.3]
     assert run_tool("train_srnn.py", *args, "--seed", 1, cwd=tmp_path).returncode == 0
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [f"generated_{i}{e}" for i in range(3) for e in (".png", ".wav")]
     first = [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
     assert len(set(first)) == 3  # three different sequences
-    assert run_tool("train_srnn.py", *args, "--seed", 1, cwd=tmp_path).returncode == 0
-    assert first == [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(3)]
-    # (other seeds giving other audio is checked in-process in test_sample.py)
+    before = set(os.listdir(tmp_path))
+    proc = run_tool("train_srnn.py", "--sample", trained, "--export", tmp_path / "exported", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert set(os.listdir(tmp_path)) - before == {"exported"}  # exporting generates nothing
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", LOAD_EXPORT, tmp_path / "exported", tmp_path / "audio.npy",
+                          tmp_path / "levels.npy"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    audio = np.load(tmp_path / "audio.npy")
+    assert audio.shape == (3, 4000) and len(np.unique(np.load(tmp_path / "levels.npy"))) > 10
+    for i in range(3):
+        wav, sr = sf.read(str(tmp_path / f"generated_{i}.wav"))
+        np.testing.assert_allclose(audio[i], wav, atol=1.5 / 32768)  # the WAV is 16-bit
 
 
 def test_any_exp_name_uses_fractional_split(mini, tmp_path):
-    shutil.copytree(mini / "blizzard" / "mini_parts", tmp_path / "blizzard" / "speech_parts")
-    proc = run_tool("train_srnn.py", "--exp", "speech", "--dim", 16, "--slowdim", 16, "--cutlen", 256,
+    """Any --exp name, one with a folder in it too (made for the checkpoints before training); a
+    --cutlen longer than the parts is cut to their length, with a note."""
+    shutil.copytree(mini / "blizzard" / "mini_parts", tmp_path / "blizzard" / "sub" / "speech_parts")
+    proc = run_tool("train_srnn.py", "--exp", "sub/speech", "--dim", 16, "--slowdim", 16, "--cutlen", 100_000_000,
                     "--nepochs", 1, "--batchsize", 1, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "training on 8 part(s), validating on 1, testing on 1" in proc.stdout  # 0.8 / 0.9 of 10 lines
-    assert (tmp_path / "speech_srnn_sz16_e0.h5").exists()
+    assert "--cutlen 100000000 is longer than the longest part (16000 samples): using 16000" in proc.stderr
+    assert "cutlen 16000" in proc.stdout
+    assert (tmp_path / "sub" / "speech_srnn_sz16_e0.h5").exists()
 
 
 def test_ready_model_samples_right_after_install(tmp_path):
@@ -178,3 +208,31 @@ def test_ready_model_samples_right_after_install(tmp_path):
     assert proc.returncode == 0, proc.stderr
     x, sr = sf.read(str(tmp_path / "generated.wav"))
     assert sr == 16000 and len(x) == 8000 and x.std() > 0.01
+
+
+def test_tensorboard_and_audition_leave_the_losses_unchanged(mini, base, tmp_path):
+    """--tensorboard and --audition 1 on the base run: the same losses; event files with every
+    step's loss, the epoch scalars, the test bits and the clips; the clips on disk."""
+    _, history, lines = base
+    tb = tmp_path / "tb"
+    watched = []
+    again = train(CFG, opts(mini, tmp_path, tensorboard=str(tb), audition=1, audition_seqs=2, audition_seconds=0.25),
+                  log=watched.append)
+    assert again["train_bits"] == history["train_bits"] and again["valid_bits"] == history["valid_bits"]
+    assert again["test_bits"] == history["test_bits"]
+    for epoch in (0, 1):
+        for i in (0, 1):
+            assert (tmp_path / "mini_samples" / f"e{epoch}_{i}.wav").exists()
+            assert (tmp_path / "mini_samples" / f"e{epoch}_{i}.png").exists()
+        assert any(line.startswith(f"Epoch {epoch} audition e{epoch}_0.wav: ") for line in watched)
+    steps = {}
+    for path in tb.glob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    chunks = sum(int(line.split("(")[1].split()[0]) for line in watched if "training loss in bits" in line)
+    assert steps["train/loss_bits"] == list(range(1, chunks + 1))  # every step, numbered by the optimizer
+    for tag in ("epoch/train_bits", "epoch/valid_bits", "epoch/seconds", "epoch/samples_per_s",
+                "epoch/learning_rate", "audition/0", "audition/1", "audition/0_picture"):
+        assert steps[tag] == [0, 1], tag
+    assert len(steps["test/bits"]) == 1

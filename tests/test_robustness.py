@@ -58,6 +58,17 @@ def test_preprocess_only_corrupt_empty_and_non_audio(tmp_path):
     assert not (tmp_path / "d_parts").exists()
 
 
+def test_preprocess_absurd_numbers(tmp_path):
+    write_audio(str(tmp_path / "d" / "a.wav"), tone(100, 2, 16000), 16000)
+    for flags, words in [(["--seconds", "inf"], ["--seconds inf", "one hour"]),
+                         (["--seconds", "1e-5"], ["--seconds 1e-05", "64 samples"]),
+                         (["--seconds", "1e-300"], ["--seconds 1e-300"]),
+                         (["--seconds", "nan"], ["--seconds nan"]),
+                         (["--samplerate", "1000000000000"], ["--samplerate 1000000000000", "192000"])]:
+        assert_clean_error(run_tool("preprocess.py", tmp_path / "d", *flags), *words)
+    assert not (tmp_path / "d_parts").exists()
+
+
 def test_preprocess_output_not_writable(tmp_path):
     write_audio(str(tmp_path / "d" / "a.wav"), tone(100, 9, 16000), 16000)
     blocker = tmp_path / "file"
@@ -151,6 +162,11 @@ def test_sample_bad_flags(model_file, tmp_path):
         (["--prime", junk], ["--prime", "junk.wav", "cannot be read"]),
         (["--seconds=0"], ["--seconds=0", "positive"]),
         (["--seconds=-2"], ["--seconds=-2", "positive"]),
+        (["--seconds=nan"], ["--seconds=nan", "positive and finite"]),
+        (["--seconds=inf"], ["--seconds=inf", "positive and finite"]),
+        (["--seconds=1e-9"], ["--seconds=1e-09", "less than one sample"]),
+        (["--prime", tmp_path], ["--prime", "is a folder"]),
+        (["--qtype", "mu-law"], ["--qtype linear, not mu-law"]),
         (["--temperature", "0"], ["--temperature", "positive"]),
         (["--temperature", "-1"], ["--temperature", "positive"]),
         (["--nseqs=2", "--temperature", "1", "1", "1"], ["3 values"]),

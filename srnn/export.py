@@ -1,0 +1,81 @@
+"""--export DIR: the trained model as a TensorFlow SavedModel that generates audio by itself.
+
+The SavedModel holds the weights and one compiled endpoint,
+
+    generate(n_seqs, n_samples, temperature, seed) -> {"levels": int32 (n_seqs, n_samples),
+                                                       "audio": float32 (n_seqs, n_samples)}
+
+the same loop as `train_srnn.py --sample` (so the same levels for the same seed), followed by the
+checkpoint's dequantisation and the original's scaling into [-0.475, 0.475]. Loading it needs
+TensorFlow only:
+
+    import tensorflow as tf
+    m = tf.saved_model.load("DIR")
+    out = m.generate(n_seqs=2, n_samples=16000, temperature=1.0, seed=1337)
+"""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .errors import SrnnError, first_line
+from .quantize import dequantize, q_zero
+from .quiet import import_tensorflow
+
+tf = import_tensorflow()
+import keras  # noqa: E402
+
+AUDIO_PEAK = 0.475  # srnn.quantize.soundsc's default, the original's
+
+
+def _soundsc(x):
+    """srnn.quantize.soundsc per sequence, in TensorFlow: min-max into [-peak, peak]; constant -> 0."""
+    lo = tf.reduce_min(x, axis=1, keepdims=True)
+    hi = tf.reduce_max(x, axis=1, keepdims=True)
+    scaled = (x - lo) / tf.maximum(hi - lo, 1e-30) * (2.0 * AUDIO_PEAK) - AUDIO_PEAK
+    return tf.where(hi > lo, scaled, tf.zeros_like(x))
+
+
+def export(model, path):
+    """Write `model` as a SavedModel with the `generate` endpoint into the folder `path` (a new or
+    empty folder; written next to it first and renamed, so a failure leaves nothing half-made)."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise SrnnError(f"--export {path} exists and is not an empty folder: choose a new folder")
+    c = model.cfg
+    bf = c.big_frame
+    # levels -> float, from the checkpoint's own quantisation (the NumPy functions, tabulated)
+    table = tf.constant(dequantize(np.arange(c.q_levels), c.qtype, c.q_levels).astype(np.float32))
+    sampler = model.sampler(xla=True)
+
+    def generate(n_seqs, n_samples, temperature, seed):
+        n_samples = tf.maximum(n_samples, 1)
+        temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
+        states = model.initial_states(n_seqs)
+        frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
+        levels, _ = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame)
+        levels = levels[:, :n_samples]
+        return {"levels": levels, "audio": _soundsc(tf.gather(table, levels))}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("generate", generate, input_signature=[
+        tf.TensorSpec([], tf.int32, name="n_seqs"), tf.TensorSpec([], tf.int32, name="n_samples"),
+        tf.TensorSpec(None, tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="seed")])
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".srnn-export-", dir=parent)
+    except OSError as e:
+        raise SrnnError(f"cannot write --export {path} ({e.strerror}): choose another folder") from None
+    try:
+        archive.write_out(staging, verbose=False)
+        if os.path.isdir(path):
+            os.rmdir(path)  # the empty folder the user named
+        os.replace(staging, path)
+    except OSError as e:
+        raise SrnnError(f"cannot write --export {path} ({first_line(e)}): choose another folder") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

@@ -1,0 +1,59 @@
+"""Watching training: the audition measures, clips written by a synthetic model, TensorBoard events."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from srnn.config import ModelConfig
+from srnn.quantize import quantize
+from srnn.watch import audition, describe_clips, inspect_clip
+
+RATE = 16000
+
+
+def flags(levels, q=256):
+    return inspect_clip(levels, "linear", q, RATE).flags()
+
+
+def test_measures_name_what_is_wrong(rng):
+    t = np.arange(2 * RATE) / RATE
+    noise = rng.integers(0, 256, 2 * RATE)
+    assert flags(noise) == []
+    assert flags(np.full(2 * RATE, 128)) == ["near-silent"]
+    assert flags(128 + rng.integers(-1, 2, 2 * RATE)) == ["near-silent"]  # a hiss of one level
+    assert "clipped" in flags(np.where(rng.uniform(size=2 * RATE) < 0.5, 0, 255))
+    assert flags(200 + rng.integers(-20, 20, 2 * RATE)) == ["DC offset"]
+    # a short pattern repeated (a model stuck in a loop), and a steady tone, which is one too
+    pattern = rng.integers(0, 256, 997)
+    assert flags(np.tile(pattern, 40)[:2 * RATE]) == ["stuck in a loop"]
+    tone = quantize(np.sin(2 * np.pi * 220 * t) * 0.6 + 0.0)
+    assert flags(tone) == ["stuck in a loop"]
+    # speech is not flagged: the demo's first 2 s
+    from conftest import DEMO
+    from srnn.audio import read_mono
+
+    x, _ = read_mono(f"{DEMO}/demo-congrats.flac")
+    assert flags(quantize(x[RATE:3 * RATE])) == []
+
+
+@dataclasses.dataclass
+class Synthetic:
+    """Stands in for a model: generates a fixed pattern (silence or a loop), as a broken model would."""
+    cfg: ModelConfig
+    pattern: np.ndarray
+
+    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0):
+        levels = np.tile(self.pattern, n_samples // len(self.pattern) + 1)[:n_samples]
+        return np.tile(levels, (n_seqs, 1)), np.zeros((n_seqs, n_samples), np.float32)
+
+
+@pytest.mark.parametrize("pattern, flag", [(np.full(100, 128), "near-silent"),
+                                           (np.arange(10, 240, 3), "stuck in a loop")])
+def test_audition_writes_clips_and_flags_a_broken_model(tmp_path, pattern, flag):
+    model = Synthetic(ModelConfig(slowdim=8, dim=8), pattern)
+    clips = audition(model, str(tmp_path), "x", 4, n_seqs=2, seconds=1.5, seed=1)
+    assert [c[0] for c in clips] == [str(tmp_path / "x_samples" / f"e4_{i}.wav") for i in range(2)]
+    for path, audio, report in clips:
+        assert (tmp_path / "x_samples" / f"e4_{path[-5]}.png").read_bytes()[:4] == b"\x89PNG"
+        assert report.flags() == [flag]
+    assert describe_clips(clips) == f"audition e4_0.wav: {flag}; e4_1.wav: {flag}"
