@@ -1,8 +1,10 @@
-"""srnn: a three-tier SampleRNN (Mehri et al., ICLR 2017) on Keras 3 / TensorFlow 2.
+"""srnn: SampleRNN (Mehri et al., ICLR 2017) on Keras 3 / TensorFlow 2, by default the original
+three-tier model.
 
 The package is laid out as the pipeline runs: audio in (`audio`), parts (`parts`),
-quantisation (`quantize`), batches for truncated BPTT (`batches`), the model (`model`),
-training (`train`), sampling (`sample`) and the checkpoint file (`checkpoint`).
+quantisation (`quantize`), batches for truncated BPTT (`batches`), the architecture (`config`),
+the RNN maths (`cells`), the tiers and the model (`model`), training (`train`) and watching it
+(`watch`), sampling (`sample`), the checkpoint file (`checkpoint`) and the SavedModel (`export`).
 """
 import os
 

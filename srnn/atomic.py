@@ -1,6 +1,8 @@
 """Atomic file writes: a crash at any moment leaves either the old file or the new one."""
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 
 # mkstemp makes private (0600) files; a finished output should get the usual mode from the umask.
@@ -18,16 +20,47 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    except OSError as e:
+        raise cannot_write(path, e) from None
     os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        # The writers (h5py, libsndfile, matplotlib) report a full disk or a vanished folder as
+        # OSError or as their own RuntimeError: either becomes one line naming the file.
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and (_no_room(folder) or _io_words(e))):
+            raise cannot_write(path, e) from None
         raise
+
+
+def _io_words(exc):
+    """libsndfile says a failed write(2) (a full disk, a file-size limit) as 'System error.'"""
+    text = str(exc).lower()
+    return any(w in text for w in ("system error", "write", "errno", "extend file"))
+
+
+def _no_room(folder):
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return True  # the folder itself is gone or unreadable
+
+
+def cannot_write(path, exc):
+    from .errors import SrnnError, first_line
+
+    reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else first_line(exc)
+    # no errno: a short write (NumPy's "N requested and M written"), which is a full disk too
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        reason = f"{reason}; the disk may be full"
+    return SrnnError(f"cannot write {path} ({reason}): free some space or write elsewhere; "
+                     f"files written before are untouched")
 
 
 def write_text(path, text):

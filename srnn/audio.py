@@ -35,6 +35,15 @@ def resample(x, sr_in, sr_out):
     return resample_poly(x, sr_out // g, sr_in // g).astype(np.float32)
 
 
+def write_wav_blocks(path, blocks, sr, subtype="PCM_16"):
+    """Write a mono WAV from an iterable of float blocks in [-1, 1], atomically, holding one block
+    at a time (a long generation's output)."""
+    with atomic_path(path) as tmp:
+        with sf.SoundFile(tmp, "w", int(sr), 1, subtype=subtype, format="WAV") as f:
+            for x in blocks:
+                f.write(np.clip(np.asarray(x, np.float32), -1.0, 1.0))
+
+
 def write_wav(path, x, sr, subtype="PCM_16"):
     """Write a mono WAV atomically; float input in [-1, 1] is clipped for PCM subtypes."""
     x = np.asarray(x, np.float32)

@@ -13,6 +13,7 @@ scan carries only the state gradients and emits each step's gate gradients; dW_h
 """
 import collections
 
+from .config import RNN_BLOCKS
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -149,7 +150,5 @@ def _lstm_sequence(xp, s, wh, bh):
 
 Cell = collections.namedtuple("Cell", "gates states step sequence")
 # gates: blocks of `units` in the projected input; states: blocks of `units` in the state
-CELLS = {
-    "gru": Cell(gates=3, states=1, step=gru_step, sequence=gru_sequence),
-    "lstm": Cell(gates=4, states=2, step=lstm_step, sequence=lstm_sequence),
-}
+CELLS = {name: Cell(*RNN_BLOCKS[name], step, sequence)
+         for name, step, sequence in (("gru", gru_step, gru_sequence), ("lstm", lstm_step, lstm_sequence))}

@@ -13,6 +13,7 @@ Version 1 files (written before the tiers became layers) hold the original's thr
 under its old layer names; `load` renames them, so they load and sample as before.
 """
 import dataclasses
+import io
 import json
 import os
 
@@ -55,26 +56,31 @@ class Checkpoint:
 def _write(path, config, weights, optimizer=None, train=None):
     """The one writer of the format: config, (name, array) weights, optimizer variables, training
     state; atomically, so a crash leaves the previous file (if any) untouched."""
+    # The file is built in memory and written in one go: a full disk is then one OSError from a
+    # plain write, never an I/O error inside HDF5 (whose half-closed objects crashed the process)
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["config"] = config.to_json()
+        g = f.create_group("weights")
+        for name, value in weights:
+            g.create_dataset(name, data=value)
+        if optimizer is not None:
+            og = f.create_group("optimizer")
+            for i, v in enumerate(optimizer.variables):
+                ds = og.create_dataset(f"{i:05d}", data=np.asarray(v.numpy()))
+                ds.attrs["name"] = v.path
+        if train is not None:
+            tg = f.create_group("train")
+            for key, value in train.items():
+                if isinstance(value, np.ndarray):
+                    tg.create_dataset(key, data=value)
+                else:
+                    tg.attrs[key] = json.dumps(value)
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["config"] = config.to_json()
-            g = f.create_group("weights")
-            for name, value in weights:
-                g.create_dataset(name, data=value)
-            if optimizer is not None:
-                og = f.create_group("optimizer")
-                for i, v in enumerate(optimizer.variables):
-                    ds = og.create_dataset(f"{i:05d}", data=np.asarray(v.numpy()))
-                    ds.attrs["name"] = v.path
-            if train is not None:
-                tg = f.create_group("train")
-                for key, value in train.items():
-                    if isinstance(value, np.ndarray):
-                        tg.create_dataset(key, data=value)
-                    else:
-                        tg.attrs[key] = json.dumps(value)
+        with open(tmp, "wb") as out:
+            out.write(image.getbuffer())
 
 
 def save(path, model, optimizer=None, train=None):
@@ -114,6 +120,10 @@ def load(path):
                 train.update({k: f["train"][k][()] for k in f["train"]})
             if int(f.attrs.get("version", 1)) < 2:
                 weights, train = _upgrade_v1(weights, train)
+            for name, value in weights.items():
+                if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+                    raise SrnnError(f"{path}: weight {name} is not an array of numbers: the file is damaged; "
+                                    f"use another checkpoint")
     except SrnnError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as e:

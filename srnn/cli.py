@@ -1,7 +1,11 @@
 """Command-line front ends: argument parsing and user-facing messages for both scripts."""
 import argparse
+import glob
 import os
+import shutil
 import sys
+import tempfile
+import time
 
 import numpy as np
 
@@ -60,13 +64,16 @@ def _index(text):
 
 
 ARCHITECTURE_HELP = """\
-architecture: frame tiers over a sample-level MLP (--frames F1,...,FK gives K frame tiers)
+architecture: frame tiers over a sample-level MLP (--frames F1,...,FK: K frame tiers, top first)
 
-  tier 1 (top)   RNN (--slowdim) over frames of F1 samples ---- F1/F2 vectors per step ---.
-  tier 2         RNN (--dim) over frames of F2 + vector above - F2/F3 vectors per step -.  |
-  ...                                                                                |  |
-  tier K         RNN (--dim) over frames of FK + vector above - FK vectors per step --.|  |
-  sample MLP     last FK samples embedded + vector above -> q_levels logits <---------'
+  frames of F1 -> tier 1: RNN x N (--slowdim) -> F1/F2 vectors, one per step of tier 2
+                                                   v
+  frames of F2 -> tier 2: input + vector above -> RNN x N (--dim) -> F2/F3 vectors
+                                                   v
+  ...                                             ...
+  frames of FK -> tier K: input + vector above -> RNN x N (--dim) -> FK vectors, one per sample
+                                                   v
+  last FK samples -> embeddings -> sample MLP (+ vector above) -> q_levels logits
 
   the original (default)      --frames 8,2 --rnn gru --rnn-layers 1 (the reference's 3 tiers)
   the reference's 2 tiers     --frames 16
@@ -261,20 +268,32 @@ def train_command(args):
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
-    from .train import train
+    from . import names
+    from .lock import exclusive
 
-    train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits)
+    # two runs of one experiment would overwrite each other's checkpoints
+    with exclusive(names.train_lock(opts.out_dir, opts.exp, cfg.dim),
+                   f"--exp {opts.exp} (its {names.checkpoint_name(opts.exp, cfg.dim, 'e*')} files)",
+                   "choose another --exp or folder"):
+        # a run killed while writing a checkpoint leaves its hidden temporary file: no one else
+        # can be writing them now (the lock), so they go
+        stale = glob.glob(os.path.join(glob.escape(os.path.join(opts.out_dir, os.path.dirname(opts.exp))),
+                                       f".{glob.escape(os.path.basename(opts.exp))}_srnn_sz{cfg.dim}_*.tmp.h5"))
+        for path in stale:
+            os.unlink(path)
+        if stale:
+            print(f"note: removed {len(stale)} temporary file(s) left by an interrupted run", flush=True)
+        from .train import train
+
+        train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits)
     return 0
 
 
 def sample_command(args):
-    import time
-
-    from . import checkpoint, names
-    from .audio import read_mono, resample, write_wav
-    from .config import ModelConfig
+    from . import checkpoint, memory, names
+    from .audio import read_mono, resample, write_wav_blocks
     from .options import DEFAULT_SEED
-    from .quantize import quantize
+    from .quantize import dequantize, quantize, soundsc
 
     args.nseqs = args.nseqs or 1
     temps = args.temperature
@@ -291,6 +310,8 @@ def sample_command(args):
     n = int(round(args.seconds * rate))
     if n < 1:
         raise SrnnError(f"--seconds={args.seconds:g} is less than one sample at {rate} Hz: ask for more")
+    memory.check(memory.generation_bytes(c, args.nseqs, n), f"generating {args.nseqs} x {args.seconds:g} s",
+                 "lower --seconds or --nseqs")
     primer = np.zeros(0, np.int32)
     if args.prime:
         if os.path.isdir(args.prime):
@@ -304,9 +325,16 @@ def sample_command(args):
         if x.size == 0 or not np.all(np.isfinite(x)):
             raise SrnnError(f"--prime {args.prime} holds no usable audio samples: give another file")
         primer = quantize(resample(x, sr, rate), c.qtype, c.q_levels)
+    if 2 * (len(primer) + n) > memory.WAV_LIMIT:  # 16-bit samples
+        raise SrnnError(f"--seconds {args.seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
+                        f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")
+    spool_bytes = 2 * args.nseqs * (len(primer) + n)  # the levels wait on disk until the WAVs are written
+    if spool_bytes > shutil.disk_usage(tempfile.gettempdir()).free:
+        raise SrnnError(f"generating {args.nseqs} x {args.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
+                        f"temporary space in {tempfile.gettempdir()}, which has less: lower --seconds or --nseqs, "
+                        f"or set TMPDIR to a larger disk")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
-    from .sample import to_audio
 
     model = SampleRNN(c)
     checkpoint.apply_weights(ckpt, model)
@@ -317,22 +345,89 @@ def sample_command(args):
               f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed)")
         return 0
     t0 = time.time()
-    levels, _ = model.generate(args.nseqs, n, temperature=temps, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                               argmax=bool(args.debug), primer=primer)
-    took = time.time() - t0
-    for i in range(args.nseqs):
-        audio = to_audio(np.concatenate([primer, levels[i]]), c.qtype, c.q_levels)
-        wav = names.generated_name(i, args.nseqs)
-        write_wav(wav, audio, rate)
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    sampler = model.sampler()
+    say = Progress()
+    start = None
+    if primer.size:
+        start = sampler.prime(primer, args.nseqs,
+                              progress=lambda done: say(f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
+    # Each sequence's levels go to a temporary file as the pieces come, and its WAV is written from
+    # that file in blocks: memory does not grow with --seconds (the scaling needs the whole range).
+    spools = [Spool() for _ in range(args.nseqs)]
+    try:
+        for spool in spools:
+            spool.add(primer)  # the primer opens every sequence
+        done = 0
+        for levels, _ in sampler.pieces(args.nseqs, n, temps, seed, bool(args.debug), start):
+            for spool, row in zip(spools, levels):
+                spool.add(row)
+            done += levels.shape[1]
+            say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
+        took = time.time() - t0
         what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
-        plot_audio(names.generated_name(i, args.nseqs, ".png"), audio, rate,
-                   f"{wav}: {what}{n / rate:.2f} s generated, T={temps[i % len(temps)]:g}",
-                   primer_s=len(primer) / rate if primer.size else None)
-        print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz) and its picture")
+        for i, spool in enumerate(spools):
+            wav = names.generated_name(i, args.nseqs)
+            bounds = dict(zip(("lo", "hi"), dequantize(np.array([spool.lo, spool.hi]), c.qtype, c.q_levels)))
+            to_audio = lambda levels: soundsc(dequantize(levels, c.qtype, c.q_levels), **bounds)  # noqa: E731
+            write_wav_blocks(wav, map(to_audio, spool.blocks()), rate)
+            shown = spool.head(PICTURE_SECONDS * rate)
+            cut = "" if len(shown) == len(primer) + n else f" (the first {PICTURE_SECONDS} s)"
+            plot_audio(names.generated_name(i, args.nseqs, ".png"), to_audio(shown), rate,
+                       f"{wav}: {what}{n / rate:.2f} s generated, T={temps[i % len(temps)]:g}{cut}",
+                       primer_s=len(primer) / rate if primer.size else None)
+            print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz) and its picture")
+    finally:
+        for spool in spools:
+            spool.close()
     print(f"generated {args.nseqs} x {n} samples from {args.sample} in {took:.1f} s "
           f"({args.nseqs * n / took:,.0f} samples/s, compilation included)")
     return 0
 
+
+PICTURE_SECONDS = 60  # generated.png shows at most this much (a picture of an hour is a grey band)
+
+
+class Spool:
+    """One generated sequence's levels in a temporary file (2 bytes a sample), with their range."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+        self.lo, self.hi = np.inf, -np.inf
+
+    def add(self, levels):
+        if len(levels):
+            try:
+                np.asarray(levels, np.uint16).tofile(self.file)  # q_levels <= 65536
+            except OSError as e:
+                from .atomic import cannot_write
+
+                raise cannot_write(f"a temporary file in {tempfile.gettempdir()} (set TMPDIR elsewhere)", e) from None
+            self.lo, self.hi = min(self.lo, int(levels.min())), max(self.hi, int(levels.max()))
+
+    def blocks(self, size=1 << 16):
+        self.file.seek(0)
+        while (block := np.fromfile(self.file, np.uint16, count=size)).size:
+            yield block
+
+    def head(self, count):
+        self.file.seek(0)
+        return np.fromfile(self.file, np.uint16, count=count)
+
+    def close(self):
+        self.file.close()
+
+
+class Progress:
+    """Says how a long run goes, at most every `every` seconds (and not at all for a short one)."""
+
+    def __init__(self, every=5.0):
+        self.every, self.last = every, time.time()
+
+    def __call__(self, text):
+        if time.time() - self.last >= self.every:
+            print(text, flush=True)
+            self.last = time.time()
 
 
 def preprocess_entry():

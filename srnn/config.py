@@ -16,7 +16,9 @@ FRAMES = (8, 2)  # the original: a slow tier over 8 samples, a mid tier over 2
 BIG_FRAME = FRAMES[0]
 EMB_SIZE = 256  # sample-tier embedding width per previous sample
 SAMPLE_RATE = 16000
-RNNS = ("gru", "lstm")
+# per RNN: blocks of `units` in its projected input (gates), and in its state (h; h and c)
+RNN_BLOCKS = {"gru": (3, 1), "lstm": (4, 2)}
+RNNS = tuple(RNN_BLOCKS)
 MAX_LAYERS = 64
 MAX_Q_LEVELS = 65536  # levels are stored as int32 and embedded: beyond 16 bits is not audio
 
@@ -77,6 +79,27 @@ class ModelConfig:
     def widths(self):
         """Per frame tier: its RNN width (--slowdim on top, --dim below)."""
         return [self.slowdim] + [self.dim] * (len(self.frames) - 1)
+
+    def count_params(self):
+        """The model's parameter count, from the settings alone (no TensorFlow, no allocation):
+        for the memory check before a model is built. A test holds it equal to Keras' count."""
+        gates, states = RNN_BLOCKS[self.rnn]
+        total = 0
+        widths = self.widths()
+        for k, (frame, ratio, units) in enumerate(zip(self.frames, self.ratios(), widths)):
+            out = (widths + [self.dim])[k + 1]
+            rnn_in = frame if k == 0 else units
+            if k:  # the input layer: v, g, b
+                total += frame * units + 2 * units
+            for layer in range(self.rnn_layers):
+                g = gates * units
+                total += ((rnn_in if layer == 0 else units) + units + 4) * g + states * units
+            read = units * (self.rnn_layers if self.skip else 1)
+            total += read * ratio * out + 2 * ratio * out  # the output layer
+        d, q = self.dim, self.q_levels
+        total += q * self.emb_size + self.frame * self.emb_size * d + d  # embedding, input layer
+        total += 2 * (d * d + 2 * d) + d * q + 2 * q  # two hidden layers, the output layer
+        return total
 
     def describe(self):
         """The architecture in the flags' words, for summaries and error messages."""

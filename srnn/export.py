@@ -54,7 +54,7 @@ def export(model, path):
         temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
         states = model.initial_states(n_seqs)
         frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
-        levels, _ = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame)
+        levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame)[0]
         levels = levels[:, :n_samples]
         return {"levels": levels, "audio": _soundsc(tf.gather(table, levels))}
 

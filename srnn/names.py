@@ -22,6 +22,17 @@ def parts_dir_for(src_dir):
     return os.path.normpath(src_dir).rstrip(os.sep) + "_parts"
 
 
+def parts_lock(out_dir):
+    """The lock of one parts folder, a hidden file beside it (the folder may not exist yet)."""
+    out_dir = os.path.normpath(out_dir)
+    return os.path.join(os.path.dirname(out_dir), f".{os.path.basename(out_dir)}.lock")
+
+
+def train_lock(out_dir, exp, dim):
+    """The lock of one experiment's checkpoint names, a hidden file beside them."""
+    return os.path.join(out_dir, os.path.dirname(exp), f".{os.path.basename(exp)}_srnn_sz{dim}.lock")
+
+
 def exp_parts_dir(exp, root="blizzard"):
     return os.path.join(root, f"{exp}_parts")
 

@@ -4,7 +4,7 @@ import dataclasses
 import os
 import sys
 
-from . import names
+from . import memory, names
 from .atomic import can_write
 from .batches import prepare_splits
 from .errors import SrnnError
@@ -53,6 +53,9 @@ def prepare(cfg, opts):
         hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first",
         warn=lambda m: print(m, file=sys.stderr),
     )
+    memory.check(memory.training_bytes(cfg, opts.batchsize, splits.train.cutlen),
+                 f"training a model of {cfg.count_params():,} parameters with batch {opts.batchsize} and cutlen "
+                 f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
     if opts.tensorboard:
         try:
             os.makedirs(opts.tensorboard, exist_ok=True)

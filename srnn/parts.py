@@ -17,6 +17,7 @@ from . import names
 from .atomic import write_text
 from .audio import is_audio_name, read_mono, resample, write_wav
 from .errors import SrnnError, first_line
+from .lock import exclusive
 
 
 @dataclasses.dataclass
@@ -68,7 +69,9 @@ MAX_PART_SECONDS = 3600
 
 
 def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False, log=print):
-    """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input."""
+    """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input.
+    Two runs into one output folder at once would replace each other's parts: the second waits
+    for nothing and says so (a lock next to the folder, held from the first check to the end)."""
     if not os.path.exists(src_dir):
         raise SrnnError(f"{src_dir} does not exist: give the folder that holds your audio files")
     if not os.path.isdir(src_dir):
@@ -82,6 +85,15 @@ def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False
     out_dir = out_dir or names.parts_dir_for(src_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise SrnnError(f"{out_dir} exists and is not a folder: remove it or choose --out")
+    try:  # the lock lives beside the output folder
+        os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+    except OSError as e:
+        raise SrnnError(f"cannot write to {out_dir}: {e.strerror}; choose another --out") from None
+    with exclusive(names.parts_lock(out_dir), out_dir, "choose another --out"):
+        return _make_parts(src_dir, out_dir, seconds, samplerate, force, log)
+
+
+def _make_parts(src_dir, out_dir, seconds, samplerate, force, log):
     old = existing_parts(out_dir)
     if old and not force:
         raise SrnnError(
@@ -146,6 +158,10 @@ def _cut(files, staging, part_len, samplerate, summary, log):
             continue
         duration = x.size / sr
         x = resample(x, sr, samplerate)
+        peak = float(np.abs(x).max())
+        if peak > 1.0:  # a float file beyond full scale (or a resampling overshoot): the 16-bit
+            x = x / peak  # parts would clip it, turning a sine into a square; scale it instead
+            log(f"warning: {path} peaks at {peak:.3g}, beyond full scale: scaled by 1/{peak:.3g}, not clipped")
         summary.files_read += 1
         summary.seconds_read += duration
         log(f"[{k}/{len(files)}] {path}: {duration:.2f} s at {sr} Hz")

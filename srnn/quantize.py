@@ -111,12 +111,14 @@ def dequantize(q, qtype="linear", q_levels=Q_LEVELS):
     return _CODECS[qtype][1](q, q_levels)
 
 
-def soundsc(x, peak=0.475):
-    """Min-max scale into [-peak, peak] for writing, as the original did; constant -> zeros."""
+def soundsc(x, peak=0.475, lo=None, hi=None):
+    """Min-max scale into [-peak, peak] for writing, as the original did; constant -> zeros.
+    `lo`/`hi`: the whole signal's range, when `x` is one block of it."""
     x = np.asarray(x, np.float64)
     if x.size == 0:
         return x.astype(np.float32)
-    lo, hi = x.min(), x.max()
+    lo = x.min() if lo is None else lo
+    hi = x.max() if hi is None else hi
     if not hi > lo:
         return np.zeros(x.shape, np.float32)
     return ((x - lo) / (hi - lo) * 2.0 * peak - peak).astype(np.float32)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from . import memory
 from .model import scale_levels
 from .quantize import dequantize, q_zero, soundsc
 from .quiet import import_tensorflow
@@ -63,13 +64,14 @@ class Sampler:
         self._run = tf.function(self._loop, jit_compile=self.xla)
         self._condition = tf.function(lambda x, states, reset: model.conditioning(x, states, reset)[1])
 
-    def prime(self, levels, n_seqs):
+    def prime(self, levels, n_seqs, progress=None):
         """Run the model over a primer (1-D int levels) and return the `start` to continue from.
 
         The primer is left-padded with silence to a whole number of big frames, so generation goes
         on at a frame boundary, exactly as if the model had generated the primer itself. It is fed
         as training data is (a big frame of silence, then the primer), in chunks with the states
         carried, through the frame tiers only: their states are all that carries over.
+        `progress(samples done)` is called after each chunk.
         """
         c = self.model.cfg
         bf, zero = c.big_frame, q_zero(c.q_levels)
@@ -82,6 +84,8 @@ class Sampler:
         states = self.model.zero_states(n_seqs)
         for i in range(0, len(padded), chunk):
             states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)))
+            if progress is not None:  # a long primer takes a while: say how far it is
+                progress(min(i + chunk, len(padded)))
         return tuple(states), tf.constant(x[:, -bf:])
 
     def initial(self, n_seqs):
@@ -100,15 +104,32 @@ class Sampler:
         Returns (levels (n_seqs, n_samples) int32, log-probabilities of the chosen levels under
         the tempered distribution (n_seqs, n_samples) float32).
         """
-        bf = self.model.cfg.big_frame
-        temps = np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy()
-        states, frame = start if start is not None else self.initial(n_seqs)
-        n_frames = max(1, math.ceil(n_samples / bf))
-        levels, logp = self._run(n_frames, bool(argmax), tf.constant(temps), tf.constant(int(seed), tf.int32),
-                                 tuple(states), tf.cast(frame, tf.int32))
-        return levels.numpy()[:, :n_samples], logp.numpy()[:, :n_samples]
+        pieces = list(self.pieces(n_seqs, n_samples, temperature, seed, argmax, start))
+        return tuple(np.concatenate(parts, axis=1) for parts in zip(*pieces))
 
-    def _loop(self, n_frames, argmax, temps, seed, states, frame):
+    def pieces(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None, piece=None):
+        """`generate` in pieces of at most `piece` samples: yields (levels, log-probabilities) of
+        each piece in turn, the states carried from one to the next; the pieces joined are what
+        one call would draw (the draws are numbered from the start, not per piece)."""
+        bf = self.model.cfg.big_frame
+        temps = tf.constant(np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy())
+        states, frame = start if start is not None else self.initial(n_seqs)
+        states, frame = tuple(states), tf.cast(frame, tf.int32)
+        per_call = max(1, (piece or memory.PIECE) // bf)  # whole big frames
+        total = max(1, math.ceil(n_samples / bf))
+        done = 0
+        while done < total:
+            n_frames = min(per_call, total - done)
+            levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
+                                                    states, frame, tf.constant(done, tf.int32))
+            keep = min(n_frames * bf, n_samples - done * bf)
+            done += n_frames
+            yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
+
+    def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0):
+        """n_frames big frames from (states, frame); `first` numbers the first of them (the draws
+        of frame i are a function of (seed, i)). Returns levels, log-probabilities, and the states
+        and last big frame to go on from."""
         m = self.model
         c = m.cfg
         bf, q = c.big_frame, c.q_levels
@@ -134,7 +155,7 @@ class Sampler:
             per_tier = m._per_tier(states)
             history = tf.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
             # this frame's uniforms, a pure function of (seed, frame index): same seed, same audio
-            uniforms = tf.random.stateless_uniform([bf, B], seed=tf.stack([seed, i]))
+            uniforms = tf.random.stateless_uniform([bf, B], seed=tf.stack([seed, i + first]))
             new, logps = [], []
 
             def descend(k, cond):
@@ -158,11 +179,11 @@ class Sampler:
 
         loop_vars = (tf.constant(0), frame, tuple(states),
                      tf.TensorArray(tf.int32, size=n_frames), tf.TensorArray(tf.float32, size=n_frames))
-        _, _, _, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
+        _, frame, states, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
         # (n_frames, B, bf) -> (B, n_frames * bf)
         levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
         logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
-        return levels, logp
+        return levels, logp, states, frame
 
 
 def to_audio(levels, qtype, q_levels):

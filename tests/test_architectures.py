@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, arch_model, assert_clean_error, run_tool  # noqa: F401  (arch_model: a fixture)
+from conftest import ROOT, assert_clean_error, run_tool
 from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN, loss_bits
@@ -22,6 +22,11 @@ SPLIT = ["--cutlen=256", "--batchsize=2", "--trainstop=4", "--validstop=6"]
 
 def predictions(model, x):
     return model.forward(x, model.zero_states(x.shape[0]), 1.0)[0].numpy()
+
+
+def test_parameter_count_from_the_settings_alone(arch_model):
+    """ModelConfig.count_params (the memory check's, computed without TensorFlow) == Keras' count."""
+    assert arch_model.cfg.count_params() == arch_model.count_params()
 
 
 def test_checkpoint_round_trip_every_architecture(arch_model, tmp_path, rng):

@@ -84,6 +84,16 @@ def test_bad_files_give_clear_errors(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(SrnnError, match="not an srnn checkpoint"):
         checkpoint.load(str(tmp_path / "other.h5"))
+    for name, damage, words in [("list.h5", lambda f: f.attrs.__setitem__("config", "[1, 2]"), "damaged model"),
+                                ("text_weight.h5", lambda f: (f["weights/sample/out"].__delitem__("b"),
+                                                              f["weights/sample/out"].__setitem__("b", "text")),
+                                 "weight sample/out/b is not an array of numbers")]:
+        path = tmp_path / name
+        path.write_bytes(good.read_bytes())
+        with h5py.File(path, "r+") as f:
+            damage(f)
+        with pytest.raises(SrnnError, match=words):
+            checkpoint.load(str(path))
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):

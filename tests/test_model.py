@@ -2,7 +2,6 @@
 clipping, the hand-written RNN gradients."""
 import numpy as np
 import pytest
-from conftest import arch_model  # noqa: F401  (a fixture: the model of each architecture)
 
 from srnn.config import ModelConfig
 from srnn.model import LOG2E, WNDense, WNRNN, SampleRNN, loss_bits

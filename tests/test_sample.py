@@ -1,7 +1,6 @@
 """The compiled sampler computes exactly what the training graph computes, for every architecture."""
 import numpy as np
 import pytest
-from conftest import arch_model  # noqa: F401  (a fixture: the model of each architecture)
 
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN
@@ -122,3 +121,37 @@ def test_inverse_cdf_pick_with_a_one_hot_distribution():
     p[np.arange(4), [0, 15, 16, 255]] = 1.0
     u = tf.constant([0.0, 0.5, 0.999999, 0.3])
     assert inverse_cdf_pick(tf.constant(p), u).numpy().tolist() == [0, 15, 16, 255]
+
+
+def test_a_long_generation_goes_in_pieces_and_draws_the_same(model, tmp_path, monkeypatch):
+    """Pieces joined == one call (the draws are numbered from the start); the command line
+    generates in pieces of at most PIECE samples, spools them to disk and writes the same WAV."""
+    import srnn.memory
+    import srnn.sample
+    from srnn import checkpoint
+    from srnn.cli import train_main
+
+    s = model.sampler()
+    whole, whole_logp = s.generate(2, 100, seed=9)
+    parts = list(s.pieces(2, 100, seed=9, piece=24))
+    assert [p[0].shape[1] for p in parts] == [24, 24, 24, 24, 4]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts], 1), whole)
+    np.testing.assert_allclose(np.concatenate([p[1] for p in parts], 1), whole_logp, atol=1e-6)
+
+    path = str(tmp_path / "m.h5")
+    checkpoint.save(path, model)
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--sample", path, "--seconds", "0.1", "--nseqs", "2"]) == 0
+    one_go = [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(2)]
+    sizes = []
+    real = srnn.sample.Sampler.pieces
+
+    def spy(self, *a, **k):
+        for levels, logp in real(self, *a, **k):
+            sizes.append(levels.shape[1])
+            yield levels, logp
+    monkeypatch.setattr(srnn.memory, "PIECE", 512)
+    monkeypatch.setattr(srnn.sample.Sampler, "pieces", spy)
+    assert train_main(["--sample", path, "--seconds", "0.1", "--nseqs", "2"]) == 0
+    assert sizes == [512] * 3 + [1600 - 1536]
+    assert [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(2)] == one_go
