@@ -57,24 +57,21 @@ def prepare(cfg, opts):
                  f"training a model of {cfg.count_params():,} parameters with batch {opts.batchsize} and cutlen "
                  f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
     if opts.tensorboard:
-        try:
-            os.makedirs(opts.tensorboard, exist_ok=True)
-        except OSError as e:
-            raise SrnnError(f"cannot make the --tensorboard folder {opts.tensorboard} ({e.strerror}): "
-                            f"choose another") from None
-        reason = can_write(opts.tensorboard)
-        if reason:
-            raise SrnnError(f"cannot write to the --tensorboard folder {opts.tensorboard} ({reason}): choose another")
+        writable_folder(opts.tensorboard, "the --tensorboard folder", "choose another")
     if opts.export and os.path.exists(opts.export) and (not os.path.isdir(opts.export) or os.listdir(opts.export)):
         raise SrnnError(f"--export {opts.export} exists and is not an empty folder: choose a new folder")
     # `--exp sub/x` names checkpoints sub/x_srnn_...: make that folder now, not at the first save
-    folder = os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0)))
+    writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
+                    f"the checkpoints' folder of --exp {opts.exp}", "choose another --exp")
+    return splits
+
+
+def writable_folder(folder, what, hint):
+    """Make `folder` if it is missing and check that files can be written in it, before any work."""
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder or ".", exist_ok=True)
     except OSError as e:
-        raise SrnnError(f"cannot make the folder {folder} for the checkpoints of --exp {opts.exp} "
-                        f"({e.strerror}): choose another --exp") from None
+        raise SrnnError(f"cannot make {what} {folder} ({e.strerror}): {hint}") from None
     reason = can_write(folder)
     if reason:
-        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(folder)} ({reason}): choose another --exp")
-    return splits
+        raise SrnnError(f"cannot write to {what} {os.path.abspath(folder or '.')} ({reason}): {hint}")

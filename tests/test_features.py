@@ -53,7 +53,7 @@ def base(mini, tmp_path_factory):
     out = tmp_path_factory.mktemp("base")
     lines = []
     history = train(CFG, opts(mini, out, svepoch=1, tensorboard=str(out / "tb"), audition=1, audition_seqs=2,
-                              audition_seconds=0.25), log=lines.append)
+                              audition_seconds=0.25, export=str(out / "exported")), log=lines.append)
     return out, history, lines
 
 
@@ -226,6 +226,13 @@ def test_ready_model_samples_right_after_install(tmp_path):
     assert proc.returncode == 0, proc.stderr
     x, sr = sf.read(str(tmp_path / "generated.wav"))
     assert sr == 16000 and len(x) == 8000 and x.std() > 0.01
+
+
+def test_export_after_training_is_the_best_epoch(base):
+    out, history, lines = base
+    best = int(np.argmin(history["valid_bits"]))
+    assert f"exported the best epoch ({best}) to {out / 'exported'}" in lines
+    assert (out / "exported" / "saved_model.pb").exists()
 
 
 def test_tensorboard_events_and_audition_clips(base):
