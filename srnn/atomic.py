@@ -32,17 +32,12 @@ def atomic_path(path):
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        # The writers (h5py, libsndfile, matplotlib) report a full disk or a vanished folder as
-        # OSError or as their own RuntimeError: either becomes one line naming the file.
-        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and (_no_room(folder) or _io_words(e))):
+        # The writers (libsndfile, matplotlib, plain writes) report a full disk or a vanished folder
+        # as OSError or as their own RuntimeError: either becomes one line naming the file.
+        # (libsndfile says a failed write(2) as "System error.")
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and (_no_room(folder) or "System error" in str(e))):
             raise cannot_write(path, e) from None
         raise
-
-
-def _io_words(exc):
-    """libsndfile says a failed write(2) (a full disk, a file-size limit) as 'System error.'"""
-    text = str(exc).lower()
-    return any(w in text for w in ("system error", "write", "errno", "extend file"))
 
 
 def _no_room(folder):
@@ -61,6 +56,14 @@ def cannot_write(path, exc):
         reason = f"{reason}; the disk may be full"
     return SrnnError(f"cannot write {path} ({reason}): free some space or write elsewhere; "
                      f"files written before are untouched")
+
+
+def check_new_folder(path, flag):
+    """`path` must not exist, or be an empty folder: an output folder that replaces nothing."""
+    from .errors import SrnnError
+
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise SrnnError(f"{flag} {path} exists and is not an empty folder: choose a new folder")
 
 
 def write_text(path, text):

@@ -83,8 +83,8 @@ def _unreadable(path, exc):
 
 def check_cutlen(cutlen, big_frame=BIG_FRAME):
     if cutlen <= 0 or cutlen % big_frame:
-        why = "" if big_frame == BIG_FRAME else " (the top tier's frame, from --frames)"
-        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame}{why}")
+        raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame} (the top tier's frame, "
+                        f"from --frames)")
 
 
 def check_part(path, samplerate):
@@ -210,7 +210,6 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint
     """Read prompts.txt and build the feeders for a model of `cfg` (quantisation, sample rate, big
     frame); every data problem surfaces here, before any model is built (and before TensorFlow is
     even imported)."""
-    check_cutlen(cutlen, cfg.big_frame)
     train, valid, test = split_files(read_prompts(parts_dir, hint), trainstop, validstop)
     args = (cutlen, cfg.qtype, cfg.sample_rate)
     kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn)

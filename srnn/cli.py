@@ -223,6 +223,13 @@ def model_config(args, base):
         raise SrnnError(str(e)) from None
 
 
+def check_qtype_flag(args, ckpt):
+    """The quantisation shapes no weight but is part of what a model learnt: it comes from the file."""
+    if args.qtype and args.qtype != ckpt.config.qtype:
+        raise SrnnError(f"{ckpt.path} was trained with --qtype {ckpt.config.qtype}, not {args.qtype}: "
+                        f"leave --qtype out")
+
+
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
     _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
@@ -251,9 +258,8 @@ def train_command(args):
     pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
     ckpt = checkpoint.load(args.load) if args.load else None
     base = ckpt.config if ckpt else ModelConfig()
-    if ckpt and args.qtype and args.qtype != base.qtype:
-        raise SrnnError(f"{args.load} was trained with --qtype {base.qtype}, not {args.qtype}: "
-                        f"leave --qtype out to continue it")
+    if ckpt:
+        check_qtype_flag(args, ckpt)
     cfg = model_config(args, base)
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
@@ -303,8 +309,7 @@ def sample_command(args):
         raise SrnnError(f"--temperature has {len(temps)} values: give one, or one per sequence (--nseqs {args.nseqs})")
     ckpt = checkpoint.load(args.sample)
     c = ckpt.config
-    if args.qtype and args.qtype != c.qtype:
-        raise SrnnError(f"{args.sample} was trained with --qtype {c.qtype}, not {args.qtype}: leave --qtype out")
+    check_qtype_flag(args, ckpt)
     checkpoint.check_compatible(ckpt, model_config(args, c))
     rate = args.samplerate or c.sample_rate
     n = int(round(args.seconds * rate))
@@ -335,6 +340,7 @@ def sample_command(args):
                         f"or set TMPDIR to a larger disk")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
+    from .sample import Spool
 
     model = SampleRNN(c)
     checkpoint.apply_weights(ckpt, model)
@@ -386,36 +392,6 @@ def sample_command(args):
 
 
 PICTURE_SECONDS = 60  # generated.png shows at most this much (a picture of an hour is a grey band)
-
-
-class Spool:
-    """One generated sequence's levels in a temporary file (2 bytes a sample), with their range."""
-
-    def __init__(self):
-        self.file = tempfile.TemporaryFile()
-        self.lo, self.hi = np.inf, -np.inf
-
-    def add(self, levels):
-        if len(levels):
-            try:
-                np.asarray(levels, np.uint16).tofile(self.file)  # q_levels <= 65536
-            except OSError as e:
-                from .atomic import cannot_write
-
-                raise cannot_write(f"a temporary file in {tempfile.gettempdir()} (set TMPDIR elsewhere)", e) from None
-            self.lo, self.hi = min(self.lo, int(levels.min())), max(self.hi, int(levels.max()))
-
-    def blocks(self, size=1 << 16):
-        self.file.seek(0)
-        while (block := np.fromfile(self.file, np.uint16, count=size)).size:
-            yield block
-
-    def head(self, count):
-        self.file.seek(0)
-        return np.fromfile(self.file, np.uint16, count=count)
-
-    def close(self):
-        self.file.close()
 
 
 class Progress:

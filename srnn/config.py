@@ -66,11 +66,6 @@ class ModelConfig:
         """Samples per step of the bottom frame tier; also the sample MLP's context."""
         return self.frames[-1]
 
-    @property
-    def n_tiers(self):
-        """Frame tiers plus the sample MLP (3 for the original)."""
-        return len(self.frames) + 1
-
     def ratios(self):
         """Per frame tier: how many vectors one of its steps emits for the tier below (4 and 2 for
         the original: a slow step conditions 4 mid steps, a mid step 2 samples)."""

@@ -19,15 +19,13 @@ import tempfile
 
 import numpy as np
 
+from .atomic import check_new_folder
 from .errors import SrnnError, first_line
-from .quantize import dequantize, q_zero
+from .quantize import AUDIO_PEAK, dequantize, q_zero
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
 import keras  # noqa: E402
-
-AUDIO_PEAK = 0.475  # srnn.quantize.soundsc's default, the original's
-
 
 def _soundsc(x):
     """srnn.quantize.soundsc per sequence, in TensorFlow: min-max into [-peak, peak]; constant -> 0."""
@@ -41,8 +39,7 @@ def export(model, path):
     """Write `model` as a SavedModel with the `generate` endpoint into the folder `path` (a new or
     empty folder; written next to it first and renamed, so a failure leaves nothing half-made)."""
     path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        raise SrnnError(f"--export {path} exists and is not an empty folder: choose a new folder")
+    check_new_folder(path, "--export")
     c = model.cfg
     bf = c.big_frame
     # levels -> float, from the checkpoint's own quantisation (the NumPy functions, tabulated)

@@ -120,9 +120,12 @@ class WNRNN(keras.layers.Layer):
         self.bh = self.add_weight(name="bh", shape=(width,), initializer="zeros")
         self.h0 = self.add_weight(name="h0", shape=(self.state_size,), initializer="zeros")
 
+    def input_kernel(self):
+        return weight_norm(self.vx, self.gx)
+
     def kernels(self):
         """(wx, bx, wh, bh) effective weights."""
-        return weight_norm(self.vx, self.gx), self.bx, weight_norm(self.vh, self.gh), self.bh
+        return self.input_kernel(), self.bx, weight_norm(self.vh, self.gh), self.bh
 
     def start_state(self, state, reset):
         """The learned h0 (tiled over the batch) where `reset` is 1, the carried state otherwise.
@@ -205,7 +208,7 @@ class FrameTier(keras.layers.Layer):
         """How this tier reads a vector from the tier above: through its first RNN layer's input
         kernel (applied by the tier above, after its own output layer, since folding the two
         would read more bytes than it saves)."""
-        return {"kernel": self.rnns[0].kernels()[0], "fold": False}
+        return {"kernel": self.rnns[0].input_kernel(), "fold": False}
 
     def step_weights(self, below):
         """The fused weights of a step, computed once per generation. `below` is the consumer's

@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import memory, names
-from .atomic import can_write
+from .atomic import can_write, check_new_folder
 from .batches import prepare_splits
 from .errors import SrnnError
 
@@ -58,8 +58,8 @@ def prepare(cfg, opts):
                  f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
     if opts.tensorboard:
         writable_folder(opts.tensorboard, "the --tensorboard folder", "choose another")
-    if opts.export and os.path.exists(opts.export) and (not os.path.isdir(opts.export) or os.listdir(opts.export)):
-        raise SrnnError(f"--export {opts.export} exists and is not an empty folder: choose a new folder")
+    if opts.export:
+        check_new_folder(opts.export, "--export")
     # `--exp sub/x` names checkpoints sub/x_srnn_...: make that folder now, not at the first save
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
                     f"the checkpoints' folder of --exp {opts.exp}", "choose another --exp")

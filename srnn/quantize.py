@@ -10,6 +10,7 @@ import numpy as np
 Q_LEVELS = 256
 QTYPES = ("linear", "mu-law", "a-law")
 A_LAW = 87.6  # the A of ITU-T G.711
+AUDIO_PEAK = 0.475  # written audio is min-max scaled into [-AUDIO_PEAK, AUDIO_PEAK], as the original
 
 
 def q_zero(q_levels=Q_LEVELS):
@@ -111,7 +112,7 @@ def dequantize(q, qtype="linear", q_levels=Q_LEVELS):
     return _CODECS[qtype][1](q, q_levels)
 
 
-def soundsc(x, peak=0.475, lo=None, hi=None):
+def soundsc(x, peak=AUDIO_PEAK, lo=None, hi=None):
     """Min-max scale into [-peak, peak] for writing, as the original did; constant -> zeros.
     `lo`/`hi`: the whole signal's range, when `x` is one block of it."""
     x = np.asarray(x, np.float64)

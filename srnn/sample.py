@@ -2,10 +2,12 @@
 `SampleRNN.generate`); the tiers' maths is theirs (srnn.model), this module only orders the steps
 and draws the samples."""
 import math
+import tempfile
 
 import numpy as np
 
 from . import memory
+from .atomic import cannot_write
 from .model import scale_levels
 from .quantize import dequantize, q_zero, soundsc
 from .quiet import import_tensorflow
@@ -184,6 +186,34 @@ class Sampler:
         levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
         logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
         return levels, logp, states, frame
+
+
+class Spool:
+    """One generated sequence's levels in a temporary file (2 bytes a sample), with their range."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+        self.lo, self.hi = np.inf, -np.inf
+
+    def add(self, levels):
+        if len(levels):
+            try:
+                np.asarray(levels, np.uint16).tofile(self.file)  # q_levels <= 65536
+            except OSError as e:
+                raise cannot_write(f"a temporary file in {tempfile.gettempdir()} (set TMPDIR elsewhere)", e) from None
+            self.lo, self.hi = min(self.lo, int(levels.min())), max(self.hi, int(levels.max()))
+
+    def blocks(self, size=1 << 16):
+        self.file.seek(0)
+        while (block := np.fromfile(self.file, np.uint16, count=size)).size:
+            yield block
+
+    def head(self, count):
+        self.file.seek(0)
+        return np.fromfile(self.file, np.uint16, count=count)
+
+    def close(self):
+        self.file.close()
 
 
 def to_audio(levels, qtype, q_levels):
