@@ -357,7 +357,8 @@ def sample_command(args):
     start = None
     if primer.size:
         start = sampler.prime(primer, args.nseqs,
-                              progress=lambda done: say(f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
+                              progress=lambda done: done < len(primer) and say(
+                                  f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
     # Each sequence's levels go to a temporary file as the pieces come, and its WAV is written from
     # that file in blocks: memory does not grow with --seconds (the scaling needs the whole range).
     spools = [Spool() for _ in range(args.nseqs)]
@@ -369,7 +370,8 @@ def sample_command(args):
             for spool, row in zip(spools, levels):
                 spool.add(row)
             done += levels.shape[1]
-            say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
+            if done < n:  # the end is said by the lines below
+                say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
         took = time.time() - t0
         what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
         for i, spool in enumerate(spools):
@@ -395,7 +397,7 @@ PICTURE_SECONDS = 60  # generated.png shows at most this much (a picture of an h
 
 
 class Progress:
-    """Says how a long run goes, at most every `every` seconds (and not at all for a short one)."""
+    """Says how a long run goes, at most every `every` seconds (so not at all for a short one)."""
 
     def __init__(self, every=5.0):
         self.every, self.last = every, time.time()
