@@ -18,6 +18,7 @@ import soundfile as sf
 from . import names
 from .config import BIG_FRAME
 from .errors import SrnnError, first_line
+from .labels import one_hot, vocabulary
 from .quantize import Q_LEVELS, q_zero, quantize
 
 
@@ -26,25 +27,38 @@ class Chunk:
     x: np.ndarray  # (batch, cutlen + big frame) int32 levels; inputs and targets
     mask: np.ndarray  # (batch, cutlen) float32; 1 for real targets x[:, big frame:], 0 for padding
     reset: bool  # first chunk of its batch: start from the learned initial states
+    mix: np.ndarray = None  # (batch, n_labels) float32: each sequence's label, one-hot; n_labels 0 if none
 
 
 def read_prompts(parts_dir, hint=None):
     """Paths of the parts listed in `parts_dir/prompts.txt`, in file order."""
+    return [path for path, _ in read_prompt_lines(parts_dir, hint)]
+
+
+def read_prompt_lines(parts_dir, hint=None):
+    """(path, label) of each part listed in `parts_dir/prompts.txt`, in file order; the label is
+    the second column (`none` when it is missing)."""
     path = os.path.join(parts_dir, names.PROMPTS)
     hint = hint or f"run `python preprocess.py {parts_dir.removesuffix('_parts')}` first"
     if not os.path.isdir(parts_dir):
         raise SrnnError(f"{parts_dir} not found: {hint}")
     if not os.path.isfile(path):
         raise SrnnError(f"{path} not found: {hint}")
-    files = []
+    lines = []
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is no name
         for line in f:
-            name = line.split("\t")[0].strip()
-            if name:
-                files.append(os.path.join(parts_dir, name))
-    if not files:
+            name, _, label = line.rstrip("\r\n").partition("\t")
+            if name.strip():
+                lines.append((os.path.join(parts_dir, name.strip()), label.strip() or names.NO_LABEL))
+    if not lines:
         raise SrnnError(f"{path} lists no parts: {hint}")
-    return files
+    return lines
+
+
+def corpus_labels(parts_dir, hint=None):
+    """The label vocabulary of a parts folder: () when unlabelled (srnn.labels.vocabulary)."""
+    return vocabulary([label for _, label in read_prompt_lines(parts_dir, hint)],
+                      os.path.join(parts_dir, names.PROMPTS))
 
 
 def stop_index(value, n, flag):
@@ -115,8 +129,9 @@ def load_part(path, qtype, samplerate, q_levels=Q_LEVELS):
     return quantize(x[:, 0], qtype, q_levels)
 
 
-def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS):
-    """Chunks for one batch of quantised sequences (list of 1-D int arrays)."""
+def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS, mix=None):
+    """Chunks for one batch of quantised sequences (list of 1-D int arrays); `mix` their label
+    weights (batch, n_labels), the same for every chunk (default: no labels)."""
     check_cutlen(cutlen, big_frame)
     longest = max(len(s) for s in seqs)
     padded = -(-longest // cutlen) * cutlen
@@ -130,6 +145,7 @@ def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS):
             x=x[:, i * cutlen:(i + 1) * cutlen + big_frame],
             mask=mask[:, i * cutlen:(i + 1) * cutlen],
             reset=(i == 0),
+            mix=np.zeros((len(seqs), 0), np.float32) if mix is None else mix,
         )
 
 
@@ -137,9 +153,10 @@ class Feeder:
     """Minibatches of one split, read lazily; an epoch is an iterator of Chunks."""
 
     def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print, whole=False,
-                 q_levels=Q_LEVELS, big_frame=BIG_FRAME):
+                 q_levels=Q_LEVELS, big_frame=BIG_FRAME, labels=None, vocab=()):
         """`whole`: keep a last, smaller batch instead of leaving the remainder out (for a final
-        evaluation, which has no carried state to keep the batch size for)."""
+        evaluation, which has no carried state to keep the batch size for). `labels`: each file's
+        label, for a model conditioned on `vocab` (the model's labels; () trains unconditionally)."""
         if batchsize <= 0:
             raise SrnnError(f"--batchsize must be positive, got {batchsize}")
         check_cutlen(cutlen, big_frame)
@@ -148,8 +165,18 @@ class Feeder:
                 f"the {split} split has {len(files)} file(s), fewer than one batch of {batchsize}: "
                 f"change --trainstop/--validstop or lower --batchsize"
             )
-        self.files, self.batchsize, self.cutlen = list(files), batchsize, cutlen
+        self.files, self.batchsize, self.cutlen, self.split = list(files), batchsize, cutlen, split
         self.qtype, self.samplerate, self.q_levels, self.big_frame = qtype, samplerate, q_levels, big_frame
+        self.vocab = tuple(vocab)
+        self.label_ids = {}
+        if self.vocab:
+            if labels is None:
+                raise ValueError("a feeder for a conditioned model needs each file's label")
+            for f, label in zip(self.files, labels):
+                if label not in self.vocab:
+                    raise SrnnError(f"{f} is labelled {label!r} in prompts.txt, which the model does not know "
+                                    f"(it knows {', '.join(self.vocab)}): train a new model, or with --no-cond")
+                self.label_ids[f] = self.vocab.index(label)
         # every part's header, once: a missing or wrong part is reported now, not hours into
         # training, and the chunk counts of the progress bar need no more reading
         self.frames = {f: check_part(f, samplerate) for f in self.files}
@@ -175,12 +202,18 @@ class Feeder:
         """The quantised parts of one batch."""
         return [load_part(f, self.qtype, self.samplerate, self.q_levels) for f in batch]
 
-    def batch_chunks(self, seqs):
-        return batch_chunks(seqs, self.cutlen, self.big_frame, self.q_levels)
+    def mix(self, batch):
+        """The label weights of one batch's files (batch, n_labels): one-hot; (batch, 0) unlabelled."""
+        return one_hot([self.label_ids[f] for f in batch], len(self.vocab))
+
+    def batch_chunks(self, seqs, batch=None):
+        """The chunks of one batch (`batch`: its files, for their labels)."""
+        mix = self.mix(batch) if batch is not None and self.vocab else None
+        return batch_chunks(seqs, self.cutlen, self.big_frame, self.q_levels, mix)
 
     def chunks(self, batches):
         for batch in batches:
-            yield from self.batch_chunks(self.load(batch))
+            yield from self.batch_chunks(self.load(batch), batch)
 
     def loaded(self, batches, start=0, prefetch=True):
         """(index, quantised parts) for each batch from `start` on. With `prefetch`, the next
@@ -210,14 +243,26 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint
     """Read prompts.txt and build the feeders for a model of `cfg` (quantisation, sample rate, big
     frame); every data problem surfaces here, before any model is built (and before TensorFlow is
     even imported)."""
-    train, valid, test = split_files(read_prompts(parts_dir, hint), trainstop, validstop)
+    lines = read_prompt_lines(parts_dir, hint)
+    train, valid, test = split_files([p for p, _ in lines], trainstop, validstop)
+    labels = dict(lines)
     args = (cutlen, cfg.qtype, cfg.sample_rate)
-    kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn)
+    kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn, vocab=cfg.labels)
+
+    def feeder(files, batchsize, split, **more):
+        return Feeder(files, batchsize, *args, split, labels=[labels[f] for f in files], **kw, **more)
+
     splits = Splits(
-        train=Feeder(train, batchsize, *args, "training", **kw),
-        valid=Feeder(valid, batchsize, *args, "validation", **kw),
-        test=Feeder(test, min(batchsize, len(test)), *args, "test", whole=True, **kw) if test else None,
+        train=feeder(train, batchsize, "training"),
+        valid=feeder(valid, batchsize, "validation"),
+        test=feeder(test, min(batchsize, len(test)), "test", whole=True) if test else None,
     )
+    for feed in (splits.train, splits.valid, splits.test):
+        missing = [label for label in cfg.labels if feed is not None and label not in
+                   {labels[f] for f in feed.files}]
+        if missing:
+            warn(f"warning: the {feed.split} split has no part labelled {', '.join(missing)}: reorder "
+                 f"prompts.txt or change --trainstop/--validstop")
     # a chunk longer than the longest part is all padding, and memory: use the part's length
     feeders = [f for f in (splits.train, splits.valid, splits.test) if f is not None]
     longest = max(n for f in feeders for n in f.frames.values())

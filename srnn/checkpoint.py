@@ -135,7 +135,7 @@ def load(path):
 
 
 # the settings that shape the weights (sample_rate and qtype do not, and are checked by the CLI)
-ARCHITECTURE = ("frames", "rnn", "rnn_layers", "skip", "slowdim", "dim", "emb_size", "q_levels")
+ARCHITECTURE = ("frames", "rnn", "rnn_layers", "skip", "slowdim", "dim", "emb_size", "q_levels", "labels")
 
 
 def check_compatible(ckpt, config):

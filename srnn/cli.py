@@ -1,5 +1,6 @@
 """Command-line front ends: argument parsing and user-facing messages for both scripts."""
 import argparse
+import dataclasses
 import glob
 import os
 import shutil
@@ -28,6 +29,10 @@ def preprocess_parser():
     p.add_argument("--force", action="store_true",
                    help="replace the parts (p*.wav) and prompts.txt already in the output folder; "
                    "other files there are left alone")
+    p.add_argument("--labels", choices=("folder",), default=None,
+                   help="folder: each subfolder of DIR is a label (its name; e.g. DIR/speech, DIR/music) for a "
+                   "conditioned model; each label's audio is cut on its own, its parts are labelled in "
+                   "prompts.txt and interleaved with the other labels' (default: no labels, `none`)")
     return p
 
 
@@ -37,7 +42,7 @@ def preprocess_main(argv=None):
     args = preprocess_parser().parse_args(argv)
     summary = make_parts(
         args.dir, out_dir=args.out, seconds=args.seconds, samplerate=args.samplerate,
-        force=args.force, log=lambda msg: print(msg, file=sys.stderr if msg.startswith("warning") else sys.stdout, flush=True),
+        force=args.force, labels=args.labels, log=lambda msg: print(msg, file=sys.stderr if msg.startswith("warning") else sys.stdout, flush=True),
     )
     print(describe(summary, args.seconds))
     return 0
@@ -144,6 +149,10 @@ def train_parser():
                    help="sample MLP embedding width per previous sample (default 256)")
     a.add_argument("--q-levels", type=int, default=None, metavar="N",
                    help="quantisation levels, 2 to 65536 (default 256)")
+    p.add_argument("--no-cond", action="store_true",
+                   help="train without the labels of a labelled corpus (prompts.txt's second column, from "
+                   "preprocess.py --labels folder): an unconditional model, for comparison. By default a "
+                   "labelled corpus trains a model conditioned on its labels")
     p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                    help="Adam's learning rate (default 0.001; with --load, the checkpoint's)")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
@@ -165,7 +174,8 @@ def train_parser():
                    "whether each is near-silent, clipped, DC-offset or stuck in a loop (default 0: off)")
     p.add_argument("--export", metavar="DIR", default=None,
                    help="write the model as a TensorFlow SavedModel into the new folder DIR, with a "
-                   "compiled generate(n_seqs, n_samples, temperature, seed) that needs only TensorFlow: "
+                   "compiled generate(n_seqs, n_samples, temperature, seed) that needs only TensorFlow (and mix, the "
+                   "label weights, for a model trained on labels): "
                    "with --sample, the checkpoint's model (nothing is generated); after training, the "
                    "best epoch's")
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
@@ -180,6 +190,11 @@ def train_parser():
     g.add_argument("--temperature", type=float, nargs="+", default=[1.0], metavar="T",
                    help="divides the logits before each draw: below 1 is more conservative, above 1 "
                    "wilder; one value, or one per sequence (default 1)")
+    g.add_argument("--label", nargs="+", default=None, metavar="NAME",
+                   help="for a model trained on labels: what to generate, a label (speech) or a mixture of "
+                   "labels with weights (speech:0.7,music:0.3, a weighted mean of their embeddings); one "
+                   "for all sequences, or one per sequence. Without it, --nseqs of every label, written "
+                   "to generated_LABEL.wav (or generated_LABEL_0.wav, ...)")
     g.add_argument("--prime", metavar="AUDIO", default=None,
                    help="an audio file (any length, any format preprocess reads) to start from: it is "
                    "resampled and quantised as training data is and run through the model, and "
@@ -218,6 +233,7 @@ def model_config(args, base):
             qtype=pick("qtype"), q_levels=pick("q_levels"), emb_size=pick("emb_size"),
             frames=base.frames if args.frames is None else parse_frames(args.frames),
             rnn=pick("rnn"), rnn_layers=pick("rnn_layers"), skip=pick("skip"),
+            labels=base.labels,  # no flag: from the corpus (training) or the file
         )
     except ConfigError as e:
         raise SrnnError(str(e)) from None
@@ -245,8 +261,10 @@ def train_main(argv=None):
 
 def train_command(args):
     from . import checkpoint
+    from .batches import corpus_labels
     from .config import ModelConfig
-    from .options import DEFAULT_SEED, TrainOptions, prepare
+    from .names import exp_parts_dir
+    from .options import DEFAULT_SEED, TrainOptions, prepare, preprocess_hint
 
     if args.distribute == "multiworker":
         from .distribute import tf_config
@@ -261,6 +279,13 @@ def train_command(args):
     if ckpt:
         check_qtype_flag(args, ckpt)
     cfg = model_config(args, base)
+    vocab = () if args.no_cond else corpus_labels(exp_parts_dir(args.exp), hint=preprocess_hint(args.exp))
+    if ckpt and ckpt.config.labels != vocab:
+        had = ", ".join(ckpt.config.labels) or "no labels"
+        now = "--no-cond" if args.no_cond else f"{exp_parts_dir(args.exp)} has {', '.join(vocab) or 'no labels'}"
+        raise SrnnError(f"{args.load} was trained on {had}, but {now}: train a new model, or give the corpus "
+                        f"it was trained on")
+    cfg = dataclasses.replace(cfg, labels=vocab)
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
     trained = (ckpt.train if ckpt else None) or {}
@@ -299,23 +324,26 @@ def sample_command(args):
     from . import checkpoint, memory, names
     from .audio import read_mono, resample, write_wav_blocks
     from .options import DEFAULT_SEED
+    from .labels import describe_mix
     from .quantize import dequantize, quantize, soundsc
 
     args.nseqs = args.nseqs or 1
     temps = args.temperature
     if any(not 0 < t < float("inf") for t in temps):
         raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
-    if len(temps) not in (1, args.nseqs):
-        raise SrnnError(f"--temperature has {len(temps)} values: give one, or one per sequence (--nseqs {args.nseqs})")
+    per_sequence("--temperature", temps, args.nseqs)
     ckpt = checkpoint.load(args.sample)
     c = ckpt.config
     check_qtype_flag(args, ckpt)
     checkpoint.check_compatible(ckpt, model_config(args, c))
+    seqs = sequences(args, ckpt)
+    total = len(seqs)
+    temps = [temps[i % len(temps)] for _, i, _ in seqs]
     rate = args.samplerate or c.sample_rate
     n = int(round(args.seconds * rate))
     if n < 1:
         raise SrnnError(f"--seconds={args.seconds:g} is less than one sample at {rate} Hz: ask for more")
-    memory.check(memory.generation_bytes(c, args.nseqs, n), f"generating {args.nseqs} x {args.seconds:g} s",
+    memory.check(memory.generation_bytes(c, total, n), f"generating {total} x {args.seconds:g} s",
                  "lower --seconds or --nseqs")
     primer = np.zeros(0, np.int32)
     if args.prime:
@@ -333,9 +361,9 @@ def sample_command(args):
     if 2 * (len(primer) + n) > memory.WAV_LIMIT:  # 16-bit samples
         raise SrnnError(f"--seconds {args.seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
                         f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")
-    spool_bytes = 2 * args.nseqs * (len(primer) + n)  # the levels wait on disk until the WAVs are written
+    spool_bytes = 2 * total * (len(primer) + n)  # the levels wait on disk until the WAVs are written
     if spool_bytes > shutil.disk_usage(tempfile.gettempdir()).free:
-        raise SrnnError(f"generating {args.nseqs} x {args.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
+        raise SrnnError(f"generating {total} x {args.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
                         f"temporary space in {tempfile.gettempdir()}, which has less: lower --seconds or --nseqs, "
                         f"or set TMPDIR to a larger disk")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
@@ -347,26 +375,28 @@ def sample_command(args):
     if args.export:
         from .export import export
 
+        mix = f", mix) with mix's columns the labels in {args.export}/labels.txt" if c.labels else ")"
         print(f"exported {args.sample} to {export(model, args.export)}: "
-              f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed)")
+              f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed{mix}")
         return 0
     t0 = time.time()
     seed = DEFAULT_SEED if args.seed is None else args.seed
     sampler = model.sampler()
     say = Progress()
     start = None
+    mix = np.stack([m for _, _, m in seqs]) if c.labels else None
     if primer.size:
-        start = sampler.prime(primer, args.nseqs,
+        start = sampler.prime(primer, total, mix=mix,
                               progress=lambda done: done < len(primer) and say(
                                   f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
     # Each sequence's levels go to a temporary file as the pieces come, and its WAV is written from
     # that file in blocks: memory does not grow with --seconds (the scaling needs the whole range).
-    spools = [Spool() for _ in range(args.nseqs)]
+    spools = [Spool() for _ in range(total)]
     try:
         for spool in spools:
             spool.add(primer)  # the primer opens every sequence
         done = 0
-        for levels, _ in sampler.pieces(args.nseqs, n, temps, seed, bool(args.debug), start):
+        for levels, _ in sampler.pieces(total, n, temps, seed, bool(args.debug), start, mix=mix):
             for spool, row in zip(spools, levels):
                 spool.add(row)
             done += levels.shape[1]
@@ -374,23 +404,49 @@ def sample_command(args):
                 say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
         took = time.time() - t0
         what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
-        for i, spool in enumerate(spools):
-            wav = names.generated_name(i, args.nseqs)
+        for spool, (name, i, weights), temp in zip(spools, seqs, temps):
+            wav = names.generated_name(i, args.nseqs, label=name)
+            label = f", label {describe_mix(weights, c.labels)}" if c.labels else ""
             bounds = dict(zip(("lo", "hi"), dequantize(np.array([spool.lo, spool.hi]), c.qtype, c.q_levels)))
             to_audio = lambda levels: soundsc(dequantize(levels, c.qtype, c.q_levels), **bounds)  # noqa: E731
             write_wav_blocks(wav, map(to_audio, spool.blocks()), rate)
             shown = spool.head(PICTURE_SECONDS * rate)
             cut = "" if len(shown) == len(primer) + n else f" (the first {PICTURE_SECONDS} s)"
-            plot_audio(names.generated_name(i, args.nseqs, ".png"), to_audio(shown), rate,
-                       f"{wav}: {what}{n / rate:.2f} s generated, T={temps[i % len(temps)]:g}{cut}",
+            plot_audio(names.generated_name(i, args.nseqs, ".png", label=name), to_audio(shown), rate,
+                       f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}{cut}",
                        primer_s=len(primer) / rate if primer.size else None)
-            print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz) and its picture")
+            print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
     finally:
         for spool in spools:
             spool.close()
-    print(f"generated {args.nseqs} x {n} samples from {args.sample} in {took:.1f} s "
-          f"({args.nseqs * n / took:,.0f} samples/s, compilation included)")
+    print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
+          f"({total * n / took:,.0f} samples/s, compilation included)")
     return 0
+
+
+def per_sequence(flag, values, nseqs):
+    """A flag that takes one value for all sequences, or one per sequence."""
+    if len(values) not in (1, nseqs):
+        raise SrnnError(f"{flag} has {len(values)} values: give one, or one per sequence (--nseqs {nseqs})")
+
+
+def sequences(args, ckpt):
+    """What to generate: (label for the file name or None, index among --nseqs, label weights)
+    per sequence. --label gives each of --nseqs sequences its label or mixture; a conditioned
+    model without --label generates --nseqs of every label, named by label."""
+    from .labels import one_hot, parse_mix
+
+    vocab = ckpt.config.labels
+    if args.label and not vocab:
+        raise SrnnError(f"{ckpt.path} was trained without labels: leave --label out")
+    if not vocab:
+        return [(None, i, None) for i in range(args.nseqs)]
+    if args.label:
+        per_sequence("--label", args.label, args.nseqs)
+        mixes = [parse_mix(text, vocab) for text in args.label]
+        return [(None, i, mixes[i % len(mixes)]) for i in range(args.nseqs)]
+    rows = one_hot(range(len(vocab)), len(vocab))
+    return [(label, i, row) for label, row in zip(vocab, rows) for i in range(args.nseqs)]
 
 
 PICTURE_SECONDS = 60  # generated.png shows at most this much (a picture of an hour is a grey band)

@@ -39,9 +39,15 @@ class ModelConfig:
     rnn: str = "gru"
     rnn_layers: int = 1
     skip: bool = False  # each tier's output layer reads all its RNN layers' outputs
+    labels: tuple = ()  # the label vocabulary of a conditioned model (srnn.labels); () unconditional
 
     def __post_init__(self):
         object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
+        if isinstance(self.labels, str) or not isinstance(self.labels, (tuple, list)):
+            raise ConfigError(f"labels must be a list of names, not {self.labels!r}")
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"the labels {', '.join(self.labels)} are not distinct")
         if self.qtype not in QTYPES:
             raise ConfigError(f"--qtype {self.qtype}: choose one of {', '.join(QTYPES)}")
         for name, flag in (("slowdim", "--slowdim"), ("dim", "--dim"), ("sample_rate", "--samplerate"),
@@ -75,6 +81,10 @@ class ModelConfig:
         """Per frame tier: its RNN width (--slowdim on top, --dim below)."""
         return [self.slowdim] + [self.dim] * (len(self.frames) - 1)
 
+    @property
+    def n_labels(self):
+        return len(self.labels)
+
     def count_params(self):
         """The model's parameter count, from the settings alone (no TensorFlow, no allocation):
         for the memory check before a model is built. A test holds it equal to Keras' count."""
@@ -94,13 +104,16 @@ class ModelConfig:
         d, q = self.dim, self.q_levels
         total += q * self.emb_size + self.frame * self.emb_size * d + d  # embedding, input layer
         total += 2 * (d * d + 2 * d) + d * q + 2 * q  # two hidden layers, the output layer
+        # a label table per tier: into each frame tier's first RNN gates, and the sample MLP's input
+        total += self.n_labels * (sum(gates * units for units in widths) + d)
         return total
 
     def describe(self):
         """The architecture in the flags' words, for summaries and error messages."""
         return (f"frames={','.join(map(str, self.frames))}, rnn={self.rnn} x{self.rnn_layers}"
                 f"{' with skip' if self.skip else ''}, slowdim={self.slowdim}, dim={self.dim}, "
-                f"emb_size={self.emb_size}, q_levels={self.q_levels}")
+                f"emb_size={self.emb_size}, q_levels={self.q_levels}"
+                + (f", labels {','.join(self.labels)}" if self.labels else ""))
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

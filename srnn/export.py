@@ -12,6 +12,9 @@ TensorFlow only:
     import tensorflow as tf
     m = tf.saved_model.load("DIR")
     out = m.generate(n_seqs=2, n_samples=16000, temperature=1.0, seed=1337)
+
+A model conditioned on labels takes a fifth input, `mix` (n_seqs, n_labels) float32: each
+sequence's label weights (one-hot for one label), in the order of the folder's `labels.txt`.
 """
 import os
 import shutil
@@ -26,6 +29,9 @@ from .quiet import import_tensorflow
 
 tf = import_tensorflow()
 import keras  # noqa: E402
+
+LABELS_FILE = "labels.txt"
+
 
 def _soundsc(x):
     """srnn.quantize.soundsc per sequence, in TensorFlow: min-max into [-peak, peak]; constant -> 0."""
@@ -46,20 +52,22 @@ def export(model, path):
     table = tf.constant(dequantize(np.arange(c.q_levels), c.qtype, c.q_levels).astype(np.float32))
     sampler = model.sampler(xla=True)
 
-    def generate(n_seqs, n_samples, temperature, seed):
+    def generate(n_seqs, n_samples, temperature, seed, mix=None):
         n_samples = tf.maximum(n_samples, 1)
         temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
         states = model.initial_states(n_seqs)
         frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
-        levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame)[0]
+        levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame, 0, mix)[0]
         levels = levels[:, :n_samples]
         return {"levels": levels, "audio": _soundsc(tf.gather(table, levels))}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("generate", generate, input_signature=[
-        tf.TensorSpec([], tf.int32, name="n_seqs"), tf.TensorSpec([], tf.int32, name="n_samples"),
-        tf.TensorSpec(None, tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="seed")])
+    signature = [tf.TensorSpec([], tf.int32, name="n_seqs"), tf.TensorSpec([], tf.int32, name="n_samples"),
+                 tf.TensorSpec(None, tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="seed")]
+    if c.labels:
+        signature.append(tf.TensorSpec([None, c.n_labels], tf.float32, name="mix"))
+    archive.add_endpoint("generate", generate, input_signature=signature)
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -68,6 +76,9 @@ def export(model, path):
         raise SrnnError(f"cannot write --export {path} ({e.strerror}): choose another folder") from None
     try:
         archive.write_out(staging, verbose=False)
+        if c.labels:  # the columns of `mix`
+            with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
+                f.write("".join(f"{label}\n" for label in c.labels))
         if os.path.isdir(path):
             os.rmdir(path)  # the empty folder the user named
         os.replace(staging, path)

@@ -24,6 +24,12 @@ Every Dense and RNN kernel is weight-normalised (w = g * v / ||v||, g starting a
 column norms, so the layer starts as plain), and each RNN layer has a learned initial state used
 when a batch starts (`reset`).
 
+A conditioned model (ModelConfig.labels) adds a learned vector per label to the input of every
+tier: to the gate pre-activations of each frame tier's first RNN layer (its input projection) and
+to the sample MLP's first layer, before h1 -- the global conditioning of WaveNet. A label is given
+as `mix`, a row of weights over the labels per sequence (one-hot in training, any mixture at
+generation), so the vector is mix @ table.
+
 Each tier is written once and has two forms: `call` over a whole chunk (training, priming) and
 `step` (generation), where consecutive linear layers are fused once per generation by
 `step_weights` to read fewer bytes per sample. Tests hold the two forms equal.
@@ -137,10 +143,14 @@ class WNRNN(keras.layers.Layer):
         """The part of the state the next layer reads: h."""
         return state if self.cell.states == 1 else state[..., :self.units]
 
-    def call(self, x, state):
-        """Sequence form: x (batch, time, in) -> (outputs (batch, time, units), last state)."""
+    def call(self, x, state, extra=None):
+        """Sequence form: x (batch, time, in) -> (outputs (batch, time, units), last state).
+        `extra` (batch, gates*units) is added to every step's projected input (a label's vector)."""
         wx, bx, wh, bh = self.kernels()
-        return self.cell.sequence(matmul(x, wx) + bx, state, wh, bh)
+        xp = matmul(x, wx) + bx
+        if extra is not None:
+            xp = xp + extra[:, None, :]
+        return self.cell.sequence(xp, state, wh, bh)
 
     def step(self, xp, state, wh, bh):
         """Step form: xp = x @ wx + bx (batch, gates*units) -> the new state."""
@@ -148,6 +158,33 @@ class WNRNN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "cell": self.cell_name}
+
+
+class LabelTable(keras.layers.Layer):
+    """One learned vector per label, zero at the start (a conditioned model starts as its
+    unconditional twin, and the tables draw no random numbers: the other weights of a seed are
+    the same with or without labels). `mix` (batch, n_labels) -> mix @ table (batch, width)."""
+
+    def __init__(self, n_labels, width, **kwargs):
+        super().__init__(**kwargs)
+        self.n_labels, self.width = n_labels, width
+
+    def build(self, input_shape=None):
+        self.table = self.add_weight(name="table", shape=(self.n_labels, self.width), initializer="zeros")
+
+    def call(self, mix):
+        return tf.matmul(tf.cast(mix, self.table.dtype), self.table)
+
+    def get_config(self):
+        return {**super().get_config(), "n_labels": self.n_labels, "width": self.width}
+
+
+def _label_table(n_labels, width):
+    if not n_labels:
+        return None
+    table = LabelTable(n_labels, width, name="label")
+    table.build()
+    return table
 
 
 # ---- the tiers
@@ -158,7 +195,7 @@ class FrameTier(keras.layers.Layer):
     below."""
 
     def __init__(self, frame, ratio, units, out_units, cell="gru", layers=1, skip=False, top=False,
-                 q_levels=256, **kwargs):
+                 q_levels=256, n_labels=0, **kwargs):
         super().__init__(**kwargs)
         self.frame, self.ratio, self.units, self.out_units = frame, ratio, units, out_units
         self.skip, self.top, self.q_levels = skip, top, q_levels
@@ -174,11 +211,13 @@ class FrameTier(keras.layers.Layer):
             self.rnns.append(rnn)
         self.out = WNDense(out_units * ratio, name="out")
         self.out.build((None, units * (layers if skip else 1)))
+        self.label = _label_table(n_labels, CELLS[cell].gates * units)  # into the first RNN's gates
         self.built = True
 
     def parts(self):
         """The weight layers, in order."""
-        return ([] if self.top else [self.inp]) + self.rnns + [self.out]
+        labelled = [] if self.label is None else [self.label]
+        return ([] if self.top else [self.inp]) + self.rnns + [self.out] + labelled
 
     def state_sizes(self):
         return [rnn.state_size for rnn in self.rnns]
@@ -189,14 +228,16 @@ class FrameTier(keras.layers.Layer):
     def _top_input(self, hs):
         return tf.concat(hs, axis=-1) if self.skip else hs[-1]
 
-    def call(self, frames, cond, states, reset):
+    def call(self, frames, cond, states, reset, mix=None):
         """Chunk form. frames (batch, n, frame) scaled samples; cond (batch, n, units) from the tier
-        above, or None on top; states one per RNN layer. Returns (vectors (batch, n*ratio,
-        out_units), new states)."""
+        above, or None on top; states one per RNN layer; mix (batch, n_labels) for a conditioned
+        tier. Returns (vectors (batch, n*ratio, out_units), new states)."""
         x = frames if self.top else self.inp(frames) + cond
+        extra = self.label(mix) if self.label is not None else None
         hs, new = [], []
         for rnn, state in zip(self.rnns, states):
-            x, last = rnn(x, rnn.start_state(state, reset))
+            x, last = rnn(x, rnn.start_state(state, reset), extra)
+            extra = None  # the first layer's input only
             hs.append(x)
             new.append(last)
         y = self.out(self._top_input(hs))
@@ -225,14 +266,19 @@ class FrameTier(keras.layers.Layer):
             out_b = tf.concat([tf.linalg.matvec(p, block, transpose_a=True) + below["bias"]
                                for block in _blocks(out_b, self.ratio)], axis=0)
         w["out"] = (out_w, out_b)
+        if self.label is not None:
+            w["label"] = self.label.table  # mix @ it: one vector per sequence, once per generation
         return w
 
-    def step(self, w, frame, cond, states):
+    def step(self, w, frame, cond, states, label=None):
         """One step of `w = step_weights(...)`: frame (batch, frame) scaled; cond (batch, gates*units)
-        the tier above's vector already through this tier's input kernel (None on top). Returns
-        (the vectors for the tier below, through its projection: (batch, ratio, width); states)."""
+        the tier above's vector already through this tier's input kernel (None on top); label
+        (batch, gates*units) the sequences' label vectors (conditioned tiers). Returns (the vectors
+        for the tier below, through its projection: (batch, ratio, width); states)."""
         (wx, bx, wh, bh) = w["rnn"][0]
         xp = matmul(frame, wx) + bx if self.top else matmul(frame, w["in_wx"]) + w["in_bx"] + cond
+        if label is not None:
+            xp = xp + label
         hs, new = [], []
         for i, (rnn, state) in enumerate(zip(self.rnns, states)):
             if i:
@@ -255,14 +301,15 @@ class FrameTier(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "frame": self.frame, "ratio": self.ratio, "units": self.units,
                 "out_units": self.out_units, "cell": self.rnns[0].cell_name, "layers": len(self.rnns),
-                "skip": self.skip, "top": self.top, "q_levels": self.q_levels}
+                "skip": self.skip, "top": self.top, "q_levels": self.q_levels,
+                "n_labels": self.label.n_labels if self.label is not None else 0}
 
 
 class SampleTier(keras.layers.Layer):
     """The sample-level MLP: the previous `context` samples embedded, plus the bottom frame tier's
     vector, through two ReLU layers to q_levels logits."""
 
-    def __init__(self, context, units, q_levels, emb_size, **kwargs):
+    def __init__(self, context, units, q_levels, emb_size, n_labels=0, **kwargs):
         super().__init__(**kwargs)
         self.context, self.units, self.q_levels, self.emb_size = context, units, q_levels, emb_size
         self.embedding = keras.layers.Embedding(
@@ -277,10 +324,11 @@ class SampleTier(keras.layers.Layer):
         self.h2.build((None, units))
         self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out")
         self.out.build((None, units))
+        self.label = _label_table(n_labels, units)  # added where the tier above's vector is
         self.built = True
 
     def parts(self):
-        return [self.embedding, self.inp, self.h1, self.h2, self.out]
+        return [self.embedding, self.inp, self.h1, self.h2, self.out] + ([] if self.label is None else [self.label])
 
     def tables(self):
         """The input layer is linear in the embeddings, so the embedding table times its slice of
@@ -289,12 +337,15 @@ class SampleTier(keras.layers.Layer):
         w_in, emb, e = self.inp.kernel(), self.embedding.embeddings, self.emb_size
         return [tf.matmul(emb, w_in[k * e:(k + 1) * e]) for k in range(self.context)]
 
-    def call(self, prev, cond):
-        """Chunk form. prev: `context` int tensors (...,) of the previous samples (oldest first);
-        cond (..., units) the bottom frame tier's vector. Returns logits (..., q_levels)."""
+    def call(self, prev, cond, mix=None):
+        """Chunk form. prev: `context` int tensors (batch, time) of the previous samples (oldest
+        first); cond (batch, time, units) the bottom frame tier's vector; mix (batch, n_labels) for
+        a conditioned tier. Returns logits (batch, time, q_levels)."""
         h = cond
         for table, p in zip(self.tables(), prev):
             h = h + tf.gather(table, p)
+        if self.label is not None:
+            h = h + self.label(mix)[:, None, :]
         return self.out(tf.nn.relu(self.h2(tf.nn.relu(self.h1(h)))))
 
     def cond_projection(self):
@@ -304,21 +355,28 @@ class SampleTier(keras.layers.Layer):
 
     def step_weights(self):
         w1 = self.h1.kernel()
-        return {"tables": [tf.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
-                "h2": (self.h2.kernel(), self.h2.b), "out": (self.out.kernel(), self.out.b)}
+        w = {"tables": [tf.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
+             "h2": (self.h2.kernel(), self.h2.b), "out": (self.out.kernel(), self.out.b)}
+        if self.label is not None:
+            w["label"] = tf.matmul(self.label.table, w1)  # and the label vectors
+        return w
 
-    def step(self, w, prev, cond):
-        """One sample: cond already through h1 (with its bias). Returns logits (batch, q_levels)."""
+    def step(self, w, prev, cond, label=None):
+        """One sample: cond already through h1 (with its bias); label (batch, units) the sequences'
+        label vectors through h1 (conditioned tier). Returns logits (batch, q_levels)."""
         h = cond
         for table, p in zip(w["tables"], prev):
             h = h + tf.gather(table, p)
+        if label is not None:
+            h = h + label
         (w2, b2), (wo, bo) = w["h2"], w["out"]
         h = tf.nn.relu(matmul(tf.nn.relu(h), w2) + b2)
         return matmul(h, wo) + bo
 
     def get_config(self):
         return {**super().get_config(), "context": self.context, "units": self.units,
-                "q_levels": self.q_levels, "emb_size": self.emb_size}
+                "q_levels": self.q_levels, "emb_size": self.emb_size,
+                "n_labels": self.label.n_labels if self.label is not None else 0}
 
 
 class SampleRNN(keras.Model):
@@ -333,10 +391,11 @@ class SampleRNN(keras.Model):
         # a checkpoint and counting parameters need no dummy call).
         self.frame_tiers = [
             FrameTier(frame=f, ratio=r, units=widths[k], out_units=(widths + [c.dim])[k + 1], cell=c.rnn,
-                      layers=c.rnn_layers, skip=c.skip, top=(k == 0), q_levels=c.q_levels, name=f"frame{k}")
+                      layers=c.rnn_layers, skip=c.skip, top=(k == 0), q_levels=c.q_levels, n_labels=c.n_labels,
+                      name=f"frame{k}")
             for k, (f, r) in enumerate(zip(c.frames, ratios))
         ]
-        self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, name="sample")
+        self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, n_labels=c.n_labels, name="sample")
         self.built = True
         self._samplers = {}
 
@@ -378,32 +437,43 @@ class SampleRNN(keras.Model):
 
     # ---- training graph
 
-    def conditioning(self, x, states, reset):
+    def _mix(self, mix):
+        """The label weights the tiers read: None for an unconditional model (which ignores any
+        `mix`, e.g. the empty one training passes), required for a conditioned one."""
+        if not self.cfg.labels:
+            return None
+        if mix is None:
+            raise ValueError(f"this model is conditioned on labels ({', '.join(self.cfg.labels)}): "
+                             f"pass mix, a (batch, {self.cfg.n_labels}) row of label weights per sequence")
+        return mix
+
+    def conditioning(self, x, states, reset, mix=None):
         """The frame tiers over a chunk: the bottom tier's vector per target (batch, cutlen, dim)
-        and the last states. Priming needs only this part."""
+        and the last states. Priming needs only this part. `mix` (batch, n_labels): the label
+        weights of each sequence, for a conditioned model."""
         c = self.cfg
+        mix = self._mix(mix)
         bf, B, T = c.big_frame, tf.shape(x)[0], tf.shape(x)[1] - c.big_frame
         xs = scale_levels(x, c.q_levels)
         cond, new = None, []
         for tier, tier_states in zip(self.frame_tiers, self._per_tier(states)):
             f = tier.frame
             frames = tf.reshape(xs[:, bf - f:bf - f + T], [B, T // f, f])  # each target's frame
-            cond, last = tier(frames, cond=cond, states=tier_states, reset=reset)
+            cond, last = tier(frames, cond=cond, states=tier_states, reset=reset, mix=mix)
             new += last
         return cond, tuple(new)
 
-    def forward(self, x, states, reset):
+    def forward(self, x, states, reset, mix=None):
         """One chunk. x (batch, cutlen + big_frame) int levels; states the carried states (ignored
-        where `reset`). Returns logits (batch, cutlen, q_levels) for the targets x[:, big_frame:],
-        and the last states."""
-        cond, states = self.conditioning(x, states, reset)
+        where `reset`); mix (batch, n_labels) the label weights (a conditioned model). Returns
+        logits (batch, cutlen, q_levels) for the targets x[:, big_frame:], and the last states."""
+        cond, states = self.conditioning(x, states, reset, mix)
         bf, fr, T = self.cfg.big_frame, self.cfg.frame, tf.shape(x)[1] - self.cfg.big_frame
         prev = [x[:, bf - fr + j: bf - fr + j + T] for j in range(fr)]
-        return self.sample_tier(prev, cond), states
+        return self.sample_tier(prev, cond, self._mix(mix)), states
 
     def call(self, inputs):
-        x, states, reset = inputs
-        return self.forward(x, states, reset)
+        return self.forward(*inputs)
 
     # ---- generation
 
@@ -412,6 +482,12 @@ class SampleRNN(keras.Model):
         below = [t.cond_projection() for t in self.tiers[1:]]
         return [t.step_weights(b) for t, b in zip(self.frame_tiers, below)] + [self.sample_tier.step_weights()]
 
+    def label_vectors(self, weights, mix):
+        """Per tier, each sequence's label vector in its step form (mix @ the tier's step table):
+        constant through a generation, so computed once. None per tier when unconditional."""
+        mix = self._mix(mix)
+        return [None if mix is None else tf.matmul(tf.cast(mix, tf.float32), w["label"]) for w in weights]
+
     def sampler(self, xla=True):
         from .sample import Sampler
 
@@ -419,13 +495,23 @@ class SampleRNN(keras.Model):
             self._samplers[xla] = Sampler(self, xla=xla)
         return self._samplers[xla]
 
-    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True):
+    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True, mix=None):
         """Draw `n_samples` new levels for each of `n_seqs` sequences, after `primer` (1-D int
-        levels) if given. Returns (levels (n_seqs, n_samples) int32, log-probabilities of the
+        levels) if given; `mix` (n_seqs, n_labels) the label weights of each sequence (a
+        conditioned model). Returns (levels (n_seqs, n_samples) int32, log-probabilities of the
         chosen levels (n_seqs, n_samples)); see srnn.sample.Sampler.generate."""
         s = self.sampler(xla)
-        start = s.prime(primer, n_seqs) if primer is not None and len(primer) else None
-        return s.generate(n_seqs, n_samples, temperature=temperature, seed=seed, argmax=argmax, start=start)
+        start = s.prime(primer, n_seqs, mix=mix) if primer is not None and len(primer) else None
+        return s.generate(n_seqs, n_samples, temperature=temperature, seed=seed, argmax=argmax, start=start,
+                          mix=mix)
+
+
+def label_bits(logits, targets, mask, mix):
+    """Per label, the cross-entropy in bits summed over the real samples of its sequences
+    (n_labels,), for the per-label losses (each label's sum over its count, mix^T @ the rows' real
+    samples). With a mixture row a sequence counts towards each label by its weight."""
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+    return tf.linalg.matvec(tf.cast(mix, tf.float32), tf.reduce_sum(ce * mask, axis=1), transpose_a=True) * LOG2E
 
 
 def loss_bits(logits, targets, mask, count=None):

@@ -3,6 +3,7 @@ import os
 import re
 
 PROMPTS = "prompts.txt"
+NO_LABEL = "none"  # prompts.txt's second column for a part without a label (the original wrote it)
 PART_RE = re.compile(r"^p(\d+)\.wav$")
 GENERATED = "generated.wav"
 COSTS = "costs.png"
@@ -12,9 +13,10 @@ def part_name(i):
     return f"p{i}.wav"
 
 
-def prompt_line(i):
-    """One line of prompts.txt; the original's format is `p{i}.wav<TAB>none` (no transcripts)."""
-    return f"{part_name(i)}\tnone\n"
+def prompt_line(i, label=NO_LABEL):
+    """One line of prompts.txt: `p{i}.wav<TAB>label`; the original wrote `none` there (it had no
+    transcripts), `preprocess.py --labels folder` the part's label."""
+    return f"{part_name(i)}\t{label}\n"
 
 
 def parts_dir_for(src_dir):
@@ -33,7 +35,10 @@ def train_lock(out_dir, exp, dim):
     return os.path.join(out_dir, os.path.dirname(exp), f".{os.path.basename(exp)}_srnn_sz{dim}.lock")
 
 
-def exp_parts_dir(exp, root="blizzard"):
+PARTS_ROOT = "blizzard"  # the original read blizzard/{exp}_parts from the working folder
+
+
+def exp_parts_dir(exp, root=PARTS_ROOT):
     return os.path.join(root, f"{exp}_parts")
 
 
@@ -52,6 +57,9 @@ def audition_name(epoch, i):
     return f"e{epoch}_{i}.wav"
 
 
-def generated_name(i, n, ext=".wav"):
-    """`generated.wav` for one sequence, `generated_0.wav ...` for several."""
-    return f"generated{ext}" if n == 1 else f"generated_{i}{ext}"
+def generated_name(i, n, ext=".wav", label=None):
+    """`generated.wav` for one sequence, `generated_0.wav ...` for several; with a label (a
+    conditioned model sampled without --label: each label in turn) `generated_{label}.wav`, or
+    `generated_{label}_{i}.wav` for several of one label."""
+    stem = "generated" if label is None else f"generated_{label}"
+    return f"{stem}{ext}" if n == 1 else f"{stem}_{i}{ext}"

@@ -33,7 +33,7 @@ class TrainOptions:
     audition_seqs: int = 2
     audition_seconds: float = 4.0
     export: str = None  # after training, write the best epoch's model as a SavedModel here
-    parts_root: str = "blizzard"
+    parts_root: str = names.PARTS_ROOT
     out_dir: str = "."
     xla: bool = None  # None: chosen by model size
     distribute: str = "none"  # none | mirrored | multiworker (srnn.distribute)
@@ -49,8 +49,7 @@ def prepare(cfg, opts):
                         f"run from a writable folder")
     splits = prepare_splits(
         names.exp_parts_dir(opts.exp, opts.parts_root), opts.trainstop, opts.validstop, opts.batchsize,
-        opts.cutlen, cfg,
-        hint=f"run `python preprocess.py {os.path.join(opts.parts_root, opts.exp)}` first",
+        opts.cutlen, cfg, hint=preprocess_hint(opts.exp, opts.parts_root),
         warn=lambda m: print(m, file=sys.stderr),
     )
     memory.check(memory.training_bytes(cfg, opts.batchsize, splits.train.cutlen),
@@ -64,6 +63,11 @@ def prepare(cfg, opts):
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
                     f"the checkpoints' folder of --exp {opts.exp}", "choose another --exp")
     return splits
+
+
+def preprocess_hint(exp, parts_root=names.PARTS_ROOT):
+    """What to do when an experiment's parts are missing."""
+    return f"run `python preprocess.py {os.path.join(parts_root, exp)}` first"
 
 
 def writable_folder(folder, what, hint):

@@ -4,6 +4,11 @@ Files are found recursively in sorted order, decoded, mixed to mono, resampled a
 the stream is cut into parts as it is read (bounded memory for any corpus size). Parts are written
 to a hidden staging folder first and moved in only when everything succeeded, so a failed run never
 leaves a mix of old and new parts, and a re-run never replaces parts without `--force`.
+
+With `--labels folder`, each immediate subfolder of DIR is a label: its audio is cut on its own
+(no part mixes two labels), and the parts of all labels are interleaved in prompts.txt in
+proportion to their counts, so that any contiguous stretch of it -- the training, validation and
+test splits -- holds parts of every label.
 """
 import contextlib
 import dataclasses
@@ -17,6 +22,7 @@ from . import names
 from .atomic import write_text
 from .audio import is_audio_name, read_mono, resample, write_wav
 from .errors import SrnnError, first_line
+from .labels import check_name
 from .lock import exclusive
 
 
@@ -29,6 +35,7 @@ class Summary:
     seconds_read: float = 0.0
     parts: int = 0
     seconds_dropped: float = 0.0
+    label_parts: dict = dataclasses.field(default_factory=dict)  # label -> parts (--labels folder)
 
 
 def find_audio(src_dir, exclude=None):
@@ -66,10 +73,13 @@ def existing_parts(out_dir):
 MIN_RATE, MAX_RATE = 1000, 192000  # Hz: telephone-band speech to high-resolution audio
 MIN_PART = 64  # samples: shorter parts are no training data (and a part of 0 samples is none)
 MAX_PART_SECONDS = 3600
+LABEL_MODES = ("folder",)  # where --labels takes each part's label from
+FEW_PARTS = 10  # a label with fewer parts cannot be in every tenth of prompts.txt (the default splits)
 
 
-def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False, log=print):
-    """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input.
+def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False, log=print, labels=None):
+    """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input. `labels`:
+    None (every part `none`), or "folder" (each subfolder of `src_dir` is a label).
     Two runs into one output folder at once would replace each other's parts: the second waits
     for nothing and says so (a lock next to the folder, held from the first check to the end)."""
     if not os.path.exists(src_dir):
@@ -90,22 +100,64 @@ def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False
     except OSError as e:
         raise SrnnError(f"cannot write to {out_dir}: {e.strerror}; choose another --out") from None
     with exclusive(names.parts_lock(out_dir), out_dir, "choose another --out"):
-        return _make_parts(src_dir, out_dir, seconds, samplerate, force, log)
+        return _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels)
 
 
-def _make_parts(src_dir, out_dir, seconds, samplerate, force, log):
+NO_AUDIO = "(looked for .wav, .flac, .ogg, .aiff, .mp3 and the other formats soundfile reads)"
+
+
+def label_folders(src_dir, exclude=None):
+    """--labels folder: [(label, audio files)] for each immediate subfolder of `src_dir` (sorted),
+    and the non-audio count. Audio directly in `src_dir` has no label: an error."""
+    exclude = os.path.realpath(exclude) if exclude else None
+    loose = [f for f in sorted(os.listdir(src_dir)) if not f.startswith(".") and is_audio_name(f)
+             and os.path.isfile(os.path.join(src_dir, f))]
+    if loose:
+        raise SrnnError(f"{os.path.join(src_dir, loose[0])} lies directly in {src_dir}: with --labels folder every "
+                        f"audio file must be in a subfolder named by its label (move it, or leave --labels out)")
+    groups, other = [], 0
+    for d in sorted(os.listdir(src_dir)):
+        path = os.path.join(src_dir, d)
+        if d.startswith(".") or not os.path.isdir(path) or os.path.realpath(path) == exclude:
+            continue
+        files, non_audio = find_audio(path, exclude)
+        groups.append((check_name(d, f"the folder {path}"), files))
+        other += non_audio
+    if not groups:
+        raise SrnnError(f"{src_dir} has no subfolders: with --labels folder each subfolder is a label "
+                        f"(e.g. {os.path.join(src_dir, 'speech')}, {os.path.join(src_dir, 'music')})")
+    return groups, other
+
+
+def interleave(counts):
+    """The order of the parts of several labels in prompts.txt, as (label index, part index):
+    part j of a label with n parts sits at (j + 1/2) / n of the way down, so every stretch of the
+    file holds each label in proportion to its size."""
+    keys = [((j + 0.5) / n, k, j) for k, n in enumerate(counts) for j in range(n)]
+    return [(k, j) for _, k, j in sorted(keys)]
+
+
+def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
     old = existing_parts(out_dir)
     if old and not force:
         raise SrnnError(
             f"{out_dir} already holds parts ({old[0]} ...): pass --force to replace them "
             f"or --out to write elsewhere"
         )
-    files, non_audio = find_audio(src_dir, exclude=out_dir)
+    if labels is None:
+        files, non_audio = find_audio(src_dir, exclude=out_dir)
+        groups = [(names.NO_LABEL, files)]
+    elif labels == "folder":
+        groups, non_audio = label_folders(src_dir, exclude=out_dir)
+        for label, files in groups:
+            if not files:
+                log(f"warning: the label {label} has no audio files in {os.path.join(src_dir, label)}: left out")
+        groups = [(label, files) for label, files in groups if files]
+        files = [f for _, group in groups for f in group]
+    else:
+        raise SrnnError(f"--labels {labels}: choose one of {', '.join(LABEL_MODES)}")
     if not files:
-        raise SrnnError(
-            f"no audio files found in {src_dir} (looked for .wav, .flac, .ogg, .aiff, .mp3 "
-            f"and the other formats soundfile reads)"
-        )
+        raise SrnnError(f"no audio files found in {src_dir} {NO_AUDIO}")
 
     part_len = int(round(seconds * samplerate))
     summary = Summary(out_dir=out_dir, non_audio=non_audio)
@@ -117,7 +169,14 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log):
         raise SrnnError(f"cannot write to {out_dir}: {e.strerror}; choose another --out") from None
     committed = False
     try:
-        _cut(files, staging, part_len, samplerate, summary, log)
+        staged = []  # per label: its parts' staged paths
+        for k, (label, group) in enumerate(groups):
+            folder = os.path.join(staging, str(k))  # by number: a label is not always a safe path
+            os.mkdir(folder)
+            n = _cut(group, folder, part_len, samplerate, summary, log, "" if labels is None else f"{label}: ")
+            staged.append([os.path.join(folder, names.part_name(j)) for j in range(n)])
+            if labels is not None:
+                summary.label_parts[label] = n
         if summary.files_read == 0:
             raise SrnnError(
                 f"none of the {len(files)} audio files in {src_dir} could be read "
@@ -128,7 +187,8 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log):
                 f"only {summary.seconds_read:.1f} s of audio in {src_dir}: one part needs "
                 f"{seconds:g} s; add audio or lower --seconds"
             )
-        _commit(staging, out_dir, summary.parts, replace=old)
+        order = [(staged[k][j], groups[k][0]) for k, j in interleave([len(s) for s in staged])]
+        _commit(order, out_dir, replace=old)
         committed = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -138,8 +198,10 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log):
     return summary
 
 
-def _cut(files, staging, part_len, samplerate, summary, log):
-    pending, n_pending = [], 0  # audio read but not yet written as a part
+def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
+    """Cut `files` into parts p0.wav, p1.wav, ... in `folder`; returns how many. `tag` opens each
+    progress line (the label)."""
+    pending, n_pending, written = [], 0, 0  # audio read but not yet written as a part
     for k, path in enumerate(files, 1):
         try:
             x, sr = read_mono(path)
@@ -164,35 +226,35 @@ def _cut(files, staging, part_len, samplerate, summary, log):
             log(f"warning: {path} peaks at {peak:.3g}, beyond full scale: scaled by 1/{peak:.3g}, not clipped")
         summary.files_read += 1
         summary.seconds_read += duration
-        log(f"[{k}/{len(files)}] {path}: {duration:.2f} s at {sr} Hz")
+        log(f"{tag}[{k}/{len(files)}] {path}: {duration:.2f} s at {sr} Hz")
         pending.append(x)
         n_pending += x.size
         if n_pending >= part_len:
             stream = np.concatenate(pending)
             n_full = stream.size // part_len
             for j in range(n_full):
-                write_wav(
-                    os.path.join(staging, names.part_name(summary.parts)),
-                    stream[j * part_len:(j + 1) * part_len],
-                    samplerate,
-                )
-                summary.parts += 1
+                write_wav(os.path.join(folder, names.part_name(written)), stream[j * part_len:(j + 1) * part_len],
+                          samplerate)
+                written += 1
             rest = stream[n_full * part_len:]
             pending, n_pending = [rest], rest.size
-    summary.seconds_dropped = n_pending / samplerate
+    summary.parts += written
+    summary.seconds_dropped += n_pending / samplerate
+    return written
 
 
-def _commit(staging, out_dir, n_parts, replace):
-    """Move staged parts into `out_dir`.
+def _commit(order, out_dir, replace):
+    """Move staged parts into `out_dir` as p0.wav, p1.wav, ... in `order` ((staged path, label)).
 
     The old prompts.txt is removed first and the new one written last, so at no moment does a
     prompts.txt list a part that is missing or stale.
     """
     for f in sorted(replace, key=lambda f: f != names.PROMPTS):
         os.unlink(os.path.join(out_dir, f))
-    for i in range(n_parts):
-        os.replace(os.path.join(staging, names.part_name(i)), os.path.join(out_dir, names.part_name(i)))
-    write_text(os.path.join(out_dir, names.PROMPTS), "".join(names.prompt_line(i) for i in range(n_parts)))
+    for i, (path, _) in enumerate(order):
+        os.replace(path, os.path.join(out_dir, names.part_name(i)))
+    write_text(os.path.join(out_dir, names.PROMPTS),
+               "".join(names.prompt_line(i, label) for i, (_, label) in enumerate(order)))
 
 
 def describe(summary, seconds):
@@ -205,4 +267,11 @@ def describe(summary, seconds):
         f"(p0.wav ... p{summary.parts - 1}.wav, {names.PROMPTS}); "
         f"dropped the last {summary.seconds_dropped:.2f} s (shorter than one part)",
     ]
+    if summary.label_parts:
+        lines.append("labels (interleaved in prompts.txt): "
+                     + ", ".join(f"{label} {n} part(s)" for label, n in summary.label_parts.items()))
+        few = [label for label, n in summary.label_parts.items() if n < FEW_PARTS]
+        if few:
+            lines.append(f"warning: {', '.join(few)} ha{'s' if len(few) == 1 else 've'} fewer than {FEW_PARTS} parts: "
+                         f"the default splits (80/10/10 %) may leave a label out of validation or test")
     return "\n".join(lines)

@@ -46,6 +46,11 @@ def inverse_cdf_pick(p, u):
     return tf.minimum(b * PICK_BLOCK + j, q - 1)
 
 
+def _mix(mix):
+    """Label weights as the compiled functions take them (None stays None: no retrace per call)."""
+    return None if mix is None else tf.constant(np.asarray(mix, np.float32))
+
+
 PRIME_CHUNK = 8192  # primer samples per pass of the frame tiers (bounds memory for long primers)
 
 
@@ -64,16 +69,17 @@ class Sampler:
         # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
         self.model, self.xla = model, xla
         self._run = tf.function(self._loop, jit_compile=self.xla)
-        self._condition = tf.function(lambda x, states, reset: model.conditioning(x, states, reset)[1])
+        self._condition = tf.function(lambda x, states, reset, mix: model.conditioning(x, states, reset, mix)[1])
 
-    def prime(self, levels, n_seqs, progress=None):
+    def prime(self, levels, n_seqs, progress=None, mix=None):
         """Run the model over a primer (1-D int levels) and return the `start` to continue from.
 
         The primer is left-padded with silence to a whole number of big frames, so generation goes
         on at a frame boundary, exactly as if the model had generated the primer itself. It is fed
         as training data is (a big frame of silence, then the primer), in chunks with the states
         carried, through the frame tiers only: their states are all that carries over.
-        `progress(samples done)` is called after each chunk.
+        `progress(samples done)` is called after each chunk. `mix`: the sequences' label weights
+        (a conditioned model reads its primer as the label it is to continue).
         """
         c = self.model.cfg
         bf, zero = c.big_frame, q_zero(c.q_levels)
@@ -85,7 +91,7 @@ class Sampler:
         chunk = -(-PRIME_CHUNK // bf) * bf
         states = self.model.zero_states(n_seqs)
         for i in range(0, len(padded), chunk):
-            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)))
+            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), _mix(mix))
             if progress is not None:  # a long primer takes a while: say how far it is
                 progress(min(i + chunk, len(padded)))
         return tuple(states), tf.constant(x[:, -bf:])
@@ -96,20 +102,21 @@ class Sampler:
         c = self.model.cfg
         return self.model.initial_states(n_seqs), tf.fill((n_seqs, c.big_frame), q_zero(c.q_levels))
 
-    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None):
+    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None, mix=None):
         """Draw `n_samples` levels for each of `n_seqs` sequences.
 
         temperature: a number or one per sequence (divides the logits). seed: the draws are a
         pure function of (seed, step), so the same seed gives the same audio. argmax: take the most
         likely level instead of drawing (the original's --debug 1). start: (states, frame) to
-        continue from instead of `initial()`.
+        continue from instead of `initial()`. mix: (n_seqs, n_labels) label weights per sequence
+        (a conditioned model).
         Returns (levels (n_seqs, n_samples) int32, log-probabilities of the chosen levels under
         the tempered distribution (n_seqs, n_samples) float32).
         """
-        pieces = list(self.pieces(n_seqs, n_samples, temperature, seed, argmax, start))
+        pieces = list(self.pieces(n_seqs, n_samples, temperature, seed, argmax, start, mix=mix))
         return tuple(np.concatenate(parts, axis=1) for parts in zip(*pieces))
 
-    def pieces(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None, piece=None):
+    def pieces(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None, piece=None, mix=None):
         """`generate` in pieces of at most `piece` samples: yields (levels, log-probabilities) of
         each piece in turn, the states carried from one to the next; the pieces joined are what
         one call would draw (the draws are numbered from the start, not per piece)."""
@@ -123,15 +130,15 @@ class Sampler:
         while done < total:
             n_frames = min(per_call, total - done)
             levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
-                                                    states, frame, tf.constant(done, tf.int32))
+                                                    states, frame, tf.constant(done, tf.int32), _mix(mix))
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
             yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
 
-    def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0):
+    def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None):
         """n_frames big frames from (states, frame); `first` numbers the first of them (the draws
-        of frame i are a function of (seed, i)). Returns levels, log-probabilities, and the states
-        and last big frame to go on from."""
+        of frame i are a function of (seed, i)); `mix` the sequences' label weights. Returns
+        levels, log-probabilities, and the states and last big frame to go on from."""
         m = self.model
         c = m.cfg
         bf, q = c.big_frame, c.q_levels
@@ -140,6 +147,7 @@ class Sampler:
         # memory-bound: each tier fuses its consecutive linear layers here, once (see
         # FrameTier.step_weights), to read fewer bytes per sample.
         weights = m.step_weights()
+        labels = m.label_vectors(weights, mix)  # each sequence's label, per tier: fixed for the whole loop
         frame_tiers, sample_tier = m.frame_tiers, m.sample_tier
 
         def draw(logits, u):
@@ -163,14 +171,14 @@ class Sampler:
             def descend(k, cond):
                 """Tier k's step (given the vector from above), then everything below it."""
                 if k == len(frame_tiers):
-                    logits = sample_tier.step(weights[k], (history + new)[-c.frame:], cond)
+                    logits = sample_tier.step(weights[k], (history + new)[-c.frame:], cond, labels[k])
                     nxt, lp = draw(logits, uniforms[len(new)])
                     new.append(nxt)
                     logps.append(lp)
                     return
                 tier = frame_tiers[k]
                 ctx = frame if k == 0 else tf.stack((history + new)[-tier.frame:], 1)
-                vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, q), cond, per_tier[k])
+                vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, q), cond, per_tier[k], labels[k])
                 for j in range(tier.ratio):
                     descend(k + 1, vectors[:, j])
 

@@ -19,7 +19,7 @@ from .watch import Board, audition, describe_clips
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow is initialised quietly)
 
-from .model import SampleRNN, loss_bits  # noqa: E402
+from .model import SampleRNN, label_bits, loss_bits  # noqa: E402
 
 GRAD_CLIP = 1.0  # elementwise, as the reference
 
@@ -38,9 +38,11 @@ def clip_gradients(grads, clip=GRAD_CLIP):
 class Steps:
     """The compiled training and evaluation steps for one chunk.
 
-    Each takes (x, mask, reset, states) and returns (loss_bits, states), `states` a tuple with one
-    tensor per RNN layer (SampleRNN.state_sizes); the states are returned as values, never
-    differentiated through across chunks (truncated BPTT)."""
+    Each takes (x, mask, reset, states, mix) and returns (loss_bits, states), `states` a tuple with
+    one tensor per RNN layer (SampleRNN.state_sizes), `mix` the rows' label weights (batch,
+    n_labels), n_labels 0 for an unconditional model; the states are returned as values, never
+    differentiated through across chunks (truncated BPTT). The evaluation step also returns the
+    per-label sums of srnn.model.label_bits (empty for an unconditional model)."""
 
     def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
         self.model, self.clip = model, clip
@@ -52,23 +54,29 @@ class Steps:
         self.train_step = tf.function(self._train, jit_compile=xla)
         self.eval_step = tf.function(self._eval, jit_compile=xla)
 
-    def gradients(self, x, mask, reset, states):
+    def gradients(self, x, mask, reset, states, mix=None):
         """Loss, clipped gradients and new states (not compiled; used by tests and _train)."""
         bf = self.model.cfg.big_frame
         with tf.GradientTape() as tape:
-            logits, states = self.model.forward(x, states, reset)
+            logits, states = self.model.forward(x, states, reset, mix)
             loss = loss_bits(logits, x[:, bf:], mask)
         grads = tape.gradient(loss, self.model.trainable_variables)
         return loss, clip_gradients(grads, self.clip), states
 
-    def _train(self, x, mask, reset, states):
-        loss, grads, states = self.gradients(x, mask, reset, states)
+    def _train(self, x, mask, reset, states, mix=None):
+        loss, grads, states = self.gradients(x, mask, reset, states, mix)
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss, states
 
-    def _eval(self, x, mask, reset, states):
-        logits, states = self.model.forward(x, states, reset)
-        return loss_bits(logits, x[:, self.model.cfg.big_frame:], mask), states
+    def _eval(self, x, mask, reset, states, mix=None):
+        logits, states = self.model.forward(x, states, reset, mix)
+        targets = x[:, self.model.cfg.big_frame:]
+        return loss_bits(logits, targets, mask), states, self._label_bits(logits, targets, mask, mix)
+
+    def _label_bits(self, logits, targets, mask, mix):
+        if not self.model.cfg.labels:  # nothing computed: the unconditional graph stays as it was
+            return tf.zeros((0,))
+        return label_bits(logits, targets, mask, mix)
 
     # carried states: plain tensors here, one slice per replica in DistributedSteps
     def zero_states(self, batch):
@@ -128,26 +136,30 @@ class DistributedSteps(Steps):
     def states_from_numpy(self, arrays):
         return tuple(self._split(a) for a in arrays)
 
-    def _call(self, fn, x, mask, reset, states):
+    def _call(self, fn, x, mask, reset, states, mix=None):
         count = tf.constant(max(float(np.sum(mask)), 1.0))
-        return fn(self._split(x), self._split(mask), reset, tuple(states), count)
+        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
+        return fn(self._split(x), self._split(mask), reset, tuple(states), self._split(mix), count)
 
     def _distributed(self, train):
         model, opt, bf = self.model, self.optimizer, self.model.cfg.big_frame
 
-        def replica(x, mask, reset, states, count):
+        def replica(x, mask, reset, states, mix, count):
             with tf.GradientTape() as tape:
-                logits, states = model.forward(x, states, reset)
+                logits, states = model.forward(x, states, reset, mix)
                 loss = loss_bits(logits, x[:, bf:], mask, count)
             if train:
                 grads = tape.gradient(loss, model.trainable_variables)
                 grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
                 opt.apply([g / self.replicas for g in clip_gradients(grads, self.clip)], model.trainable_variables)
-            return loss, states
+                return loss, states
+            return loss, states, self._label_bits(logits, x[:, bf:], mask, mix)
 
-        def step(x, mask, reset, states, count):
-            loss, states = self.strategy.run(replica, args=(x, mask, reset, states, count))
-            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), states
+        def step(x, mask, reset, states, mix, count):
+            out = self.strategy.run(replica, args=(x, mask, reset, states, mix, count))
+            summed = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
+                      for t in out[:1] + out[2:]]
+            return (summed[0], out[1], *summed[1:])
 
         return step
 
@@ -197,10 +209,22 @@ class Pass:
     count: float = 0.0  # real samples
     n_chunks: int = 0
     states: object = None  # the carried states (Steps' form)
+    label_total: np.ndarray = None  # per label (evaluation of a conditioned model): sums of bits
+    label_count: np.ndarray = None  # ... and of real samples
 
     @property
     def bits(self):
         return self.total / max(self.count, 1.0)
+
+    def add_labels(self, bits, count):
+        self.label_total = bits if self.label_total is None else self.label_total + bits
+        self.label_count = count if self.label_count is None else self.label_count + count
+
+    def label_bits(self, vocab):
+        """{label: mean bits} for the labels this pass saw."""
+        if self.label_total is None:
+            return {}
+        return {label: t / c for label, t, c in zip(vocab, self.label_total, self.label_count) if c > 0}
 
     def to_state(self, steps):
         state = {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
@@ -232,13 +256,16 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
     for b, seqs in feeder.loaded(batches, start=pos.batch, prefetch=prefetch):
-        for c, chunk in enumerate(feeder.batch_chunks(seqs)):
+        for c, chunk in enumerate(feeder.batch_chunks(seqs, batches[b])):
             if b == pos.batch and c < pos.chunk:
                 continue  # done before an interruption
             if chunk.reset:
                 pos.states = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
-            loss, pos.states = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32), pos.states)
-            loss = float(loss)
+            out = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32), pos.states, chunk.mix)
+            loss, pos.states = float(out[0]), out[1]
+            if not train and chunk.mix.shape[1]:
+                counts = chunk.mix.T.astype(np.float64) @ chunk.mask.sum(axis=1)  # real samples per label
+                pos.add_labels(np.asarray(out[2], np.float64), counts)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the {'training' if train else 'valid'} loss became {loss} "
                                     f"at chunk {pos.n_chunks}")
@@ -279,7 +306,7 @@ def train(cfg, opts, log=print, splits=None):
         xla = False
         log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} "
             f"sequence(s) each")
-    history = {"train_bits": [], "valid_bits": []}
+    history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
     start, resume = 0, None
     if ckpt is not None:
         checkpoint.apply_weights(ckpt, model)
@@ -349,11 +376,17 @@ def train(cfg, opts, log=print, splits=None):
             history["valid_bits"].append(vp.bits)
             log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
             log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
+            per_label = vp.label_bits(cfg.labels)
+            if per_label:
+                log(f"Epoch {epoch} valid loss per label: {_per_label(per_label)}")
+                history["valid_label_bits"].append([per_label.get(k, float("nan"))
+                                                    for k in cfg.labels])
             log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
             board.scalars(epoch, **{"epoch/train_bits": tp.bits, "epoch/valid_bits": vp.bits,
                                     "epoch/seconds": time.time() - t0,
                                     "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
-                                    "epoch/learning_rate": steps.optimizer.learning_rate.numpy()})
+                                    "epoch/learning_rate": steps.optimizer.learning_rate.numpy(),
+                                    **{f"epoch/valid_bits/{k}": v for k, v in per_label.items()}})
             if opts.audition and (epoch + 1) % opts.audition == 0 and is_chief():
                 clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
                                  seed=opts.seed)
@@ -395,10 +428,14 @@ def train(cfg, opts, log=print, splits=None):
         # one device: the test split may end in a smaller batch, and a cluster's workers need not
         # agree on anything for it
         evaluator = steps if strategy is None else Steps(model, xla=False, evaluate_only=True)
-        test_bits = run_pass(evaluator, test_feed, test_feed.batches(), False).bits
-        history["test_bits"] = test_bits
+        tested = run_pass(evaluator, test_feed, test_feed.batches(), False)
+        history["test_bits"] = test_bits = tested.bits
         log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")
-        board.scalars(best, **{"test/bits": test_bits})
+        per_label = tested.label_bits(cfg.labels)
+        if per_label:
+            log(f"Test loss per label: {_per_label(per_label)}")
+            history["test_label_bits"] = [per_label.get(k, float("nan")) for k in cfg.labels]
+        board.scalars(best, **{"test/bits": test_bits, **{f"test/bits/{k}": v for k, v in per_label.items()}})
     board.close()
     if opts.export and is_chief():
         from .export import export
@@ -409,6 +446,10 @@ def train(cfg, opts, log=print, splits=None):
         which = f"the best epoch ({best})" if best_weights is not None else "the last epoch"
         log(f"exported {which} to {export(model, opts.export)}")
     return history
+
+
+def _per_label(bits):
+    return ", ".join(f"{label} {b:.5f}" for label, b in bits.items())
 
 
 def _interrupted(signum, epoch, tp, path):

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import names
 from .audio import write_wav
+from .labels import one_hot
 from .plots import plot_audio
 from .quantize import dequantize, soundsc
 
@@ -69,11 +70,13 @@ def inspect_clip(levels, qtype, q_levels, rate):
 
 def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0):
     """Generate `n_seqs` clips of `seconds` from the model's current weights into
-    {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures; returns [(path, audio, ClipReport)]."""
+    {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
+    labels in turn); returns [(path, audio, ClipReport)]."""
     c = model.cfg
     n = max(1, int(round(seconds * c.sample_rate)))
+    mix = one_hot([i % c.n_labels for i in range(n_seqs)], c.n_labels) if c.labels else None
     # the draws are a pure function of the seed: auditioning leaves no trace on training
-    levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed)
+    levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed, mix=mix)
     folder = os.path.join(out_dir, names.samples_dir(exp))
     os.makedirs(folder, exist_ok=True)
     clips = []
@@ -83,7 +86,8 @@ def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0)
         write_wav(path, audio, c.sample_rate)
         report = inspect_clip(levels[i], c.qtype, c.q_levels, c.sample_rate)
         plot_audio(os.path.splitext(path)[0] + ".png", audio, c.sample_rate,
-                   f"epoch {epoch}, clip {i}: {', '.join(report.flags()) or 'no flags'}")
+                   f"epoch {epoch}, clip {i}{f' ({c.labels[i % c.n_labels]})' if c.labels else ''}: "
+                   f"{', '.join(report.flags()) or 'no flags'}")
         clips.append((path, audio, report))
     return clips
 

@@ -74,11 +74,18 @@ def small_archs():
         "2-tier": ModelConfig(slowdim=24, dim=16, frames=(2,)),
         "4-tier": ModelConfig(slowdim=24, dim=16, frames=(64, 16, 4)),
         "lstm3-skip": ModelConfig(slowdim=24, dim=16, frames=(16, 4), rnn="lstm", rnn_layers=3, skip=True),
-        "emb32-q64": ModelConfig(slowdim=24, dim=16, emb_size=32, q_levels=64),
+        "emb32-q64-labels": ModelConfig(slowdim=24, dim=16, emb_size=32, q_levels=64, labels=("a", "b", "c")),
     }
 
 
-ARCH_IDS = ["default", "2-tier", "4-tier", "lstm3-skip", "emb32-q64"]
+ARCH_IDS = ["default", "2-tier", "4-tier", "lstm3-skip", "emb32-q64-labels"]
+
+
+def mix_for(model, batch, seed=0):
+    """Label weights for a batch of a conditioned model (random mixtures, so that every label
+    table counts), None for an unconditional one."""
+    n = model.cfg.n_labels
+    return np.random.default_rng(seed).dirichlet(np.ones(n), batch).astype(np.float32) if n else None
 
 
 @pytest.fixture(scope="module", params=ARCH_IDS, ids=ARCH_IDS)
@@ -95,4 +102,7 @@ def arch_model(request):
     for tier in m.frame_tiers:
         for rnn in tier.rnns:
             rnn.h0.assign(rng.normal(size=rnn.h0.shape).astype(np.float32) * 0.5)
+    for tier in m.tiers:  # and label vectors, which start at zero
+        if tier.label is not None:
+            tier.label.table.assign(rng.normal(size=tier.label.table.shape).astype(np.float32))
     return m

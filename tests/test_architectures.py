@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_clean_error, run_tool
+from conftest import ROOT, assert_clean_error, mix_for, run_tool
 from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN, loss_bits
@@ -21,7 +21,7 @@ SPLIT = ["--cutlen=256", "--batchsize=2", "--trainstop=4", "--validstop=6"]
 
 
 def predictions(model, x):
-    return model.forward(x, model.zero_states(x.shape[0]), 1.0)[0].numpy()
+    return model.forward(x, model.zero_states(x.shape[0]), 1.0, mix_for(model, x.shape[0]))[0].numpy()
 
 
 def test_parameter_count_from_the_settings_alone(arch_model):

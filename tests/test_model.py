@@ -3,6 +3,7 @@ clipping, the hand-written RNN gradients."""
 import numpy as np
 import pytest
 
+from conftest import mix_for
 from srnn.config import ModelConfig
 from srnn.model import LOG2E, WNDense, WNRNN, SampleRNN, loss_bits
 from srnn.quiet import import_tensorflow
@@ -34,9 +35,10 @@ def test_tbptt_equivalence(arch_model, rng):
     cutlen = 2 * bf if bf > 8 else 64
     x = levels(m, rng, (3, 2 * cutlen + bf))
     states = m.zero_states(3)
-    whole, s_whole = m.forward(x, states, 1.0)
-    first, s = m.forward(x[:, :cutlen + bf], states, 1.0)
-    second, s = m.forward(x[:, cutlen:], s, 0.0)
+    mix = mix_for(m, 3)
+    whole, s_whole = m.forward(x, states, 1.0, mix)
+    first, s = m.forward(x[:, :cutlen + bf], states, 1.0, mix)
+    second, s = m.forward(x[:, cutlen:], s, 0.0, mix)
     assert whole.shape == (3, 2 * cutlen, m.cfg.q_levels)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-5)
     assert len(s) == len(s_whole) == len(m.state_sizes())
@@ -49,9 +51,9 @@ def test_tbptt_equivalence_through_compiled_eval_step(model, rng):
     x = rng.integers(0, 256, (2, 2 * 32 + 8)).astype(np.int32)
     mask = np.ones((2, 2 * 32), np.float32)
     states = model.zero_states(2)
-    whole, _ = steps.eval_step(x, mask, tf.constant(1.0), states)
-    a, states = steps.eval_step(x[:, :40], mask[:, :32], tf.constant(1.0), states)
-    b, _ = steps.eval_step(x[:, 32:], mask[:, 32:], tf.constant(0.0), states)
+    whole = steps.eval_step(x, mask, tf.constant(1.0), states)[0]
+    a, states, _ = steps.eval_step(x[:, :40], mask[:, :32], tf.constant(1.0), states)
+    b = steps.eval_step(x[:, 32:], mask[:, 32:], tf.constant(0.0), states)[0]
     np.testing.assert_allclose((float(a) + float(b)) / 2, float(whole), rtol=1e-5)
 
 
@@ -62,9 +64,9 @@ def test_future_samples_do_not_change_past_logits(arch_model, rng):
     y = x.copy()
     cut = bf + n // 2 + 1  # change samples from here on (not on a frame boundary)
     y[0, cut:] = levels(m, rng, n + bf - cut)
-    states = m.zero_states(1)
-    lx, _ = m.forward(x, states, 1.0)
-    ly, _ = m.forward(y, states, 1.0)
+    states, mix = m.zero_states(1), mix_for(m, 1)
+    lx, _ = m.forward(x, states, 1.0, mix)
+    ly, _ = m.forward(y, states, 1.0, mix)
     # logits for target j (x[bf + j]) may depend on samples before it only
     np.testing.assert_allclose(lx[:, :cut - bf + 1], ly[:, :cut - bf + 1], atol=1e-6)
     assert not np.allclose(lx[:, cut - bf + 1:], ly[:, cut - bf + 1:])
@@ -120,17 +122,17 @@ def test_weight_norm_lstm_equals_keras_lstm_at_init(rng):
 def test_learned_initial_state_used_on_reset_only(arch_model, rng):
     m = arch_model
     x = levels(m, rng, (2, 2 * m.cfg.big_frame))
-    states = random_states(m, 2, rng)
-    reset_out, _ = m.forward(x, states, 1.0)
-    from_h0, _ = m.forward(x, m.initial_states(2), 0.0)
+    states, mix = random_states(m, 2, rng), mix_for(m, 2)
+    reset_out, _ = m.forward(x, states, 1.0, mix)
+    from_h0, _ = m.forward(x, m.initial_states(2), 0.0, mix)
     np.testing.assert_allclose(reset_out, from_h0, atol=1e-6)  # reset == starting from h0
-    carried, _ = m.forward(x, states, 0.0)
+    carried, _ = m.forward(x, states, 0.0, mix)
     saved = [rnn.h0.numpy() for tier in m.frame_tiers for rnn in tier.rnns]
     try:
         for tier in m.frame_tiers:
             for rnn in tier.rnns:
                 rnn.h0.assign(rnn.h0 * 0 + 5.0)
-        carried_again, _ = m.forward(x, states, 0.0)
+        carried_again, _ = m.forward(x, states, 0.0, mix)
     finally:
         for rnn, value in zip((r for tier in m.frame_tiers for r in tier.rnns), saved):
             rnn.h0.assign(value)

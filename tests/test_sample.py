@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from conftest import mix_for
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN
 from srnn.quantize import Q_ZERO, q_zero
@@ -23,13 +24,13 @@ def model():
     return m
 
 
-def teacher_forced_logp(model, levels, temps=1.0, before=()):
+def teacher_forced_logp(model, levels, temps=1.0, before=(), mix=None):
     """Log-probabilities of `levels` under the training graph, fed the same sequence after a big
     frame of silence and `before` (a primer, already padded to whole big frames)."""
     c = model.cfg
     head = np.concatenate([np.full(c.big_frame, q_zero(c.q_levels), np.int32), np.asarray(before, np.int32)])
     x = np.concatenate([np.tile(head, (levels.shape[0], 1)), levels], axis=1)
-    logits, _ = model.forward(x, model.zero_states(levels.shape[0]), 1.0)
+    logits, _ = model.forward(x, model.zero_states(levels.shape[0]), 1.0, mix)
     logits = logits[:, -levels.shape[1]:]
     logp = tf.nn.log_softmax(logits / np.asarray(temps, np.float32).reshape(-1, 1, 1)).numpy()
     return np.take_along_axis(logp, levels[..., None], -1)[..., 0]
@@ -52,14 +53,18 @@ def test_generate_and_prime_equal_model_for_every_architecture(arch_model):
     # XLA compiles the loop body, a whole big frame unrolled: 20 s for 64 samples; the 4-tier model
     # runs the same graph without it (the other architectures cover the compiled path)
     xla = bf <= 16
-    levels, logp = m.generate(2, n, temperature=[1.0, 0.8], seed=5, xla=xla)
+    mix = mix_for(m, 2)  # a conditioned model: each sequence its own mixture of labels
+    levels, logp = m.generate(2, n, temperature=[1.0, 0.8], seed=5, xla=xla, mix=mix)
     assert levels.shape == (2, n) and levels.max() < m.cfg.q_levels
     assert len(np.unique(levels)) > 3
-    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, [1.0, 0.8]), atol=1e-4)
+    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, [1.0, 0.8], mix=mix), atol=1e-4)
     primer = np.random.default_rng(0).integers(0, m.cfg.q_levels, bf + 3).astype(np.int32)
-    levels, logp = m.generate(2, n, seed=6, primer=primer, xla=xla)
+    levels, logp = m.generate(2, n, seed=6, primer=primer, xla=xla, mix=mix)
     padded = np.concatenate([np.full(-len(primer) % bf, q_zero(m.cfg.q_levels), np.int32), primer])
-    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, before=padded), atol=1e-4)
+    np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, before=padded, mix=mix), atol=1e-4)
+    if mix is not None:  # the label matters: another mixture, other predictions for the same audio
+        other = teacher_forced_logp(m, levels, before=padded, mix=mix[::-1])
+        assert np.abs(other - logp).max() > 1e-2
 
 
 def test_argmax_is_deterministic_and_most_likely(model):

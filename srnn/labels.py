@@ -1,0 +1,75 @@
+"""Labels of a conditioned model: what a name may be, the vocabulary of a corpus, and the
+`--label` syntax (one name, or a mixture `speech:0.7,music:0.3`) as weights over the vocabulary.
+
+A label names what a part of the corpus is (a speaker, an instrument, a style): preprocess
+takes it from the part's subfolder (`--labels folder`) and writes it in the second column of
+prompts.txt. The vocabulary is the sorted set of a corpus's labels, stored in the checkpoint
+(ModelConfig.labels); a model sees a label as a row of weights over it, one-hot in training, any
+convex mixture at generation.
+"""
+import numpy as np
+
+from .errors import SrnnError
+from .names import NO_LABEL
+
+FORBIDDEN = ":,\t\n\r/\\"  # the mixture syntax, prompts.txt's columns, and file names (generated_{label}.wav)
+
+
+def check_name(name, where):
+    """A label must survive prompts.txt, the --label syntax and a file name; `where` says whence
+    it came (a folder, a line of prompts.txt)."""
+    bad = sorted(set(name) & set(FORBIDDEN))
+    if not name.strip() or bad or name != name.strip():
+        shown = " ".join(repr(c) for c in bad) or "leading/trailing spaces or nothing"
+        raise SrnnError(f"{where}: the label {name!r} cannot be used (it has {shown}): rename it")
+    if name == NO_LABEL:
+        raise SrnnError(f"{where}: {NO_LABEL!r} means 'no label' in prompts.txt: rename it")
+    return name
+
+
+def vocabulary(labels, where):
+    """The sorted distinct labels of a corpus (one per part); () when every part says `none`
+    (an unlabelled corpus, as the original's). A mix of labelled and unlabelled parts is refused:
+    a part without a label would teach the model nothing about its label."""
+    named = {label for label in labels if label != NO_LABEL}
+    if not named:
+        return ()
+    if NO_LABEL in labels:
+        raise SrnnError(f"{where} labels some parts and not others ({labels.count(NO_LABEL)} say {NO_LABEL!r}): "
+                        f"label every part (preprocess.py --labels folder) or train with --no-cond")
+    for name in named:
+        check_name(name, where)
+    return tuple(sorted(named))
+
+
+def one_hot(ids, n):
+    """(len(ids), n) float32 rows, one 1 each: the training form of a label."""
+    rows = np.zeros((len(ids), n), np.float32)
+    rows[np.arange(len(ids)), ids] = 1.0
+    return rows
+
+
+def parse_mix(text, vocab):
+    """`speech` or `speech:0.7,music:0.3` -> weights over `vocab` (n_labels,), summing to 1 (a
+    mixture is a weighted mean of the label embeddings; a name alone is weight 1)."""
+    weights = np.zeros(len(vocab), np.float64)
+    for item in text.split(","):
+        name, sep, w = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "1")
+        if name not in vocab:
+            raise SrnnError(f"--label {text}: unknown label {name!r}; the model knows {', '.join(vocab)}")
+        try:
+            value = float(w)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise SrnnError(f"--label {text}: the weight of {name} must be a positive number, got {w!r}")
+        weights[vocab.index(name)] += value
+    return (weights / weights.sum()).astype(np.float32)
+
+
+def describe_mix(weights, vocab):
+    """The inverse of parse_mix, for titles and logs: `speech` or `speech:0.7,music:0.3`."""
+    used = [(name, w) for name, w in zip(vocab, weights) if w > 0]
+    if len(used) == 1:
+        return used[0][0]
+    return ",".join(f"{name}:{w:.2g}" for name, w in used)
