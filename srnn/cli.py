@@ -322,7 +322,7 @@ def train_command(args):
 
 def sample_command(args):
     from . import checkpoint, memory, names
-    from .audio import read_mono, resample, write_wav_blocks
+    from .audio import stream_mono, write_wav_blocks
     from .options import DEFAULT_SEED
     from .labels import describe_mix
     from .quantize import dequantize, quantize, soundsc
@@ -351,13 +351,14 @@ def sample_command(args):
             raise SrnnError(f"--prime {args.prime} is a folder: give an audio file")
         if not os.path.isfile(args.prime):
             raise SrnnError(f"--prime {args.prime} not found: give an audio file")
-        try:
-            x, sr = read_mono(args.prime)
+        try:  # read in blocks and resampled as it comes: only the model-rate mono signal is held
+            x = np.concatenate([np.zeros(0, np.float32), *stream_mono(args.prime, rate)])
         except Exception as e:
             raise SrnnError(f"--prime {args.prime} cannot be read as audio ({first_line(e)})") from None
         if x.size == 0 or not np.all(np.isfinite(x)):
             raise SrnnError(f"--prime {args.prime} holds no usable audio samples: give another file")
-        primer = quantize(resample(x, sr, rate), c.qtype, c.q_levels)
+        primer = quantize(x, c.qtype, c.q_levels)
+        del x
     if 2 * (len(primer) + n) > memory.WAV_LIMIT:  # 16-bit samples
         raise SrnnError(f"--seconds {args.seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
                         f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import names
 from .atomic import write_text
-from .audio import is_audio_name, read_mono, resample, write_wav
+from .audio import is_audio_name, read_rate, stream_mono, write_wav
 from .errors import SrnnError, first_line
 from .labels import check_name
 from .lock import exclusive
@@ -198,46 +198,67 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
     return summary
 
 
+def _scan(path, samplerate):
+    """Pass one over a file: (seconds at `samplerate`, its peak there), or raises for unreadable
+    audio; the peak is NaN when a sample is NaN or infinite (the filter spreads them)."""
+    n, peak = 0, 0.0
+    for y in stream_mono(path, samplerate):
+        if not np.all(np.isfinite(y)):
+            return n / samplerate, float("nan")
+        n += y.size
+        peak = max(peak, float(np.max(np.abs(y))))
+    return n / samplerate, peak
+
+
 def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
     """Cut `files` into parts p0.wav, p1.wav, ... in `folder`; returns how many. `tag` opens each
-    progress line (the label)."""
+    progress line (the label). Each file is read in blocks, twice: once for its peak (a float
+    file beyond full scale is scaled, and the scale must be known before the first part is
+    written), once to cut it; memory holds a block and the part being filled, whatever the files'
+    lengths."""
     pending, n_pending, written = [], 0, 0  # audio read but not yet written as a part
     for k, path in enumerate(files, 1):
         try:
-            x, sr = read_mono(path)
+            sr = read_rate(path)
+            seconds, peak = _scan(path, samplerate)
         except Exception as e:  # soundfile raises several types for corrupt files
             reason = first_line(e)
             summary.files_skipped.append((path, reason))
             log(f"warning: skipping {path}: cannot read it as audio ({reason})")
             continue
-        if x.size == 0:
-            summary.files_skipped.append((path, "no samples"))
-            log(f"warning: skipping {path}: it holds no audio samples")
-            continue
-        if not np.all(np.isfinite(x)):
+        if not np.isfinite(peak):
             summary.files_skipped.append((path, "non-finite samples"))
             log(f"warning: skipping {path}: it holds NaN or infinite samples")
             continue
-        duration = x.size / sr
-        x = resample(x, sr, samplerate)
-        peak = float(np.abs(x).max())
+        if seconds == 0:
+            summary.files_skipped.append((path, "no samples"))
+            log(f"warning: skipping {path}: it holds no audio samples")
+            continue
+        scale = 1.0
         if peak > 1.0:  # a float file beyond full scale (or a resampling overshoot): the 16-bit
-            x = x / peak  # parts would clip it, turning a sine into a square; scale it instead
+            scale = 1.0 / peak  # parts would clip it, turning a sine into a square; scale it instead
             log(f"warning: {path} peaks at {peak:.3g}, beyond full scale: scaled by 1/{peak:.3g}, not clipped")
         summary.files_read += 1
-        summary.seconds_read += duration
-        log(f"{tag}[{k}/{len(files)}] {path}: {duration:.2f} s at {sr} Hz")
-        pending.append(x)
-        n_pending += x.size
-        if n_pending >= part_len:
-            stream = np.concatenate(pending)
-            n_full = stream.size // part_len
-            for j in range(n_full):
-                write_wav(os.path.join(folder, names.part_name(written)), stream[j * part_len:(j + 1) * part_len],
-                          samplerate)
-                written += 1
-            rest = stream[n_full * part_len:]
-            pending, n_pending = [rest], rest.size
+        summary.seconds_read += seconds
+        log(f"{tag}[{k}/{len(files)}] {path}: {seconds:.2f} s at {sr} Hz")
+        try:
+            for x in stream_mono(path, samplerate):
+                pending.append(x * scale if scale != 1.0 else x)
+                n_pending += x.size
+                if n_pending < part_len:
+                    continue
+                stream = np.concatenate(pending)
+                n_full = stream.size // part_len
+                for j in range(n_full):
+                    write_wav(os.path.join(folder, names.part_name(written)), stream[j * part_len:(j + 1) * part_len],
+                              samplerate)
+                    written += 1
+                rest = stream[n_full * part_len:]
+                pending, n_pending = [rest], rest.size
+        except SrnnError:
+            raise
+        except Exception as e:  # it read in the first pass: it changed, or the disk failed
+            raise SrnnError(f"{path} could not be read a second time ({first_line(e)}): is it being written?") from None
     summary.parts += written
     summary.seconds_dropped += n_pending / samplerate
     return written

@@ -123,3 +123,38 @@ def test_error_shorter_than_one_part(tmp_path):
     err = assert_clean_error(run_tool("preprocess.py", tmp_path / "d"), "3.0 s", "--seconds")
     assert "8" in err
     assert not (tmp_path / "d_parts").exists()
+
+
+def test_files_are_read_in_blocks_and_resampled_as_one_piece(tmp_path, monkeypatch):
+    """Memory does not grow with a file's length: each file is read BLOCK frames at a time and
+    resampled as it streams, and the parts hold what resampling the whole file at once gives."""
+    import srnn.audio
+    from srnn.audio import StreamResampler, read_mono, resample
+    from srnn.parts import make_parts
+
+    rng = np.random.default_rng(5)
+    x = np.stack([tone(700, 3.3, 44100) + 0.1 * rng.standard_normal(int(3.3 * 44100))] * 2, axis=1) * 0.8
+    path = write_audio(str(tmp_path / "in" / "long.wav"), x, 44100, subtype="FLOAT")
+    sizes = []
+    real = srnn.audio.read_blocks
+
+    def spy(p, block=None):
+        for b in real(p, block):
+            sizes.append(len(b))
+            yield b
+
+    monkeypatch.setattr(srnn.audio, "BLOCK", 1000)
+    monkeypatch.setattr(srnn.audio, "read_blocks", spy)
+    summary = make_parts(str(tmp_path / "in"), seconds=1, log=lambda m: None)
+    assert summary.parts == 3 and sizes and max(sizes) == 1000  # two passes, in blocks
+    whole = resample(*read_mono(path), 16000)
+    for i in range(3):
+        part, _ = sf.read(str(tmp_path / "in_parts" / f"p{i}.wav"))
+        np.testing.assert_allclose(part, whole[i * 16000:(i + 1) * 16000], atol=1 / 32767)
+    # the resampler itself: block by block == resample_poly of the whole signal, to the bit
+    for sr_in, sr_out in ((44100, 16000), (8000, 16000), (16000, 22050)):
+        y = rng.standard_normal(20011).astype(np.float32)
+        r = StreamResampler(sr_in, sr_out)
+        cuts = np.cumsum(rng.integers(1, 3000, 20))
+        got = np.concatenate([r.feed(b) for b in np.split(y, cuts[cuts < len(y)])] + [r.finish()])
+        np.testing.assert_array_equal(got, resample(y, sr_in, sr_out))
