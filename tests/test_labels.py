@@ -165,6 +165,12 @@ def test_generation_follows_the_label_and_the_mixture(labelled):
     # it switches between 0 and 25 % noise), so "between" includes the noise end up to the
     # measure's own spread (white noise's flatness varies by about 0.005 from clip to clip)
     assert flat["tone"] + 0.3 < mixed < flat["noise"] + 0.01, (flat, mixed)
+    # --prime with --label: the primer (a noise part) opens the file, the tone continues it
+    primer = str(root / "blizzard" / "lab_parts" / "p0.wav")
+    proc = run_tool("train_srnn.py", "--sample", ckpt, "--seconds", 0.25, "--label", "tone", "--prime", primer,
+                    cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    assert len(sf.read(out / "generated.wav")[0]) == 128 + 4000
     # unknown labels, and --label for a model without labels, are one-line errors
     assert_clean_error(run_tool("train_srnn.py", "--sample", ckpt, "--label", "speech", cwd=out),
                        "unknown label 'speech'", "noise, tone")
