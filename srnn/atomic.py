@@ -51,11 +51,11 @@ def cannot_write(path, exc):
     from .errors import SrnnError, first_line
 
     reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else first_line(exc)
+    hint = "write elsewhere"  # a read-only disk, a missing folder, no permission, a folder in the way
     # no errno: a short write (NumPy's "N requested and M written"), which is a full disk too
     if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        reason = f"{reason}; the disk may be full"
-    return SrnnError(f"cannot write {path} ({reason}): free some space or write elsewhere; "
-                     f"files written before are untouched")
+        reason, hint = f"{reason}; the disk may be full", "free some space or write elsewhere"
+    return SrnnError(f"cannot write {path} ({reason}): {hint}; files written before are untouched")
 
 
 def check_new_folder(path, flag):
