@@ -264,7 +264,7 @@ def train_command(args):
     from .batches import corpus_labels
     from .config import ModelConfig
     from .names import exp_parts_dir
-    from .options import DEFAULT_SEED, TrainOptions, prepare, preprocess_hint
+    from .options import DEFAULT_SEED, TrainOptions, check_out_dir, prepare, preprocess_hint
 
     if args.distribute == "multiworker":
         from .distribute import tf_config
@@ -279,15 +279,6 @@ def train_command(args):
     if ckpt:
         check_qtype_flag(args, ckpt)
     cfg = model_config(args, base)
-    vocab = () if args.no_cond else corpus_labels(exp_parts_dir(args.exp), hint=preprocess_hint(args.exp))
-    if ckpt and ckpt.config.labels != vocab:
-        had = ", ".join(ckpt.config.labels) or "no labels"
-        now = "--no-cond" if args.no_cond else f"{exp_parts_dir(args.exp)} has {', '.join(vocab) or 'no labels'}"
-        raise SrnnError(f"{args.load} was trained on {had}, but {now}: train a new model, or give the corpus "
-                        f"it was trained on")
-    cfg = dataclasses.replace(cfg, labels=vocab)
-    if ckpt:
-        checkpoint.check_compatible(ckpt, cfg)
     trained = (ckpt.train if ckpt else None) or {}
     seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
     opts = TrainOptions(
@@ -298,6 +289,18 @@ def train_command(args):
         audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
     )
+    check_out_dir(opts)
+    # the labels come from the corpus (prompts.txt's second column), unless --no-cond
+    parts = exp_parts_dir(opts.exp, opts.parts_root)
+    vocab = () if args.no_cond else corpus_labels(parts, hint=preprocess_hint(opts.exp, opts.parts_root))
+    if ckpt and ckpt.config.labels != vocab:
+        had = ", ".join(ckpt.config.labels) or "no labels"
+        now = "--no-cond" if args.no_cond else f"{parts} has {', '.join(vocab) or 'no labels'}"
+        raise SrnnError(f"{args.load} was trained on {had}, but {now}: train a new model, or give the corpus "
+                        f"it was trained on")
+    cfg = dataclasses.replace(cfg, labels=vocab)
+    if ckpt:
+        checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
     from . import names
     from .lock import exclusive

@@ -43,10 +43,7 @@ class TrainOptions:
 def prepare(cfg, opts):
     """Everything that can be wrong with the data or the output folder, checked before a model is
     built: returns the Splits. (The CLI calls this before it imports TensorFlow.)"""
-    reason = can_write(opts.out_dir)
-    if reason:
-        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir or '.')} ({reason}): "
-                        f"run from a writable folder")
+    check_out_dir(opts)
     splits = prepare_splits(
         names.exp_parts_dir(opts.exp, opts.parts_root), opts.trainstop, opts.validstop, opts.batchsize,
         opts.cutlen, cfg, hint=preprocess_hint(opts.exp, opts.parts_root),
@@ -63,6 +60,14 @@ def prepare(cfg, opts):
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
                     f"the checkpoints' folder of --exp {opts.exp}", "choose another --exp")
     return splits
+
+
+def check_out_dir(opts):
+    """Checkpoints can be written where training writes them (the first check of a run)."""
+    reason = can_write(opts.out_dir)
+    if reason:
+        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir or '.')} ({reason}): "
+                        f"run from a writable folder")
 
 
 def preprocess_hint(exp, parts_root=names.PARTS_ROOT):

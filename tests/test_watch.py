@@ -42,7 +42,7 @@ class Synthetic:
     cfg: ModelConfig
     pattern: np.ndarray
 
-    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0):
+    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, mix=None):
         levels = np.tile(self.pattern, n_samples // len(self.pattern) + 1)[:n_samples]
         return np.tile(levels, (n_seqs, 1)), np.zeros((n_seqs, n_samples), np.float32)
 
