@@ -257,9 +257,9 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint
         valid=feeder(valid, batchsize, "validation"),
         test=feeder(test, min(batchsize, len(test)), "test", whole=True) if test else None,
     )
-    for feed in (splits.train, splits.valid, splits.test):
-        missing = [label for label in cfg.labels if feed is not None and label not in
-                   {labels[f] for f in feed.files}]
+    for feed in filter(None, (splits.train, splits.valid, splits.test)):
+        present = {labels[f] for f in feed.files}
+        missing = [label for label in cfg.labels if label not in present]
         if missing:
             warn(f"warning: the {feed.split} split has no part labelled {', '.join(missing)}: reorder "
                  f"prompts.txt or change --trainstop/--validstop")

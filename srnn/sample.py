@@ -46,8 +46,8 @@ def inverse_cdf_pick(p, u):
     return tf.minimum(b * PICK_BLOCK + j, q - 1)
 
 
-def _mix(mix):
-    """Label weights as the compiled functions take them (None stays None: no retrace per call)."""
+def _weights(mix):
+    """Label weights as the compiled functions take them: a float32 tensor, or None (unconditional)."""
     return None if mix is None else tf.constant(np.asarray(mix, np.float32))
 
 
@@ -91,7 +91,7 @@ class Sampler:
         chunk = -(-PRIME_CHUNK // bf) * bf
         states = self.model.zero_states(n_seqs)
         for i in range(0, len(padded), chunk):
-            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), _mix(mix))
+            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), _weights(mix))
             if progress is not None:  # a long primer takes a while: say how far it is
                 progress(min(i + chunk, len(padded)))
         return tuple(states), tf.constant(x[:, -bf:])
@@ -130,7 +130,7 @@ class Sampler:
         while done < total:
             n_frames = min(per_call, total - done)
             levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
-                                                    states, frame, tf.constant(done, tf.int32), _mix(mix))
+                                                    states, frame, tf.constant(done, tf.int32), _weights(mix))
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
             yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
