@@ -65,6 +65,28 @@ def mini_root(tmp_path_factory):
     return root
 
 
+MINI_CFG = {"slowdim": 16, "dim": 16}  # the mini runs' model (--slowdim 16 --dim 16)
+
+
+@pytest.fixture(scope="session")
+def base_run(mini_root, tmp_path_factory):
+    """One 2-epoch training run on the mini corpus (seed 1337, batch 2, cutlen 256, a checkpoint
+    after every epoch) that several modules share; it is watched (--tensorboard, --audition 1)
+    and exported, and the runs compared with it are not, so the comparisons also show that
+    watching leaves the losses unchanged. Returns (folder, history, log lines)."""
+    from srnn.config import ModelConfig
+    from srnn.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("base")
+    lines = []
+    opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
+                        parts_root=str(mini_root / "blizzard"), out_dir=str(out), svepoch=1,
+                        tensorboard=str(out / "tb"), audition=1, audition_seqs=2, audition_seconds=0.25,
+                        export=str(out / "exported"))
+    history = train(ModelConfig(**MINI_CFG), opts, log=lines.append)
+    return out, history, lines
+
+
 def small_archs():
     """The architectures every equivalence test runs on, small (ids name them in the report)."""
     from srnn.config import ModelConfig

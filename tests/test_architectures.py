@@ -11,7 +11,6 @@ from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN, loss_bits
 from srnn.quantize import Q_ZERO
-from srnn.train import TrainOptions, train
 
 MUSIC = ["--frames", "4", "--rnn", "lstm", "--rnn-layers", "2", "--skip", "--qtype", "a-law", "--q-levels", "64",
          "--emb-size", "16", "--dim", "16", "--slowdim", "24", "--learning-rate", "0.002"]
@@ -73,12 +72,13 @@ def test_version_1_training_position_is_renamed():
 
 @pytest.fixture(scope="module")
 def music(mini_root, tmp_path_factory):
-    """A 2-tier LSTM music-style model trained by the command line for one epoch."""
+    """A 2-tier LSTM music-style model trained by the command line for two epochs, saved after
+    each (e0, e1)."""
     import shutil
 
     work = tmp_path_factory.mktemp("music")
     shutil.copytree(mini_root, work, dirs_exist_ok=True)
-    proc = run_tool("train_srnn.py", "--exp=mini", *MUSIC, *SPLIT, "--nepochs=1", cwd=work)
+    proc = run_tool("train_srnn.py", "--exp=mini", *MUSIC, *SPLIT, "--nepochs=2", "--svepoch=1", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "frames=4, rnn=lstm x2 with skip" in proc.stdout
     return work, work / "mini_srnn_sz16_e0.h5"
@@ -100,17 +100,19 @@ def test_load_takes_the_architecture_from_the_file_and_resumes_exactly(music, tm
     """--load with no architecture flags continues the LSTM model (its (h, c) states, layers,
     learning rate and optimizer state all travel through the file): epoch 0 by one command and
     epoch 1 by another == two epochs in one run."""
+    import shutil
+
     work, path = music
     ckpt = checkpoint.load(str(path))
     assert ckpt.config == MUSIC_CFG and ckpt.train["learning_rate"] == pytest.approx(2e-3)
-    proc = run_tool("train_srnn.py", "--exp=mini", f"--load={path}", *SPLIT, "--nepochs=2", cwd=work)
+    whole = checkpoint.load(str(work / "mini_srnn_sz16_e1.h5")).train  # the two epochs in one run
+    shutil.copytree(work / "blizzard", tmp_path / "blizzard")
+    shutil.copy(path, tmp_path / path.name)
+    proc = run_tool("train_srnn.py", "--exp=mini", f"--load={path.name}", *SPLIT, "--nepochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming from" in proc.stdout and "learning rate 0.002" in proc.stdout
-    e1 = checkpoint.load(str(work / "mini_srnn_sz16_e1.h5"))
+    e1 = checkpoint.load(str(tmp_path / "mini_srnn_sz16_e1.h5"))
     assert e1.config == MUSIC_CFG
-    whole = train(MUSIC_CFG, TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
-                                          parts_root=str(work / "blizzard"), out_dir=str(tmp_path),
-                                          learning_rate=2e-3), log=lambda *a, **k: None)
     assert len(re.findall(r"Epoch \d+ valid loss in bits", proc.stdout)) == 1  # epoch 1 only
     np.testing.assert_allclose(e1.train["train_bits"], whole["train_bits"], atol=1e-5)
     np.testing.assert_allclose(e1.train["valid_bits"], whole["valid_bits"], atol=1e-5)

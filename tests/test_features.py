@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEMO, ROOT, run_tool
+from conftest import DEMO, MINI_CFG, ROOT, run_tool
 from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN
@@ -21,7 +21,7 @@ from srnn.train import TrainOptions, train
 
 tf = import_tensorflow()
 
-CFG = ModelConfig(slowdim=16, dim=16)
+CFG = ModelConfig(**MINI_CFG)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +46,8 @@ def train_feeder(root):
 
 
 @pytest.fixture(scope="module")
-def base(mini, tmp_path_factory):
-    """One 2-epoch run (seed 1337, a checkpoint after every epoch) that several tests share; it is
-    watched (--tensorboard, --audition 1), and the runs compared with it are not, so the
-    comparisons also show that watching leaves the losses unchanged."""
-    out = tmp_path_factory.mktemp("base")
-    lines = []
-    history = train(CFG, opts(mini, out, svepoch=1, tensorboard=str(out / "tb"), audition=1, audition_seqs=2,
-                              audition_seconds=0.25, export=str(out / "exported")), log=lines.append)
-    return out, history, lines
+def base(base_run):
+    return base_run
 
 
 def test_same_seed_same_losses_and_exact_resume(mini, base, tmp_path):
