@@ -370,6 +370,10 @@ def sample_command(args):
         raise SrnnError(f"generating {total} x {args.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
                         f"temporary space in {tempfile.gettempdir()}, which has less: lower --seconds or --nseqs, "
                         f"or set TMPDIR to a larger disk")
+    if not args.export:  # the outputs can be written: known before minutes of generating, not after
+        outputs = [names.generated_name(i, args.nseqs, ext, label=name)
+                   for name, i, _ in seqs for ext in (".wav", ".png")]
+        check_outputs(outputs)
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
     from .sample import Spool
@@ -426,6 +430,22 @@ def sample_command(args):
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
           f"({total * n / took:,.0f} samples/s, compilation included)")
     return 0
+
+
+def check_outputs(paths):
+    """Each output file can be made: no folder in its place, and its folder takes new files."""
+    import errno
+
+    from .atomic import can_write, cannot_write
+
+    for path in paths:
+        if os.path.isdir(path):
+            raise cannot_write(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    for folder in {os.path.dirname(p) or "." for p in paths}:
+        reason = can_write(folder)
+        if reason:
+            raise SrnnError(f"cannot write {paths[0]} to {os.path.abspath(folder)} ({reason}): "
+                            f"run from a writable folder")
 
 
 def per_sequence(flag, values, nseqs):

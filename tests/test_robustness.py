@@ -191,6 +191,11 @@ def test_sample_bad_flags(model_file, tmp_path):
     for flags, words in rows:
         assert_clean_error(run_tool("train_srnn.py", f, *flags, cwd=tmp_path), *words)
     assert not list(tmp_path.glob("generated*"))
+    # where the outputs cannot go, before anything is generated: a read-only folder (/proc), a
+    # folder in the place of a file
+    assert_clean_error(run_tool("train_srnn.py", f, cwd="/proc"), "cannot write generated.wav to /proc")
+    (tmp_path / "generated_1.png").mkdir()
+    assert_clean_error(run_tool("train_srnn.py", f, "--nseqs=2", cwd=tmp_path), "generated_1.png", "Is a directory")
 
 
 # ---- interruption
