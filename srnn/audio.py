@@ -62,6 +62,11 @@ class StreamResampler:
         self.delay = (half + pre) // self.down
         self.buf, self.buf_start, self.next_k, self.seen = np.zeros(0, np.float32), 0, 0, 0
 
+    def gain(self):
+        """The largest |output| for inputs within [-1, 1]: the largest sum of |taps| over the
+        filter's phases (a full-scale input can overshoot by at most this)."""
+        return float(max(np.abs(self.h[p::self.up]).sum() for p in range(self.up)))
+
     def _first_input(self, k):
         """The first input that output k reads, rounded down to a multiple of `down`."""
         i = max(0, -(-((k + self.delay) * self.down - len(self.h) + 1) // self.up))

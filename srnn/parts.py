@@ -20,7 +20,7 @@ import numpy as np
 
 from . import names
 from .atomic import write_text
-from .audio import is_audio_name, read_rate, stream_mono, write_wav
+from .audio import StreamResampler, is_audio_name, read_blocks, read_rate, stream_mono, write_wav
 from .errors import SrnnError, first_line
 from .labels import check_name
 from .lock import exclusive
@@ -200,14 +200,22 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
 
 def _scan(path, samplerate):
     """Pass one over a file: (seconds at `samplerate`, its peak there), or raises for unreadable
-    audio; the peak is NaN when a sample is NaN or infinite (the filter spreads them)."""
+    audio; the peak is NaN when a sample is NaN or infinite. The file is only decoded; it is
+    resampled here too only when its peak could overshoot full scale through the filter."""
     n, peak = 0, 0.0
-    for y in stream_mono(path, samplerate):
-        if not np.all(np.isfinite(y)):
+    for x in read_blocks(path):
+        if not np.all(np.isfinite(x)):
             return n / samplerate, float("nan")
-        n += y.size
-        peak = max(peak, float(np.max(np.abs(y))))
-    return n / samplerate, peak
+        n += x.size
+        peak = max(peak, float(np.max(np.abs(x))) if x.size else 0.0)
+    sr = read_rate(path)
+    if sr == samplerate:
+        return n / samplerate, peak
+    resampler = StreamResampler(sr, samplerate)
+    seconds = -(-n * resampler.up // resampler.down) / samplerate
+    if peak * resampler.gain() <= 1.0:
+        return seconds, min(peak * resampler.gain(), 1.0)  # cannot reach full scale: no scaling
+    return seconds, max((float(np.max(np.abs(y))) for y in stream_mono(path, samplerate) if y.size), default=0.0)
 
 
 def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
