@@ -1,6 +1,7 @@
 """Atomic file writes: a crash at any moment leaves either the old file or the new one."""
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -19,9 +20,9 @@ def atomic_path(path):
     """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
-    base, ext = os.path.splitext(os.path.basename(path))
+    prefix, suffix = _temporary_name(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     except OSError as e:
         raise cannot_write(path, e) from None
     os.close(fd)
@@ -38,6 +39,18 @@ def atomic_path(path):
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and (_no_room(folder) or "System error" in str(e))):
             raise cannot_write(path, e) from None
         raise
+
+
+def _temporary_name(path):
+    """(prefix, suffix) of atomic_path's temporary files for `path`: hidden, the extension kept."""
+    base, ext = os.path.splitext(os.path.basename(path))
+    return f".{base}.", f".tmp{ext}"
+
+
+def temporaries(pattern):
+    """The temporary files a killed atomic_path left for the files matching the glob `pattern`."""
+    prefix, suffix = _temporary_name(pattern)
+    return glob.glob(os.path.join(os.path.dirname(pattern) or ".", f"{prefix}*{suffix}"))
 
 
 def _no_room(folder):
@@ -70,6 +83,16 @@ def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def require_writable(folder, what, hint):
+    """A one-line error unless new files can be made in `folder`: `cannot write WHAT to FOLDER
+    (reason): HINT`."""
+    from .errors import SrnnError
+
+    reason = can_write(folder)
+    if reason:
+        raise SrnnError(f"cannot write {what} to {os.path.abspath(folder or '.')} ({reason}): {hint}")
 
 
 def can_write(folder):

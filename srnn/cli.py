@@ -311,8 +311,10 @@ def train_command(args):
                    "choose another --exp or folder"):
         # a run killed while writing a checkpoint leaves its hidden temporary file: no one else
         # can be writing them now (the lock), so they go
-        stale = glob.glob(os.path.join(glob.escape(os.path.join(opts.out_dir, os.path.dirname(opts.exp))),
-                                       f".{glob.escape(os.path.basename(opts.exp))}_srnn_sz{cfg.dim}_*.tmp.h5"))
+        from .atomic import temporaries
+
+        stale = temporaries(os.path.join(glob.escape(opts.out_dir),
+                                         names.checkpoint_name(glob.escape(opts.exp), cfg.dim, "*")))
         for path in stale:
             os.unlink(path)
         if stale:
@@ -436,16 +438,13 @@ def check_outputs(paths):
     """Each output file can be made: no folder in its place, and its folder takes new files."""
     import errno
 
-    from .atomic import can_write, cannot_write
+    from .atomic import cannot_write, require_writable
 
     for path in paths:
         if os.path.isdir(path):
             raise cannot_write(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     for folder in {os.path.dirname(p) or "." for p in paths}:
-        reason = can_write(folder)
-        if reason:
-            raise SrnnError(f"cannot write {paths[0]} to {os.path.abspath(folder)} ({reason}): "
-                            f"run from a writable folder")
+        require_writable(folder, paths[0], "run from a writable folder")
 
 
 def per_sequence(flag, values, nseqs):

@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import memory, names
-from .atomic import can_write, check_new_folder
+from .atomic import check_new_folder, require_writable
 from .batches import prepare_splits
 from .errors import SrnnError
 
@@ -53,21 +53,18 @@ def prepare(cfg, opts):
                  f"training a model of {cfg.count_params():,} parameters with batch {opts.batchsize} and cutlen "
                  f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
     if opts.tensorboard:
-        writable_folder(opts.tensorboard, "the --tensorboard folder", "choose another")
+        writable_folder(opts.tensorboard, "TensorBoard event files", "choose another --tensorboard folder")
     if opts.export:
         check_new_folder(opts.export, "--export")
     # `--exp sub/x` names checkpoints sub/x_srnn_...: make that folder now, not at the first save
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
-                    f"the checkpoints' folder of --exp {opts.exp}", "choose another --exp")
+                    f"the checkpoints of --exp {opts.exp}", "choose another --exp")
     return splits
 
 
 def check_out_dir(opts):
     """Checkpoints can be written where training writes them (the first check of a run)."""
-    reason = can_write(opts.out_dir)
-    if reason:
-        raise SrnnError(f"cannot write checkpoints to {os.path.abspath(opts.out_dir or '.')} ({reason}): "
-                        f"run from a writable folder")
+    require_writable(opts.out_dir, "checkpoints", "run from a writable folder")
 
 
 def preprocess_hint(exp, parts_root=names.PARTS_ROOT):
@@ -76,11 +73,9 @@ def preprocess_hint(exp, parts_root=names.PARTS_ROOT):
 
 
 def writable_folder(folder, what, hint):
-    """Make `folder` if it is missing and check that files can be written in it, before any work."""
+    """Make `folder` if it is missing and check that `what` can be written in it, before any work."""
     try:
         os.makedirs(folder or ".", exist_ok=True)
     except OSError as e:
-        raise SrnnError(f"cannot make {what} {folder} ({e.strerror}): {hint}") from None
-    reason = can_write(folder)
-    if reason:
-        raise SrnnError(f"cannot write to {what} {os.path.abspath(folder or '.')} ({reason}): {hint}")
+        raise SrnnError(f"cannot make the folder {folder} for {what} ({e.strerror}): {hint}") from None
+    require_writable(folder, what, hint)

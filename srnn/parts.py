@@ -199,23 +199,25 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
 
 
 def _scan(path, samplerate):
-    """Pass one over a file: (seconds at `samplerate`, its peak there), or raises for unreadable
-    audio; the peak is NaN when a sample is NaN or infinite. The file is only decoded; it is
-    resampled here too only when its peak could overshoot full scale through the filter."""
+    """Pass one over a file: (its rate, seconds at `samplerate`, the peak there or a bound of it
+    below full scale), or raises for unreadable audio; the peak is NaN when a sample is NaN or
+    infinite. The file is only decoded, and resampled too only when the filter could push its
+    peak past full scale (StreamResampler.gain): scaling needs the true peak only then."""
     n, peak = 0, 0.0
     for x in read_blocks(path):
         if not np.all(np.isfinite(x)):
-            return n / samplerate, float("nan")
+            return 0, 0.0, float("nan")
         n += x.size
         peak = max(peak, float(np.max(np.abs(x))) if x.size else 0.0)
     sr = read_rate(path)
     if sr == samplerate:
-        return n / samplerate, peak
+        return sr, n / samplerate, peak
     resampler = StreamResampler(sr, samplerate)
     seconds = -(-n * resampler.up // resampler.down) / samplerate
-    if peak * resampler.gain() <= 1.0:
-        return seconds, min(peak * resampler.gain(), 1.0)  # cannot reach full scale: no scaling
-    return seconds, max((float(np.max(np.abs(y))) for y in stream_mono(path, samplerate) if y.size), default=0.0)
+    bound = peak * resampler.gain()
+    if bound <= 1.0:
+        return sr, seconds, bound
+    return sr, seconds, max((float(np.max(np.abs(y))) for y in stream_mono(path, samplerate) if y.size), default=0.0)
 
 
 def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
@@ -227,8 +229,7 @@ def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
     pending, n_pending, written = [], 0, 0  # audio read but not yet written as a part
     for k, path in enumerate(files, 1):
         try:
-            sr = read_rate(path)
-            seconds, peak = _scan(path, samplerate)
+            sr, seconds, peak = _scan(path, samplerate)
         except Exception as e:  # soundfile raises several types for corrupt files
             reason = first_line(e)
             summary.files_skipped.append((path, reason))
@@ -258,8 +259,8 @@ def _cut(files, folder, part_len, samplerate, summary, log, tag=""):
                 stream = np.concatenate(pending)
                 n_full = stream.size // part_len
                 for j in range(n_full):
-                    write_wav(os.path.join(folder, names.part_name(written)), stream[j * part_len:(j + 1) * part_len],
-                              samplerate)
+                    part = stream[j * part_len:(j + 1) * part_len]
+                    write_wav(os.path.join(folder, names.part_name(written)), part, samplerate)
                     written += 1
                 rest = stream[n_full * part_len:]
                 pending, n_pending = [rest], rest.size

@@ -89,9 +89,9 @@ class Sampler:
         padded = np.concatenate([np.full((-len(levels)) % bf, zero, np.int32), levels])
         x = np.tile(np.concatenate([np.full(bf, zero, np.int32), padded])[None], (n_seqs, 1))
         chunk = -(-PRIME_CHUNK // bf) * bf
-        states = self.model.zero_states(n_seqs)
+        states, mix = self.model.zero_states(n_seqs), _weights(mix)
         for i in range(0, len(padded), chunk):
-            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), _weights(mix))
+            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), mix)
             if progress is not None:  # a long primer takes a while: say how far it is
                 progress(min(i + chunk, len(padded)))
         return tuple(states), tf.constant(x[:, -bf:])
@@ -123,14 +123,14 @@ class Sampler:
         bf = self.model.cfg.big_frame
         temps = tf.constant(np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy())
         states, frame = start if start is not None else self.initial(n_seqs)
-        states, frame = tuple(states), tf.cast(frame, tf.int32)
+        states, frame, mix = tuple(states), tf.cast(frame, tf.int32), _weights(mix)
         per_call = max(1, (piece or memory.PIECE) // bf)  # whole big frames
         total = max(1, math.ceil(n_samples / bf))
         done = 0
         while done < total:
             n_frames = min(per_call, total - done)
             levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
-                                                    states, frame, tf.constant(done, tf.int32), _weights(mix))
+                                                    states, frame, tf.constant(done, tf.int32), mix)
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
             yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
