@@ -14,6 +14,7 @@ scan carries only the state gradients and emits each step's gate gradients; dW_h
 import collections
 
 from .config import RNN_BLOCKS
+from .packed import matmul
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -39,7 +40,7 @@ def gru_step(xp, h, wh, bh):
 
 def _gru_parts(xp, h, wh, bh):
     """The new state and what its gradient needs: (h_new, z, r, c, hc)."""
-    hp = tf.matmul(h, wh) + bh
+    hp = matmul(h, wh) + bh  # wh may be a sampler's packed weight
     xz, xr, xc = tf.split(xp, 3, axis=-1)
     hz, hr, hc = tf.split(hp, 3, axis=-1)
     z = tf.sigmoid(xz + hz)
@@ -99,7 +100,7 @@ def lstm_step(xp, s, wh, bh):
 def _lstm_parts(xp, s, wh, bh):
     """The new state and what its gradient needs: (s_new, i, f, g, o, tanh(c_new))."""
     h, c = tf.split(s, 2, axis=-1)
-    ai, af, ag, ao = tf.split(xp + (tf.matmul(h, wh) + bh), 4, axis=-1)
+    ai, af, ag, ao = tf.split(xp + (matmul(h, wh) + bh), 4, axis=-1)
     i, f, g, o = tf.sigmoid(ai), tf.sigmoid(af), tf.tanh(ag), tf.sigmoid(ao)
     c_new = f * c + i * g
     tc = tf.tanh(c_new)

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from . import precision
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE, ConfigError
 from .errors import SrnnError, first_line, run_cli
 from .quantize import QTYPES
@@ -161,6 +162,11 @@ def train_parser():
                    "files. --batchsize is the global batch, split over the copies (default none)")
     p.add_argument("--devices", default=None,
                    help="with --distribute mirrored: comma-separated devices, e.g. GPU:0,GPU:1 (default: all GPUs)")
+    p.add_argument("--precision", choices=precision.TRAIN, default=None,
+                   help="training arithmetic: float32 (the original's), or mixed_bfloat16 / mixed_float16: the "
+                   "layers compute in 16 bits, the weights, optimizer, logits and loss stay float32 (float16 "
+                   "with loss scaling; it is for GPUs). bfloat16 is faster only on GPUs and CPUs with BF16 "
+                   "instructions. Stored in the checkpoint (default float32, or the checkpoint's with --load)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
     w = p.add_argument_group("watching training")
@@ -195,6 +201,11 @@ def train_parser():
                    "labels with weights (speech:0.7,music:0.3, a weighted mean of their embeddings); one "
                    "for all sequences, or one per sequence. Without it, --nseqs of every label, written "
                    "to generated_LABEL.wav (or generated_LABEL_0.wav, ...)")
+    g.add_argument("--sample-precision", choices=precision.SAMPLE, default="auto",
+                   help="how the sampler keeps its weights: float32, bfloat16 or int8 (one scale per column; "
+                   "fewer bytes to read per sample, only the weights rounded, the sums float32); auto: "
+                   "float32 for a small model, else whichever this machine runs fastest, measured at start "
+                   "(default auto)")
     g.add_argument("--prime", metavar="AUDIO", default=None,
                    help="an audio file (any length, any format preprocess reads) to start from: it is "
                    "resampled and quantised as training data is and run through the model, and "
@@ -281,6 +292,13 @@ def train_command(args):
     cfg = model_config(args, base)
     trained = (ckpt.train if ckpt else None) or {}
     seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
+    stored = trained.get("precision", "float32")  # files written before --precision trained in float32
+    if stored not in precision.TRAIN:
+        raise SrnnError(f"{args.load} names an unknown training precision {stored!r}: the file is damaged; "
+                        f"use another checkpoint")
+    if args.precision and ckpt and args.precision != stored:
+        print(f"note: {args.load} was trained in {stored}; training goes on in {args.precision}", flush=True)
+    precision.check_distribute(args.precision or stored, args.distribute)
     opts = TrainOptions(
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
@@ -288,6 +306,7 @@ def train_command(args):
         learning_rate=args.learning_rate, max_minutes=args.max_minutes, tensorboard=args.tensorboard,
         audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
+        precision=args.precision or stored,
     )
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
@@ -391,7 +410,7 @@ def sample_command(args):
         return 0
     t0 = time.time()
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    sampler = model.sampler()
+    sampler = model.sampler(precision=args.sample_precision)
     say = Progress()
     start = None
     mix = np.stack([m for _, _, m in seqs]) if c.labels else None
@@ -430,7 +449,8 @@ def sample_command(args):
         for spool in spools:
             spool.close()
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
-          f"({total * n / took:,.0f} samples/s, compilation included)")
+          f"({total * n / took:,.0f} samples/s, compilation included; weights in "
+          f"{sampler.weight_precision(total)})")
     return 0
 
 

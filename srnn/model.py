@@ -36,6 +36,7 @@ Each tier is written once and has two forms: `call` over a whole chunk (training
 """
 from .cells import CELLS
 from .config import ModelConfig
+from .packed import Packed, pack
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -50,7 +51,10 @@ def scale_levels(levels, q_levels):
 
 
 def matmul(x, w):
-    """(..., n) @ (n, m) -> (..., m) as one 2-D GEMM (faster than a batched matmul)."""
+    """(..., n) @ (n, m) -> (..., m) as one 2-D GEMM (faster than a batched matmul); w may be a
+    sampler's packed step weight (srnn.packed)."""
+    if isinstance(w, Packed):
+        return w.matmul(x)
     if x.shape.rank == 2:
         return tf.matmul(x, w)
     lead = tf.shape(x)[:-1]
@@ -59,8 +63,12 @@ def matmul(x, w):
 
 
 def weight_norm(v, g):
-    """w = g * v / ||v||, the norm taken over the input axis (one per output unit)."""
-    return v * (g / tf.sqrt(tf.reduce_sum(tf.square(v), axis=0)))
+    """w = g * v / ||v||, the norm taken over the input axis (one per output unit). Computed in
+    float32 and given in v's dtype: under a mixed policy v is read as bfloat16/float16, whose sums
+    of squares would be too coarse (in float32 both casts do nothing)."""
+    v = tf.convert_to_tensor(v)  # a variable read under a mixed policy comes out in the compute dtype
+    v32, g32 = tf.cast(v, tf.float32), tf.cast(g, tf.float32)
+    return tf.cast(v32 * (g32 / tf.sqrt(tf.reduce_sum(tf.square(v32), axis=0))), v.dtype)
 
 
 def add_weight_norm(layer, suffix, shape, initializer):
@@ -136,7 +144,7 @@ class WNRNN(keras.layers.Layer):
     def start_state(self, state, reset):
         """The learned h0 (tiled over the batch) where `reset` is 1, the carried state otherwise.
         A blend rather than a select so h0 gets its gradient only from chunks that use it."""
-        reset = tf.cast(reset, tf.float32)
+        reset = tf.cast(reset, self.compute_dtype)
         return reset * tf.broadcast_to(self.h0, tf.shape(state)) + (1.0 - reset) * state
 
     def hidden(self, state):
@@ -173,16 +181,16 @@ class LabelTable(keras.layers.Layer):
         self.table = self.add_weight(name="table", shape=(self.n_labels, self.width), initializer="zeros")
 
     def call(self, mix):
-        return tf.matmul(tf.cast(mix, self.table.dtype), self.table)
+        return tf.matmul(tf.cast(mix, self.compute_dtype), self.table)
 
     def get_config(self):
         return {**super().get_config(), "n_labels": self.n_labels, "width": self.width}
 
 
-def _label_table(n_labels, width):
+def _label_table(n_labels, width, dtype):
     if not n_labels:
         return None
-    table = LabelTable(n_labels, width, name="label")
+    table = LabelTable(n_labels, width, name="label", dtype=dtype)
     table.build()
     return table
 
@@ -201,17 +209,18 @@ class FrameTier(keras.layers.Layer):
         self.skip, self.top, self.q_levels = skip, top, q_levels
         # Built here, with their known input widths, in the order the weights are drawn (the same
         # order as before tiers were layers, so a seed gives the same initial model).
+        dtype = self.dtype_policy  # the tier's precision policy, for each of its layers
         if not top:  # the top tier's RNN reads the scaled frame itself
-            self.inp = WNDense(units, name="in")
+            self.inp = WNDense(units, name="in", dtype=dtype)
             self.inp.build((None, frame))
         self.rnns = []
         for i in range(layers):
-            rnn = WNRNN(units, cell, name=f"rnn{i}")
+            rnn = WNRNN(units, cell, name=f"rnn{i}", dtype=dtype)
             rnn.build((None, None, frame if (top and i == 0) else units))
             self.rnns.append(rnn)
-        self.out = WNDense(out_units * ratio, name="out")
+        self.out = WNDense(out_units * ratio, name="out", dtype=dtype)
         self.out.build((None, units * (layers if skip else 1)))
-        self.label = _label_table(n_labels, CELLS[cell].gates * units)  # into the first RNN's gates
+        self.label = _label_table(n_labels, CELLS[cell].gates * units, dtype)  # into the first RNN's gates
         self.built = True
 
     def parts(self):
@@ -251,9 +260,10 @@ class FrameTier(keras.layers.Layer):
         would read more bytes than it saves)."""
         return {"kernel": self.rnns[0].input_kernel(), "fold": False}
 
-    def step_weights(self, below):
+    def step_weights(self, below, precision="float32"):
         """The fused weights of a step, computed once per generation. `below` is the consumer's
-        cond_projection(): its input kernel, and whether to fold it into this tier's output."""
+        cond_projection(): its input kernel, and whether to fold it into this tier's output. The
+        matrices a step multiplies are packed in `precision` once fused (srnn.packed)."""
         w = {"rnn": [rnn.kernels() for rnn in self.rnns], "below": below}
         wx, bx = w["rnn"][0][:2]
         if not self.top:  # the input layer folded into the first RNN layer's input kernel
@@ -268,6 +278,19 @@ class FrameTier(keras.layers.Layer):
         w["out"] = (out_w, out_b)
         if self.label is not None:
             w["label"] = self.label.table  # mix @ it: one vector per sequence, once per generation
+        return self._pack(w, precision)
+
+    @staticmethod
+    def _pack(w, precision):
+        if precision == "float32":
+            return w
+        p = lambda m: pack(m, precision)  # noqa: E731
+        w["rnn"] = [(p(wx), bx, p(wh), bh) for wx, bx, wh, bh in w["rnn"]]
+        w["out"] = (p(w["out"][0]), w["out"][1])
+        if "in_wx" in w:
+            w["in_wx"] = p(w["in_wx"])
+        if not w["below"]["fold"]:
+            w["below"] = {**w["below"], "kernel": p(w["below"]["kernel"])}
         return w
 
     def step(self, w, frame, cond, states, label=None):
@@ -295,7 +318,7 @@ class FrameTier(keras.layers.Layer):
         B = tf.shape(y)[0] if y.shape[0] is None else y.shape[0]
         if below["fold"]:
             return tf.reshape(y, [B, self.ratio, -1]), new
-        y = tf.matmul(tf.reshape(y, [B * self.ratio, self.out_units]), below["kernel"])
+        y = matmul(tf.reshape(y, [B * self.ratio, self.out_units]), below["kernel"])
         return tf.reshape(y, [B, self.ratio, -1]), new
 
     def get_config(self):
@@ -312,19 +335,21 @@ class SampleTier(keras.layers.Layer):
     def __init__(self, context, units, q_levels, emb_size, n_labels=0, **kwargs):
         super().__init__(**kwargs)
         self.context, self.units, self.q_levels, self.emb_size = context, units, q_levels, emb_size
+        dtype = self.dtype_policy
         self.embedding = keras.layers.Embedding(
             q_levels, emb_size, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
-            name="embedding")
+            name="embedding", dtype=dtype)
         self.embedding.build((None,))
-        self.inp = WNDense(units, use_bias=False, kernel_initializer="lecun_uniform", name="in")
+        self.inp = WNDense(units, use_bias=False, kernel_initializer="lecun_uniform", name="in", dtype=dtype)
         self.inp.build((None, context * emb_size))
-        self.h1 = WNDense(units, name="h1")
+        self.h1 = WNDense(units, name="h1", dtype=dtype)
         self.h1.build((None, units))
-        self.h2 = WNDense(units, name="h2")
+        self.h2 = WNDense(units, name="h2", dtype=dtype)
         self.h2.build((None, units))
-        self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out")
+        # the logits are float32 in every precision: the softmax and the loss in bits are float32's
+        self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out", dtype="float32")
         self.out.build((None, units))
-        self.label = _label_table(n_labels, units)  # added where the tier above's vector is
+        self.label = _label_table(n_labels, units, dtype)  # added where the tier above's vector is
         self.built = True
 
     def parts(self):
@@ -353,10 +378,13 @@ class SampleTier(keras.layers.Layer):
         above folds h1 into its output layer: (dim, ratio*dim) instead of two matrices."""
         return {"kernel": self.h1.kernel(), "bias": self.h1.b, "fold": True}
 
-    def step_weights(self):
+    def step_weights(self, precision="float32"):
+        """The tables (gathered: one row read per sample, so kept float32), and h2 and the output
+        layer packed in `precision`."""
         w1 = self.h1.kernel()
         w = {"tables": [tf.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
-             "h2": (self.h2.kernel(), self.h2.b), "out": (self.out.kernel(), self.out.b)}
+             "h2": (pack(self.h2.kernel(), precision), self.h2.b),
+             "out": (pack(self.out.kernel(), precision), self.out.b)}
         if self.label is not None:
             w["label"] = tf.matmul(self.label.table, w1)  # and the label vectors
         return w
@@ -383,19 +411,24 @@ class SampleRNN(keras.Model):
     """The frame tiers and the sample MLP. `forward` runs one training chunk; `generate` draws new
     audio (srnn.sample holds the compiled loop)."""
 
-    def __init__(self, config=None, **kwargs):
+    def __init__(self, config=None, precision="float32", **kwargs):
         super().__init__(name=kwargs.pop("name", "sample_rnn"), **kwargs)
         c = self.cfg = config or ModelConfig()
         widths, ratios = c.widths(), c.ratios()
+        # the chunk form's precision (srnn.precision): a Keras dtype policy on every tier; the
+        # weights are float32 in all of them, and the step form (generation) computes in float32
+        self.precision = precision
+        dtype = None if precision == "float32" else precision
         # Built in __init__ with known widths, so weights exist right after construction (loading
         # a checkpoint and counting parameters need no dummy call).
         self.frame_tiers = [
             FrameTier(frame=f, ratio=r, units=widths[k], out_units=(widths + [c.dim])[k + 1], cell=c.rnn,
                       layers=c.rnn_layers, skip=c.skip, top=(k == 0), q_levels=c.q_levels, n_labels=c.n_labels,
-                      name=f"frame{k}")
+                      name=f"frame{k}", dtype=dtype)
             for k, (f, r) in enumerate(zip(c.frames, ratios))
         ]
-        self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, n_labels=c.n_labels, name="sample")
+        self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, n_labels=c.n_labels, name="sample",
+                                      dtype=dtype)
         self.built = True
         self._samplers = {}
 
@@ -460,7 +493,7 @@ class SampleRNN(keras.Model):
             f = tier.frame
             frames = tf.reshape(xs[:, bf - f:bf - f + T], [B, T // f, f])  # each target's frame
             cond, last = tier(frames, cond=cond, states=tier_states, reset=reset, mix=mix)
-            new += last
+            new += [tf.cast(s, tf.float32) for s in last]  # carried between chunks as float32
         return cond, tuple(new)
 
     def forward(self, x, states, reset, mix=None):
@@ -477,10 +510,12 @@ class SampleRNN(keras.Model):
 
     # ---- generation
 
-    def step_weights(self):
-        """Every tier's fused step weights, once per generation."""
+    def step_weights(self, precision="float32"):
+        """Every tier's fused step weights, once per generation; the matrices a step multiplies in
+        `precision` (srnn.packed: float32, bfloat16 or int8)."""
         below = [t.cond_projection() for t in self.tiers[1:]]
-        return [t.step_weights(b) for t, b in zip(self.frame_tiers, below)] + [self.sample_tier.step_weights()]
+        return ([t.step_weights(b, precision) for t, b in zip(self.frame_tiers, below)]
+                + [self.sample_tier.step_weights(precision)])
 
     def label_vectors(self, weights, mix):
         """Per tier, each sequence's label vector in its step form (mix @ the tier's step table):
@@ -488,12 +523,14 @@ class SampleRNN(keras.Model):
         mix = self._mix(mix)
         return [None if mix is None else tf.matmul(tf.cast(mix, tf.float32), w["label"]) for w in weights]
 
-    def sampler(self, xla=True):
+    def sampler(self, xla=True, precision="auto"):
+        """The compiled generation loop (srnn.sample), one per setting; `precision` of its step
+        weights (srnn.packed)."""
         from .sample import Sampler
 
-        if xla not in self._samplers:
-            self._samplers[xla] = Sampler(self, xla=xla)
-        return self._samplers[xla]
+        if (xla, precision) not in self._samplers:
+            self._samplers[xla, precision] = Sampler(self, xla=xla, precision=precision)
+        return self._samplers[xla, precision]
 
     def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True, mix=None):
         """Draw `n_samples` new levels for each of `n_seqs` sequences, after `primer` (1-D int

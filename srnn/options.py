@@ -38,6 +38,7 @@ class TrainOptions:
     xla: bool = None  # None: chosen by model size
     distribute: str = "none"  # none | mirrored | multiworker (srnn.distribute)
     devices: list = None  # for mirrored: device names; None: all local GPUs (or the CPU)
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 (srnn.precision)
 
 
 def prepare(cfg, opts):

@@ -9,6 +9,7 @@ import numpy as np
 from . import memory
 from .atomic import cannot_write
 from .model import scale_levels
+from .packed import choose
 from .quantize import dequantize, q_zero, soundsc
 from .quiet import import_tensorflow
 
@@ -64,10 +65,12 @@ class Sampler:
     every sample.
     """
 
-    def __init__(self, model, xla=True):
+    def __init__(self, model, xla=True, precision="auto"):
         # XLA fuses the ~100 small ops of a big frame into one program; measured on 2 cores it
         # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
         self.model, self.xla = model, xla
+        self.precision = precision  # of the step weights (srnn.packed): float32, bfloat16, int8 or auto
+        self._chosen = {}
         self._run = tf.function(self._loop, jit_compile=self.xla)
         self._condition = tf.function(lambda x, states, reset, mix: model.conditioning(x, states, reset, mix)[1])
 
@@ -95,6 +98,13 @@ class Sampler:
             if progress is not None:  # a long primer takes a while: say how far it is
                 progress(min(i + chunk, len(padded)))
         return tuple(states), tf.constant(x[:, -bf:])
+
+    def weight_precision(self, n_seqs):
+        """The step weights' precision for `n_seqs` streams: the one asked for, or auto's choice
+        (made once per number of streams)."""
+        if n_seqs not in self._chosen:
+            self._chosen[n_seqs] = choose(self.precision, self.model.step_weights(), n_seqs)
+        return self._chosen[n_seqs]
 
     def initial(self, n_seqs):
         """States and context a generation starts from: the learned initial states and a big frame
@@ -124,56 +134,81 @@ class Sampler:
         temps = tf.constant(np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy())
         states, frame = start if start is not None else self.initial(n_seqs)
         states, frame, mix = tuple(states), tf.cast(frame, tf.int32), _weights(mix)
+        precision = self.weight_precision(n_seqs)
         per_call = max(1, (piece or memory.PIECE) // bf)  # whole big frames
         total = max(1, math.ceil(n_samples / bf))
         done = 0
         while done < total:
             n_frames = min(per_call, total - done)
             levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
-                                                    states, frame, tf.constant(done, tf.int32), mix)
+                                                    states, frame, tf.constant(done, tf.int32), mix, precision)
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
             yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
 
-    def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None):
+    def score(self, levels, mix=None):
+        """Teacher forcing through the step form, in this sampler's weight precision: the levels
+        (n_seqs, n) are fed in turn from the learned initial states, as training feeds a first
+        chunk. Returns (the most likely level at each step, the log-probability of each given
+        level), both (n_seqs, n rounded down to whole big frames): what generation with these
+        weights would make of this audio (its NLL, and the argmax of --debug 1)."""
+        bf = self.model.cfg.big_frame
+        levels = np.atleast_2d(np.asarray(levels, np.int32))
+        n_seqs, n_frames = levels.shape[0], levels.shape[1] // bf
+        states, frame = self.initial(n_seqs)
+        targets = tf.constant(levels[:, :n_frames * bf].reshape(n_seqs, n_frames, bf))
+        picks, logp, _, _ = self._run(n_frames, True, tf.ones((n_seqs,)), tf.constant(0), tuple(states), frame,
+                                      tf.constant(0), _weights(mix), self.weight_precision(n_seqs), targets)
+        return picks.numpy(), logp.numpy()
+
+    def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None, precision="float32",
+              targets=None):
         """n_frames big frames from (states, frame); `first` numbers the first of them (the draws
-        of frame i are a function of (seed, i)); `mix` the sequences' label weights. Returns
-        levels, log-probabilities, and the states and last big frame to go on from."""
+        of frame i are a function of (seed, i)); `mix` the sequences' label weights; `precision`
+        the step weights'; `targets` (batch, n_frames, big frame) levels to feed instead of the
+        drawn ones (teacher forcing: `score`). Returns levels (drawn, or the argmax picks when
+        forced), log-probabilities (of the levels fed on), and the states and last big frame to go
+        on from."""
         m = self.model
         c = m.cfg
         bf, q = c.big_frame, c.q_levels
         B = _batch(frame)
         # One generated sample of a big model reads tens of MB of weights, so generation is
         # memory-bound: each tier fuses its consecutive linear layers here, once (see
-        # FrameTier.step_weights), to read fewer bytes per sample.
-        weights = m.step_weights()
+        # FrameTier.step_weights), to read fewer bytes per sample, and may keep them in fewer bytes
+        # (`precision`, srnn.packed).
+        weights = m.step_weights(precision)
         labels = m.label_vectors(weights, mix)  # each sequence's label, per tier: fixed for the whole loop
         frame_tiers, sample_tier = m.frame_tiers, m.sample_tier
 
-        def draw(logits, u):
+        def draw(logits, u, forced):
             """Next level from softmax(logits / T): argmax, or inverse-CDF with one uniform per
             stream (Gumbel-max would need q_levels random numbers per draw, and drawing them was
-            most of the time of a small model)."""
+            most of the time of a small model). Returns it, the level that goes on (it, or the
+            `forced` one) and that level's log-probability."""
             logp = tf.nn.log_softmax(logits / temps[:, None])
             if argmax:
                 nxt = tf.argmax(logp, axis=-1, output_type=tf.int32)
             else:
                 nxt = inverse_cdf_pick(tf.exp(logp), u)
-            return nxt, tf.gather(logp, nxt, batch_dims=1)
+            given = nxt if forced is None else forced
+            return nxt, given, tf.gather(logp, given, batch_dims=1)
 
         def body(i, frame, states, levels_ta, logp_ta):
             per_tier = m._per_tier(states)
             history = tf.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
             # this frame's uniforms, a pure function of (seed, frame index): same seed, same audio
             uniforms = tf.random.stateless_uniform([bf, B], seed=tf.stack([seed, i + first]))
-            new, logps = [], []
+            forced = [None] * bf if targets is None else tf.unstack(targets[:, i], num=bf, axis=1)
+            new, picks, logps = [], [], []
 
             def descend(k, cond):
                 """Tier k's step (given the vector from above), then everything below it."""
                 if k == len(frame_tiers):
                     logits = sample_tier.step(weights[k], (history + new)[-c.frame:], cond, labels[k])
-                    nxt, lp = draw(logits, uniforms[len(new)])
+                    pick, nxt, lp = draw(logits, uniforms[len(new)], forced[len(new)])
                     new.append(nxt)
+                    picks.append(pick)
                     logps.append(lp)
                     return
                 tier = frame_tiers[k]
@@ -184,7 +219,8 @@ class Sampler:
 
             descend(0, None)
             frame = tf.stack(new, axis=1)
-            return (i + 1, frame, tuple(s for tier in per_tier for s in tier), levels_ta.write(i, frame),
+            out = frame if targets is None else tf.stack(picks, axis=1)
+            return (i + 1, frame, tuple(s for tier in per_tier for s in tier), levels_ta.write(i, out),
                     logp_ta.write(i, tf.stack(logps, axis=1)))
 
         loop_vars = (tf.constant(0), frame, tuple(states),

@@ -13,6 +13,7 @@ from .distribute import is_chief, make_strategy
 from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
+from .precision import check_distribute, training_note
 from .quiet import import_tensorflow
 from .watch import Board, audition, describe_clips
 
@@ -35,6 +36,38 @@ def clip_gradients(grads, clip=GRAD_CLIP):
     return [tf.clip_by_value(g, -clip, clip) for g in grads]
 
 
+class LossScale:
+    """Dynamic loss scaling, for float16 training (srnn.precision): the loss is multiplied by
+    `scale` before the gradient, so that small gradients do not underflow float16, and the
+    gradients divided by it after. A step whose gradients are not finite is skipped and halves
+    the scale; every `growth` finite steps double it (Keras' LossScaleOptimizer's scheme, here so
+    that the gradients are clipped after unscaling, as in float32)."""
+
+    def __init__(self, initial=2.0 ** 15, growth=2000):
+        self.scale = tf.Variable(initial, trainable=False, dtype=tf.float32, name="loss_scale")
+        self.good = tf.Variable(0, trainable=False, dtype=tf.int64, name="finite_steps")
+        self.growth = growth
+
+    def step(self, grads, apply):
+        """Unscale `grads`; if they are all finite, `apply(unscaled)`, else skip the step."""
+        grads = [g / self.scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+        def good():
+            apply(grads)
+            grow = self.good + 1 >= self.growth
+            self.scale.assign(tf.where(grow, self.scale * 2.0, self.scale))
+            self.good.assign(tf.where(grow, tf.constant(0, tf.int64), self.good + 1))
+            return tf.constant(True)
+
+        def bad():
+            self.scale.assign(tf.maximum(self.scale / 2.0, 1.0))
+            self.good.assign(0)
+            return tf.constant(False)
+
+        return tf.cond(finite, good, bad)
+
+
 class Steps:
     """The compiled training and evaluation steps for one chunk.
 
@@ -47,6 +80,8 @@ class Steps:
     def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
         self.model, self.clip = model, clip
         self.optimizer = None
+        # float16 gradients underflow without it; float32 and bfloat16 have the range
+        self.loss_scale = LossScale() if model.precision == "mixed_float16" else None
         if not evaluate_only:
             self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
             self.optimizer.build(model.trainable_variables)
@@ -54,18 +89,26 @@ class Steps:
         self.train_step = tf.function(self._train, jit_compile=xla)
         self.eval_step = tf.function(self._eval, jit_compile=xla)
 
-    def gradients(self, x, mask, reset, states, mix=None):
-        """Loss, clipped gradients and new states (not compiled; used by tests and _train)."""
+    def gradients(self, x, mask, reset, states, mix=None, scale=None):
+        """Loss, clipped gradients and new states (not compiled; used by tests and _train). With a
+        loss `scale` (float16): the gradients of loss * scale, unclipped (LossScale unscales them,
+        and they are clipped after)."""
         bf = self.model.cfg.big_frame
         with tf.GradientTape() as tape:
             logits, states = self.model.forward(x, states, reset, mix)
             loss = loss_bits(logits, x[:, bf:], mask)
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        return loss, clip_gradients(grads, self.clip), states
+            target = loss if scale is None else loss * scale
+        grads = tape.gradient(target, self.model.trainable_variables)
+        return loss, clip_gradients(grads, self.clip) if scale is None else grads, states
 
     def _train(self, x, mask, reset, states, mix=None):
-        loss, grads, states = self.gradients(x, mask, reset, states, mix)
-        self.optimizer.apply(grads, self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        if self.loss_scale is None:
+            loss, grads, states = self.gradients(x, mask, reset, states, mix)
+            self.optimizer.apply(grads, variables)
+        else:
+            loss, grads, states = self.gradients(x, mask, reset, states, mix, scale=self.loss_scale.scale)
+            self.loss_scale.step(grads, lambda g: self.optimizer.apply(clip_gradients(g, self.clip), variables))
         return loss, states
 
     def _eval(self, x, mask, reset, states, mix=None):
@@ -101,6 +144,7 @@ class DistributedSteps(Steps):
     XLA is not used here: it cannot compile the cross-replica sum on every platform."""
 
     def __init__(self, model, strategy, learning_rate=LEARNING_RATE, clip=GRAD_CLIP):
+        check_distribute(model.precision, "mirrored")
         super().__init__(model, learning_rate, clip, xla=False)
         self.strategy, self.replicas = strategy, strategy.num_replicas_in_sync
         self._train_all = tf.function(self._distributed(train=True))
@@ -296,12 +340,12 @@ def train(cfg, opts, log=print, splits=None):
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
     lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
     if strategy is None:
-        model = SampleRNN(cfg)
+        model = SampleRNN(cfg, precision=opts.precision)
         xla = use_xla(cfg) if opts.xla is None else opts.xla
         steps = Steps(model, learning_rate=lr, xla=xla)
     else:
         with strategy.scope():
-            model = SampleRNN(cfg)
+            model = SampleRNN(cfg, precision=opts.precision)
             steps = DistributedSteps(model, strategy, learning_rate=lr)
         xla = False
         log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} "
@@ -325,7 +369,11 @@ def train(cfg, opts, log=print, splits=None):
     log(f"model: {cfg.describe()}; learning rate {float(steps.optimizer.learning_rate.numpy()):g}")
     log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}"
         f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
-        f"cutlen {train_feed.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}")
+        f"cutlen {train_feed.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}"
+        f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
+    note = training_note(opts.precision, tf.config.list_physical_devices("GPU"))
+    if note:
+        log(note)
     log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
         f"only with runs of the same --qtype and --q-levels")
     if start >= opts.nepochs:
@@ -336,7 +384,7 @@ def train(cfg, opts, log=print, splits=None):
         path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
         if is_chief():  # in a cluster only the chief writes; every worker holds the same weights
             checkpoint.save(path, model, steps.optimizer,
-                            {"epoch": epoch, "seed": opts.seed, "exp": opts.exp,
+                            {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
                              "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
                              **(extra or {})})
         return path

@@ -1,0 +1,110 @@
+"""The sampler's step weights in fewer bytes (srnn.precision says why), and the choice of format."""
+import functools
+import time
+
+from .precision import INT8_MAX
+from .quiet import import_tensorflow
+
+tf = import_tensorflow()
+
+
+class Packed:
+    """A (n, m) matrix kept in fewer bytes: bfloat16, or int8 with a float32 scale per column.
+    `x @ packed` widens the weights to float32 as it reads them, so only the weights are rounded:
+    the activations and the sums stay float32."""
+
+    def __init__(self, w, precision):
+        self.precision, self.shape = precision, w.shape
+        if precision == "bfloat16":
+            self.data, self.scale = tf.cast(w, tf.bfloat16), None
+        elif precision == "int8":
+            # symmetric per output column: each column's largest weight maps to +-127
+            peak = tf.reduce_max(tf.abs(w), axis=0)
+            self.scale = tf.where(peak > 0, peak / INT8_MAX, tf.ones_like(peak))
+            self.data = tf.cast(tf.clip_by_value(tf.round(w / self.scale), -INT8_MAX, INT8_MAX), tf.int8)
+        else:
+            raise ValueError(f"cannot pack weights as {precision}")
+
+    def matmul(self, x):
+        y = tf.matmul(x, tf.cast(self.data, tf.float32))
+        return y if self.scale is None else y * self.scale
+
+    def unpacked(self):
+        w = tf.cast(self.data, tf.float32)
+        return w if self.scale is None else w * self.scale
+
+
+def pack(w, precision):
+    """A step weight matrix in the sampler's `precision` (float32: unchanged)."""
+    return w if precision == "float32" else Packed(w, precision)
+
+
+def matmul(x, w):
+    """x @ w for a plain or a packed matrix."""
+    return w.matmul(x) if isinstance(w, Packed) else tf.matmul(x, w)
+
+
+# ---- choosing the sampler's precision
+
+# Below this many bytes of float32 step weights the weights stay in the CPU's caches and a step is
+# bound by latency, not by reading them: fewer bytes cannot help (bench/sample_speed.py shows the
+# dim-32 to dim-1024 rows).
+AUTO_MIN_BYTES = 8 << 20
+PROBE_STEPS = 64
+
+
+def step_bytes(weights):
+    """Bytes of float32 matrices a sampler reads per big frame: those that `pack` would shrink."""
+    return sum(int(t.shape.num_elements()) * 4 for t in _matrices(weights))
+
+
+def _matrices(tree):
+    if isinstance(tree, dict):
+        return [m for k, v in tree.items() if k not in ("tables", "label") for m in _matrices(v)]
+    if isinstance(tree, (list, tuple)):
+        return [m for v in tree for m in _matrices(v)]
+    if isinstance(tree, (tf.Tensor, tf.Variable)) and tree.shape.rank == 2:
+        return [tree]
+    return []
+
+
+def choose(precision, weights, streams):
+    """The sampler's weight precision: `precision` unless it is `auto`; then float32 for a model whose
+    step weights fit in cache, else whichever of float32, bfloat16 and int8 multiplies this model's
+    matrices fastest here (measured once per process and shape: `probe`)."""
+    if precision != "auto":
+        return precision
+    shapes = tuple(sorted({tuple(m.shape.as_list()) for m in _matrices(weights)}))
+    if step_bytes(weights) < AUTO_MIN_BYTES:
+        return "float32"
+    times = probe(shapes, streams)
+    return min(times, key=times.get)
+
+
+@functools.lru_cache(maxsize=None)
+def probe(shapes, streams):
+    """Seconds per pass of `streams` activation rows through one matrix of each shape, for each
+    format, in an XLA-compiled loop like the sampler's (each pass depends on the last, so it cannot
+    be hoisted). float32 wins ties: a reduced format must be at least 5 % faster to be chosen."""
+    times = {}
+    for precision in ("float32", "bfloat16", "int8"):
+        mats = [pack(tf.random.stateless_normal(s, seed=[1, i]) * 0.02, precision) for i, s in enumerate(shapes)]
+
+        def passes(x):
+            def body(i, x):
+                acc = tf.zeros_like(x[:, :1])
+                for m in mats:
+                    acc = acc + tf.reduce_sum(matmul(x[:, :m.shape[0]], m), axis=1, keepdims=True)
+                return i + 1, x + 1e-6 * tf.tanh(acc)  # the next pass depends on this one
+            return tf.while_loop(lambda i, x: i < PROBE_STEPS, body, (tf.constant(0), x))[1]
+
+        run = tf.function(passes, jit_compile=True)
+        x = tf.random.stateless_normal((streams, max(s[0] for s in shapes)), seed=[2, 0])
+        run(x).numpy()  # compile
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            run(x).numpy()
+            best = min(best, time.perf_counter() - t)
+        times[precision] = best * (1.0 if precision == "float32" else 1.05)
+    return times
