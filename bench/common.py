@@ -56,19 +56,31 @@ def describe_machine():
         print(f"WARNING: the machine is busy ({busy:.0f}% CPU used by others): figures will be low")
 
 
-def matmul_gflops(m=16, k=1024, n=3072, seconds=2.0):
-    """float32 (m x k) @ (k x n) rate in GFLOP/s, the yardstick for the model's big matmuls."""
-    a = tf.random.normal((m, k))
-    b = tf.random.normal((k, n))
+def matmul_gflops(m=16, k=1024, n=3072, seconds=2.0, dtype="float32"):
+    """(m x k) @ (k x n) rate in GFLOP/s in `dtype`: the yardstick for the model's big matmuls."""
+    a = tf.cast(tf.random.normal((m, k)), dtype)
+    b = tf.cast(tf.random.normal((k, n)), dtype)
     f = tf.function(lambda a, b: tf.matmul(a, b))
     f(a, b).numpy()
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for _ in range(50):
+        for _ in range(10 if m > 1024 else 50):
             out = f(a, b)
         out.numpy()
-        reps += 50
+        reps += 10 if m > 1024 else 50
     return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
+
+
+def yardsticks():
+    """Print the float32 and bfloat16 matmul rates: a step's shape (16 rows) and a training GEMM's
+    (8192 rows), so any machine shows what 16-bit arithmetic can gain on it at most."""
+    from srnn.precision import cpu_has_bf16
+
+    for m in (16, 8192):
+        f32, bf16 = matmul_gflops(m=m), matmul_gflops(m=m, dtype="bfloat16")
+        print(f"matmul ({m}x1024)@(1024x3072): float32 {f32:.1f} GFLOP/s, bfloat16 {bf16:.1f} GFLOP/s "
+              f"({bf16 / f32:.2f}x)")
+    print(f"CPU BF16 instructions (avx512_bf16 / amx_bf16): {'yes' if cpu_has_bf16() else 'no'}")
 
 
 def peak_rss_mb():

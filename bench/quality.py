@@ -4,6 +4,8 @@ the shipped demo corpus, over several seeds, and the best epoch's valid and test
     python bench/quality.py                 # 10 minutes per run, 3 seeds: about 2 hours
     python bench/quality.py --minutes 2     # a quicker look
     python bench/quality.py --only music    # rows whose name starts with this
+    python bench/quality.py --only "original tiny" --epochs 4 --seeds 1 \
+        --precision float32,mixed_bfloat16,mixed_float16   # precisions, the same steps each
 
 The corpus is the demo cut into 8 s parts as the README's first command does (13 parts): the
 original's tiny split, 4 parts to train, 2 to validate, the 7 others to test. Each run is a fresh
@@ -34,14 +36,15 @@ RUNS = {
 SEEDS = (1, 2, 3)
 
 
-def run(work, name, flags, seed, minutes):
+def run(work, name, flags, seed, budget):
+    """One training run; `budget` the flags that end it (--max-minutes, or --nepochs)."""
     out = os.path.join(work, f"run_{abs(hash((name, seed)))}")
     os.makedirs(out)
     os.symlink(os.path.join(work, "blizzard"), os.path.join(out, "blizzard"))
     t0 = time.time()
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=tiny", "--trainstop=4",
-                           "--validstop=6", "--nepochs=100000", f"--max-minutes={minutes}", f"--seed={seed}",
-                           *flags.split()], cwd=out, capture_output=True, text=True)
+                           "--validstop=6", *budget, f"--seed={seed}", *flags.split()],
+                          cwd=out, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-2000:]}")
     valid = [float(v) for v in re.findall(r"Epoch \d+ valid loss in bits ([\d.]+)", proc.stdout)]
@@ -60,7 +63,13 @@ def main():
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per run (default 10)")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per architecture (default 3)")
     p.add_argument("--only", default="", help="run only the rows whose name starts with this")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs per run instead of --minutes (the same steps for every row)")
+    p.add_argument("--precision", default="float32",
+                   help="comma-separated --precision values: a row per architecture and precision (default float32)")
     args = p.parse_args()
+    budget = [f"--nepochs={args.epochs}"] if args.epochs else ["--nepochs=100000", f"--max-minutes={args.minutes}"]
+    precisions = args.precision.split(",")
     from common import describe_machine
 
     describe_machine()
@@ -70,16 +79,21 @@ def main():
                              capture_output=True, text=True)
         if pre.returncode:
             raise SystemExit(pre.stderr)
-        print(f"{args.minutes:g} minute(s) of training per run, seeds {', '.join(map(str, range(1, args.seeds + 1)))}; "
+        per_run = f"{args.epochs} epoch(s)" if args.epochs else f"{args.minutes:g} minute(s)"
+        print(f"{per_run} of training per run, seeds {', '.join(map(str, range(1, args.seeds + 1)))}; "
               f"bits per sample of the best epoch (mean ± standard deviation over seeds)")
-        print(f"{'architecture':<24} {'params':>8} {'epochs':>7} {'valid bits':>14} {'test bits':>14}  flags")
+        print(f"{'architecture':<24} {'precision':>14} {'params':>8} {'epochs':>7} {'minutes':>7} {'valid bits':>14} "
+              f"{'test bits':>14}  flags")
         for name, flags in RUNS.items():
             if not name.startswith(args.only):
                 continue
-            rows = [run(work, name, flags, seed, args.minutes) for seed in range(1, args.seeds + 1)]
-            print(f"{name:<24} {rows[0]['params']:>8,} {statistics.mean(r['epochs'] for r in rows):>7.0f} "
-                  f"{spread([r['valid'] for r in rows]):>14} {spread([r['test'] for r in rows]):>14}  {flags}",
-                  flush=True)
+            for precision in precisions:
+                rows = [run(work, name, f"{flags} --precision {precision}", seed, budget)
+                        for seed in range(1, args.seeds + 1)]
+                print(f"{name:<24} {precision:>14} {rows[0]['params']:>8,} "
+                      f"{statistics.mean(r['epochs'] for r in rows):>7.0f} "
+                      f"{statistics.mean(r['took'] for r in rows) / 60:>7.1f} {spread([r['valid'] for r in rows]):>14} "
+                      f"{spread([r['test'] for r in rows]):>14}  {flags}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
     python bench/sample_speed.py            # the original's model at two sizes, and other architectures
     python bench/sample_speed.py --quick    # shorter runs
     python bench/sample_speed.py --only original   # rows whose name starts with this
+    python bench/sample_speed.py --precision float32,int8   # the sampler's weight formats to compare
 
 The compiled loop is traced and compiled once per length; the figures are for a second call of
-the same length (steady state), and the first call's time is shown apart.
+the same length (steady state), and the first call's time is shown apart. Each configuration runs
+with its step weights in each --precision (default float32, bfloat16, int8 and auto, which says
+what it chose), side by side, with the ratio to float32.
 """
 import argparse
 import os
@@ -15,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import ARCHITECTURES, REAL_TIME, describe_machine, matmul_gflops, model_config  # noqa: E402
+from common import ARCHITECTURES, REAL_TIME, describe_machine, model_config, yardsticks  # noqa: E402
 
 from srnn.model import SampleRNN  # noqa: E402
 
@@ -35,29 +38,37 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="", help="run only the rows whose architecture starts with this")
+    p.add_argument("--precision", default="float32,bfloat16,int8,auto",
+                   help="comma-separated --sample-precision values to run each configuration with")
     args = p.parse_args()
     describe_machine()
-    print(f"float32 matmul (16x1024)@(1024x3072): {matmul_gflops():.1f} GFLOP/s")
+    yardsticks()
     print("architectures: " + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()))
-    print(f"{'architecture':>12} {'dim':>5} {'streams':>7} {'samples':>8} {'first call':>10} {'per stream/s':>13} "
-          f"{'aggregate/s':>12} {'x real time':>12}")
+    print(f"{'architecture':>12} {'dim':>5} {'streams':>7} {'weights':>15} {'samples':>8} {'first call':>10} "
+          f"{'per stream/s':>13} {'aggregate/s':>12} {'x real time':>12} {'vs float32':>10}")
     times = {}
     for arch, dim, streams in CONFIGS:
         if not arch.startswith(args.only):
             continue
         n = (8000 if dim <= 256 else 2000) // (2 if args.quick else 1)
         model = SampleRNN(model_config(arch, dim))
-        t0 = time.perf_counter()
-        model.generate(streams, n, seed=0)
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.generate(streams, n, seed=1)
-        took = time.perf_counter() - t0
-        times[(arch, dim, streams)] = took
-        per = n / took
-        print(f"{arch:>12} {dim:>5} {streams:>7} {n:>8} {first:>9.1f}s {per:>13,.0f} "
-              f"{per * streams:>12,.0f} {per * streams / REAL_TIME:>12.2f}", flush=True)
-    one, sixteen = times.get(("original", 32, 1)), times.get(("original", 32, 16))
+        for precision in args.precision.split(","):
+            sampler = model.sampler(precision=precision)
+            t0 = time.perf_counter()
+            sampler.generate(streams, n, seed=0)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sampler.generate(streams, n, seed=1)
+            took = time.perf_counter() - t0
+            times[(arch, dim, streams, precision)] = took
+            per = n / took
+            base = times.get((arch, dim, streams, "float32"))
+            chosen = sampler.weight_precision(streams)
+            name = f"auto: {chosen}" if precision == "auto" else precision
+            print(f"{arch:>12} {dim:>5} {streams:>7} {name:>15} {n:>8} {first:>9.1f}s {per:>13,.0f} "
+                  f"{per * streams:>12,.0f} {per * streams / REAL_TIME:>12.2f} "
+                  f"{f'{base / took:.2f}x' if base else '-':>10}", flush=True)
+    one, sixteen = times.get(("original", 32, 1, "float32")), times.get(("original", 32, 16, "float32"))
     if one and sixteen:
         print(f"16 streams vs 1 stream at dim 32: {sixteen / one:.2f}x the time")
 

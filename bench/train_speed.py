@@ -3,8 +3,11 @@
     python bench/train_speed.py            # the original's model at three sizes, and other architectures
     python bench/train_speed.py --quick    # fewer steps
     python bench/train_speed.py --only original   # rows whose name starts with this
+    python bench/train_speed.py --precision float32,mixed_bfloat16,mixed_float16
 
-Each configuration runs in a fresh process, so its peak memory is its own.
+Each configuration runs in a fresh process, so its peak memory is its own. Every configuration runs
+in each --precision (default float32 and mixed_bfloat16), side by side, with the ratio to float32;
+the matmul yardsticks at the top say what this machine's 16-bit arithmetic can gain at most.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ CONFIGS = [  # (architecture, dim, batch, cutlen)
 ]
 
 
-def measure(arch, dim, batch, cutlen, seconds):
+def measure(arch, dim, batch, cutlen, seconds, precision):
     from common import model_config, peak_rss_mb, tf  # noqa: F401
 
     import numpy as np
@@ -36,7 +39,7 @@ def measure(arch, dim, batch, cutlen, seconds):
     from srnn.train import Steps, use_xla
 
     cfg = model_config(arch, dim)
-    model = SampleRNN(cfg)
+    model = SampleRNN(cfg, precision=precision)
     steps = Steps(model)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, cutlen + cfg.big_frame)).astype(np.int32)
@@ -60,32 +63,38 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="", help="run only the rows whose architecture starts with this")
+    p.add_argument("--precision", default="float32,mixed_bfloat16",
+                   help="comma-separated --precision values to run each configuration in")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     seconds = 4.0 if args.quick else 10.0
     if args.one:
-        arch, dim, batch, cutlen = args.one.split(",")
-        print(json.dumps(measure(arch, int(dim), int(batch), int(cutlen), seconds)))
+        arch, dim, batch, cutlen, precision = args.one.split(",")
+        print(json.dumps(measure(arch, int(dim), int(batch), int(cutlen), seconds, precision)))
         return
-    from common import REAL_TIME, describe_machine, matmul_gflops
+    from common import REAL_TIME, describe_machine, yardsticks
 
     describe_machine()
-    print(f"float32 matmul (16x1024)@(1024x3072): {matmul_gflops():.1f} GFLOP/s")
+    yardsticks()
     print("architectures: " + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()))
-    print(f"{'architecture':>12} {'dim':>5} {'params':>10} {'batch':>5} {'cutlen':>6} {'xla':>5} "
-          f"{'target samples/s':>17} {'x real time':>12} {'peak RSS':>9}")
+    print(f"{'architecture':>12} {'dim':>5} {'params':>10} {'batch':>5} {'cutlen':>6} {'xla':>5} {'precision':>14} "
+          f"{'target samples/s':>17} {'x real time':>12} {'vs float32':>10} {'peak RSS':>9}")
     for arch, dim, batch, cutlen in CONFIGS:
         if not arch.startswith(args.only):
             continue
-        out = subprocess.run([sys.executable, __file__, "--one", f"{arch},{dim},{batch},{cutlen}"]
-                             + (["--quick"] if args.quick else []), capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-2000:])
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{arch:>12} {dim:>5} {r['params']:>10,} {batch:>5} {cutlen:>6} {str(r['xla']):>5} "
-              f"{r['samples_per_s']:>17,.0f} {r['samples_per_s'] / REAL_TIME:>12.2f} {r['peak_rss_mb']:>7.0f}MB",
-              flush=True)
+        base = None
+        for precision in args.precision.split(","):
+            out = subprocess.run([sys.executable, __file__, "--one", f"{arch},{dim},{batch},{cutlen},{precision}"]
+                                 + (["--quick"] if args.quick else []), capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-2000:])
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rate = r["samples_per_s"]
+            base = rate if precision == "float32" else base
+            ratio = f"{rate / base:.2f}x" if base else "-"
+            print(f"{arch:>12} {dim:>5} {r['params']:>10,} {batch:>5} {cutlen:>6} {str(r['xla']):>5} {precision:>14} "
+                  f"{rate:>17,.0f} {rate / REAL_TIME:>12.2f} {ratio:>10} {r['peak_rss_mb']:>7.0f}MB", flush=True)
 
 
 if __name__ == "__main__":

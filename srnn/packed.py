@@ -50,7 +50,8 @@ def matmul(x, w):
 # bound by latency, not by reading them: fewer bytes cannot help (bench/sample_speed.py shows the
 # dim-32 to dim-1024 rows).
 AUTO_MIN_BYTES = 8 << 20
-PROBE_STEPS = 64
+PROBE_STEPS = 16  # passes per timing: enough to see past the call overhead, a fraction of a second
+PROBE_SHAPES = 3  # the largest shapes: they hold most of the bytes
 
 
 def step_bytes(weights):
@@ -74,10 +75,10 @@ def choose(precision, weights, streams):
     matrices fastest here (measured once per process and shape: `probe`)."""
     if precision != "auto":
         return precision
-    shapes = tuple(sorted({tuple(m.shape.as_list()) for m in _matrices(weights)}))
     if step_bytes(weights) < AUTO_MIN_BYTES:
         return "float32"
-    times = probe(shapes, streams)
+    shapes = sorted({tuple(m.shape.as_list()) for m in _matrices(weights)}, key=lambda s: s[0] * s[1])
+    times = probe(tuple(shapes[-PROBE_SHAPES:]), streams)
     return min(times, key=times.get)
 
 
@@ -102,7 +103,7 @@ def probe(shapes, streams):
         x = tf.random.stateless_normal((streams, max(s[0] for s in shapes)), seed=[2, 0])
         run(x).numpy()  # compile
         best = float("inf")
-        for _ in range(3):
+        for _ in range(2):
             t = time.perf_counter()
             run(x).numpy()
             best = min(best, time.perf_counter() - t)
