@@ -102,6 +102,8 @@ class Sampler:
     def weight_precision(self, n_seqs):
         """The step weights' precision for `n_seqs` streams: the one asked for, or auto's choice
         (made once per number of streams)."""
+        if self.precision != "auto":
+            return self.precision
         if n_seqs not in self._chosen:
             self._chosen[n_seqs] = choose(self.precision, self.model.step_weights(), n_seqs)
         return self._chosen[n_seqs]

@@ -67,6 +67,15 @@ class LossScale:
 
         return tf.cond(finite, good, bad)
 
+    def state(self):
+        """For the checkpoint: an exact resume goes on with the same scale."""
+        return {"loss_scale": float(self.scale.numpy()), "loss_scale_good": int(self.good.numpy())}
+
+    def restore(self, train):
+        if "loss_scale" in train:  # absent when the file was trained in another precision
+            self.scale.assign(float(train["loss_scale"]))
+            self.good.assign(int(train["loss_scale_good"]))
+
 
 class Steps:
     """The compiled training and evaluation steps for one chunk.
@@ -359,6 +368,8 @@ def train(cfg, opts, log=print, splits=None):
             history = {k: list(ckpt.train.get(k, [])) for k in history}
             if "next_batch" in ckpt.train:
                 resume = Pass.from_state(ckpt.train, steps)
+            if steps.loss_scale is not None:
+                steps.loss_scale.restore(ckpt.train)
             where = f", inside epoch {start} at chunk {resume.n_chunks}" if resume else ""
             log(f"resuming from {opts.load}: {start} epoch(s) done{where}; optimizer state restored")
             if opts.learning_rate is not None:  # the restored state holds the old rate
@@ -386,7 +397,7 @@ def train(cfg, opts, log=print, splits=None):
             checkpoint.save(path, model, steps.optimizer,
                             {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
                              "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
-                             **(extra or {})})
+                             **(steps.loss_scale.state() if steps.loss_scale else {}), **(extra or {})})
         return path
 
     valid = history["valid_bits"]

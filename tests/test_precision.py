@@ -1,5 +1,6 @@
 """Precision: mixed-precision training (Keras dtype policies, float16 loss scaling) and the
 sampler's weights in bfloat16 or int8."""
+import json
 import os
 
 import numpy as np
@@ -86,6 +87,13 @@ def test_float16_loss_scale_skips_overflow_and_grows():
     steps.train_step(x, mask, tf.constant(0.0), states, mix)
     assert int(opt.iterations.numpy()) == done + 1
     assert float(ls.scale.numpy()) == 16.0 and int(ls.good.numpy()) == 0
+    # the scale goes into the checkpoint's training state and comes back on --load
+    from srnn.train import LossScale
+
+    ls.good.assign(7)
+    resumed = LossScale()
+    resumed.restore(json.loads(json.dumps(ls.state())))  # as the checkpoint stores it
+    assert (float(resumed.scale.numpy()), int(resumed.good.numpy())) == (16.0, 7)
 
 
 def test_precision_flags_and_checkpoint(tmp_path, monkeypatch, capsys):
@@ -216,3 +224,22 @@ def test_reduced_sampler_generates(demo_model):
     assert np.all(np.isfinite(logp)) and np.all(logp <= 0)
     assert s.weight_precision(2) == "int8"
     assert demo_model.sampler().weight_precision(2) == "float32"  # auto: dim 128 stays in cache
+
+
+@pytest.mark.parametrize("arch", ["lstm3-skip", "emb32-q64-labels"])
+def test_reduced_sampler_other_architectures(arch):
+    """The packed weights through every kind of step: LSTM layers with skip connections, a tier
+    feeding a tier, label vectors. The rounded sampler scores audio as the float32 one does, up to
+    the rounding, and is not float32 in disguise."""
+    import keras
+
+    from srnn.model import SampleRNN
+
+    keras.utils.set_random_seed(5)
+    m = SampleRNN(small_archs()[arch])
+    mix = mix_for(m, 2)
+    x, _ = _batch(m.cfg, cutlen=64)
+    ref = m.sampler(xla=False, precision="float32").score(x[:, m.cfg.big_frame:], mix=mix)[1]
+    for precision in ("bfloat16", "int8"):
+        logp = m.sampler(xla=False, precision=precision).score(x[:, m.cfg.big_frame:], mix=mix)[1]
+        assert 0 < np.abs(logp - ref).max() < 0.05, (precision, np.abs(logp - ref).max())
