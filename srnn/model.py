@@ -33,6 +33,11 @@ generation), so the vector is mix @ table.
 Each tier is written once and has two forms: `call` over a whole chunk (training, priming) and
 `step` (generation), where consecutive linear layers are fused once per generation by
 `step_weights` to read fewer bytes per sample. Tests hold the two forms equal.
+
+Precision (srnn.precision): `SampleRNN(cfg, precision="mixed_bfloat16")` puts a Keras mixed policy
+on every tier, so the chunk form computes in 16 bits around float32 weights (the logits stay
+float32); the step form always computes in float32, and its matrices may be packed in bfloat16 or
+int8 (srnn.packed).
 """
 from .cells import CELLS
 from .config import ModelConfig
