@@ -42,13 +42,10 @@ def cpu_model():
 
 
 def describe_machine():
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        flags = " AVX-512" if "avx512f" in text else (" AVX2" if "avx2" in text else "")
-    except OSError:
-        pass
+    from srnn.precision import cpu_flags
+
+    have = cpu_flags()
+    flags = " AVX-512" if "avx512f" in have else (" AVX2" if "avx2" in have else "")
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}{flags}, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; TensorFlow {tf.__version__}")
     busy = psutil.cpu_percent(interval=1.0)

@@ -41,7 +41,7 @@ int8 (srnn.packed).
 """
 from .cells import CELLS
 from .config import ModelConfig
-from .packed import Packed, pack
+from .packed import matmul as matmul_2d, pack
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -56,12 +56,10 @@ def scale_levels(levels, q_levels):
 
 
 def matmul(x, w):
-    """(..., n) @ (n, m) -> (..., m) as one 2-D GEMM (faster than a batched matmul); w may be a
-    sampler's packed step weight (srnn.packed)."""
-    if isinstance(w, Packed):
-        return w.matmul(x)
+    """(..., n) @ (n, m) -> (..., m) as one 2-D GEMM (faster than a batched matmul). In the step
+    forms x is 2-D and w may be a sampler's packed step weight (srnn.packed)."""
     if x.shape.rank == 2:
-        return tf.matmul(x, w)
+        return matmul_2d(x, w)
     lead = tf.shape(x)[:-1]
     y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), w)
     return tf.reshape(y, tf.concat([lead, tf.shape(w)[-1:]], 0))

@@ -2,10 +2,11 @@
 import functools
 import time
 
-from .precision import INT8_MAX
 from .quiet import import_tensorflow
 
 tf = import_tensorflow()
+
+INT8_MAX = 127.0  # symmetric int8: -127..127, one scale per column
 
 
 class Packed:

@@ -17,14 +17,6 @@ from .errors import SrnnError
 
 TRAIN = ("float32", "mixed_bfloat16", "mixed_float16")
 SAMPLE = ("auto", "float32", "bfloat16", "int8")
-BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
-INT8_MAX = 127.0
-
-
-def check(precision, choices=TRAIN, flag="--precision"):
-    if precision not in choices:
-        raise SrnnError(f"{flag} {precision}: choose one of {', '.join(choices)}")
-    return precision
 
 
 def check_distribute(precision, distribute):
