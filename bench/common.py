@@ -59,12 +59,13 @@ def matmul_gflops(m=16, k=1024, n=3072, seconds=2.0, dtype="float32"):
     b = tf.cast(tf.random.normal((k, n)), dtype)
     f = tf.function(lambda a, b: tf.matmul(a, b))
     f(a, b).numpy()
+    batch = 10 if m > 1024 else 50  # calls between reads of the clock: fewer for the big product
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for _ in range(10 if m > 1024 else 50):
+        for _ in range(batch):
             out = f(a, b)
         out.numpy()
-        reps += 10 if m > 1024 else 50
+        reps += batch
     return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
 
 
