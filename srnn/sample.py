@@ -137,13 +137,14 @@ class Sampler:
         states, frame = start if start is not None else self.initial(n_seqs)
         states, frame, mix = tuple(states), tf.cast(frame, tf.int32), _weights(mix)
         precision = self.weight_precision(n_seqs)
-        per_call = max(1, (piece or memory.PIECE) // bf)  # whole big frames
+        per_call, room = memory.piece_frames(n_samples, bf, piece)
         total = max(1, math.ceil(n_samples / bf))
         done = 0
         while done < total:
             n_frames = min(per_call, total - done)
-            levels, logp, states, frame = self._run(n_frames, bool(argmax), temps, tf.constant(int(seed), tf.int32),
-                                                    states, frame, tf.constant(done, tf.int32), mix, precision)
+            levels, logp, states, frame = self._run(tf.constant(n_frames, tf.int32), bool(argmax), temps,
+                                                    tf.constant(int(seed), tf.int32), states, frame,
+                                                    tf.constant(done, tf.int32), mix, precision, room=room)
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
             yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
@@ -164,13 +165,15 @@ class Sampler:
         return picks.numpy(), logp.numpy()
 
     def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None, precision="float32",
-              targets=None):
+              targets=None, room=None):
         """n_frames big frames from (states, frame); `first` numbers the first of them (the draws
         of frame i are a function of (seed, i)); `mix` the sequences' label weights; `precision`
         the step weights'; `targets` (batch, n_frames, big frame) levels to feed instead of the
-        drawn ones (teacher forcing: `score`). Returns levels (drawn, or the argmax picks when
-        forced), log-probabilities (of the levels fed on), and the states and last big frame to go
-        on from."""
+        drawn ones (teacher forcing: `score`); `room` (a Python int >= n_frames, see
+        memory.piece_frames) the frames the outputs have room for, so that n_frames can be a
+        tensor and one compilation serves every n_frames up to it (the frames past n_frames are
+        zeros). Returns levels (drawn, or the argmax picks when forced), log-probabilities (of the
+        levels fed on), and the states and last big frame to go on from."""
         m = self.model
         c = m.cfg
         bf, q = c.big_frame, c.q_levels
@@ -225,12 +228,14 @@ class Sampler:
             return (i + 1, frame, tuple(s for tier in per_tier for s in tier), levels_ta.write(i, out),
                     logp_ta.write(i, tf.stack(logps, axis=1)))
 
-        loop_vars = (tf.constant(0), frame, tuple(states),
-                     tf.TensorArray(tf.int32, size=n_frames), tf.TensorArray(tf.float32, size=n_frames))
+        size = n_frames if room is None else room
+        shape = frame.shape  # (B, bf): the unwritten rows past n_frames need it
+        loop_vars = (tf.constant(0), frame, tuple(states), tf.TensorArray(tf.int32, size=size, element_shape=shape),
+                     tf.TensorArray(tf.float32, size=size, element_shape=shape))
         _, frame, states, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
-        # (n_frames, B, bf) -> (B, n_frames * bf)
-        levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
-        logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, n_frames * bf])
+        # (size, B, bf) -> (B, size * bf)
+        levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, size * bf])
+        logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, size * bf])
         return levels, logp, states, frame
 
 
