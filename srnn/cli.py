@@ -328,12 +328,15 @@ def train_command(args):
     with exclusive(names.train_lock(opts.out_dir, opts.exp, cfg.dim),
                    f"--exp {opts.exp} (its {names.checkpoint_name(opts.exp, cfg.dim, 'e*')} files)",
                    "choose another --exp or folder"):
-        # a run killed while writing a checkpoint leaves its hidden temporary file: no one else
-        # can be writing them now (the lock), so they go
+        # a run killed while writing a checkpoint (or costs.png) leaves its hidden temporary file:
+        # no one else can be writing those checkpoints now (the lock), so they go; costs.png is
+        # the folder's, rewritten in a few milliseconds by whichever run ends an epoch, so a
+        # temporary of it that is there now was left by a kill
         from .atomic import temporaries
 
-        stale = temporaries(os.path.join(glob.escape(opts.out_dir),
-                                         names.checkpoint_name(glob.escape(opts.exp), cfg.dim, "*")))
+        folder = glob.escape(opts.out_dir)
+        stale = (temporaries(os.path.join(folder, names.checkpoint_name(glob.escape(opts.exp), cfg.dim, "*")))
+                 + temporaries(os.path.join(folder, names.COSTS)))
         for path in stale:
             os.unlink(path)
         if stale:
