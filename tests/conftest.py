@@ -1,5 +1,10 @@
 """Shared helpers: run the real commands as a user would, and make small audio files."""
+import contextlib
+import fcntl
+import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,17 +12,50 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from srnn.errors import run_cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "blizzard", "tiny")
 
 
-def run_tool(script, *args, cwd=None, timeout=600, env=None):
-    """Run preprocess.py / train_srnn.py in a subprocess; returns CompletedProcess (text)."""
+def run_script(script, *args, cwd=None, timeout=600, env=None):
+    """Run preprocess.py / train_srnn.py in a new interpreter, as a user does: for the tests of the
+    scripts' own wiring (exit codes, signals, resource limits, what a fresh process imports).
+    Returns a CompletedProcess (text)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *map(str, args)],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def run_tool(script, *args, cwd=None, env=None):
+    """Run preprocess.py / train_srnn.py in this process through the scripts' own entry
+    (`run_cli(main, argv)`: the same parsing, one-line errors and exit codes), in `cwd` with `env`
+    added, its output captured; returns a CompletedProcess like `run_script`'s. A fresh interpreter
+    per command cost most of the suite's time; the few tests that need one use `run_script`. An
+    unexpected exception is not caught: it fails the test with its traceback, as "Traceback" on a
+    script's stderr would."""
+    from srnn.cli import preprocess_main, train_main
+
+    main = {"preprocess.py": preprocess_main, "train_srnn.py": train_main}[script]
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = run_cli(main, argv)
+            except SystemExit as e:  # argparse's usage errors and --help
+                code = e.code if isinstance(e.code, int) else 2
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
 
 
 def assert_clean_error(proc, *words):
@@ -43,9 +81,50 @@ def write_audio(path, x, sr, **kw):
     return path
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first: the demo's whole training, then the other slow ones, then the
+    rest, so that the workers (fed one test at a time) end together instead of one of them
+    starting the longest test last."""
+    def rank(item):
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 0 if item.module.__name__ == "test_end_to_end" else 1
+
+    items.sort(key=rank)  # stable: file order within each rank
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def built_once(tmp_path_factory, name, make):
+    """A folder that `make(folder)` fills once per test session, shared by every pytest-xdist worker
+    (a file lock under the session's base temp: the first worker to ask builds it, the others wait
+    and read it). Trained models and their logs are the suite's costliest artefacts; each is made
+    once, not once per worker. Treat the folder as read-only: copy what a test changes."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's base, above each worker's own
+    folder = base / f"built-{name}"
+    with open(base / f".built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            folder.mkdir()
+            make(folder)
+            (folder / ".done").write_text("")
+    return folder
+
+
+def save_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, default=float)  # numpy numbers as Python floats (exact for float32)
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +133,16 @@ def mini_root(tmp_path_factory):
     (with --trainstop 4 --validstop 6: 4 train, 2 valid, 4 test). Treat it as read-only."""
     from srnn import names
 
-    root = tmp_path_factory.mktemp("mini")
-    out = root / "blizzard" / "mini_parts"
-    proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
-    assert proc.returncode == 0, proc.stderr
-    for f in out.glob("p*.wav"):
-        if int(f.stem[1:]) >= 10:
-            f.unlink()
-    (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
-    return root
+    def make(root):
+        out = root / "blizzard" / "mini_parts"
+        proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
+        assert proc.returncode == 0, proc.stderr
+        for f in out.glob("p*.wav"):
+            if int(f.stem[1:]) >= 10:
+                f.unlink()
+        (out / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(10)))
+
+    return built_once(tmp_path_factory, "mini", make)
 
 
 MINI_CFG = {"slowdim": 16, "dim": 16}  # the mini runs' model (--slowdim 16 --dim 16)
@@ -77,14 +157,18 @@ def base_run(mini_root, tmp_path_factory):
     from srnn.config import ModelConfig
     from srnn.train import TrainOptions, train
 
-    out = tmp_path_factory.mktemp("base")
-    lines = []
-    opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
-                        parts_root=str(mini_root / "blizzard"), out_dir=str(out), svepoch=1,
-                        tensorboard=str(out / "tb"), audition=1, audition_seqs=2, audition_seconds=0.25,
-                        export=str(out / "exported"))
-    history = train(ModelConfig(**MINI_CFG), opts, log=lines.append)
-    return out, history, lines
+    def make(out):
+        lines = []
+        opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
+                            parts_root=str(mini_root / "blizzard"), out_dir=str(out), svepoch=1,
+                            tensorboard=str(out / "tb"), audition=1, audition_seqs=2, audition_seconds=0.25,
+                            export=str(out / "exported"))
+        history = train(ModelConfig(**MINI_CFG), opts, log=lines.append)
+        save_json(out / "run.json", {"history": history, "lines": lines})
+
+    out = built_once(tmp_path_factory, "base", make)
+    run = load_json(out / "run.json")
+    return out, run["history"], run["lines"]
 
 
 def small_archs():

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_clean_error, mix_for, run_tool
+from conftest import ROOT, assert_clean_error, built_once, mix_for, run_tool
 from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.model import SampleRNN, loss_bits
@@ -73,17 +73,20 @@ def test_version_1_training_position_is_renamed():
 @pytest.fixture(scope="module")
 def music(mini_root, tmp_path_factory):
     """A 2-tier LSTM music-style model trained by the command line for two epochs, saved after
-    each (e0, e1)."""
+    each (e0, e1); made once per suite (read-only: tests copy what they change)."""
     import shutil
 
-    work = tmp_path_factory.mktemp("music")
-    shutil.copytree(mini_root, work, dirs_exist_ok=True)
-    proc = run_tool("train_srnn.py", "--exp=mini", *MUSIC, *SPLIT, "--nepochs=2", "--svepoch=1", cwd=work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "frames=4, rnn=lstm x2 with skip" in proc.stdout
+    def make(work):
+        shutil.copytree(mini_root, work, dirs_exist_ok=True)
+        proc = run_tool("train_srnn.py", "--exp=mini", *MUSIC, *SPLIT, "--nepochs=2", "--svepoch=1", cwd=work)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "frames=4, rnn=lstm x2 with skip" in proc.stdout
+
+    work = built_once(tmp_path_factory, "music", make)
     return work, work / "mini_srnn_sz16_e0.h5"
 
 
+@pytest.mark.slow
 def test_sample_needs_no_architecture_flags(music, tmp_path):
     _, path = music
     proc = run_tool("train_srnn.py", f"--sample={path}", "--seconds", 0.25, cwd=tmp_path)
@@ -96,6 +99,7 @@ def test_sample_needs_no_architecture_flags(music, tmp_path):
                        "frames=4", "frames=8,2")
 
 
+@pytest.mark.slow
 def test_load_takes_the_architecture_from_the_file_and_resumes_exactly(music, tmp_path):
     """--load with no architecture flags continues the LSTM model (its (h, c) states, layers,
     learning rate and optimizer state all travel through the file): epoch 0 by one command and
@@ -117,5 +121,5 @@ def test_load_takes_the_architecture_from_the_file_and_resumes_exactly(music, tm
     np.testing.assert_allclose(e1.train["train_bits"], whole["train_bits"], atol=1e-5)
     np.testing.assert_allclose(e1.train["valid_bits"], whole["valid_bits"], atol=1e-5)
     assert whole["train_bits"][1] < whole["train_bits"][0]
-    assert_clean_error(run_tool("train_srnn.py", "--exp=mini", f"--load={path}", "--rnn", "gru", *SPLIT, cwd=work),
+    assert_clean_error(run_tool("train_srnn.py", "--exp=mini", f"--load={path}", "--rnn", "gru", *SPLIT, cwd=tmp_path),
                        "rnn=lstm", "rnn=gru")

@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import ROOT, assert_clean_error
+
+pytestmark = pytest.mark.slow  # each test runs the scripts or TensorFlow in new processes
 
 MIRRORED = r"""
 import json, os, sys
@@ -136,6 +139,7 @@ MEMORY = r"""
 import json, sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from srnn.batches import Feeder, batch_chunks, read_prompts
+
 
 parts_dir, peaks = sys.argv[2], {}
 for n in (900, 9000):

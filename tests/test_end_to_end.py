@@ -3,20 +3,24 @@ import re
 import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from conftest import DEMO, assert_clean_error, run_tool
+from conftest import DEMO, assert_clean_error, run_script, run_tool
+
+pytestmark = pytest.mark.slow  # each test runs the scripts or TensorFlow in new processes
 
 TINY = ["--exp=tiny", "--slowdim=32", "--dim=32", "--cutlen=512", "--batchsize=2", "--validstop=6", "--trainstop=4"]
 
 
 def test_demo_preprocess_train_sample(tmp_path):
+    """The README's first command as a user runs it: each script in its own interpreter."""
     shutil.copytree(DEMO, tmp_path / "blizzard" / "tiny")
-    pre = run_tool("preprocess.py", "blizzard/tiny", cwd=tmp_path)
+    pre = run_script("preprocess.py", "blizzard/tiny", cwd=tmp_path)
     assert pre.returncode == 0, pre.stderr
     assert len(list((tmp_path / "blizzard" / "tiny_parts").glob("p*.wav"))) >= 7
 
-    train = run_tool("train_srnn.py", *TINY, cwd=tmp_path)
+    train = run_script("train_srnn.py", *TINY, cwd=tmp_path)
     assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
     out = train.stdout
     assert "Total params" in out  # the model summary
@@ -30,7 +34,7 @@ def test_demo_preprocess_train_sample(tmp_path):
     assert (tmp_path / "costs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Traceback" not in train.stderr and "absl" not in train.stderr
 
-    sample = run_tool("train_srnn.py", *TINY, "--sample=tiny_srnn_sz32_e9.h5", cwd=tmp_path)
+    sample = run_script("train_srnn.py", *TINY, "--sample=tiny_srnn_sz32_e9.h5", cwd=tmp_path)
     assert sample.returncode == 0, sample.stderr
     x, sr = sf.read(str(tmp_path / "generated.wav"))
     assert sr == 16000 and x.shape == (64000,)

@@ -50,6 +50,7 @@ def base(base_run):
     return base_run
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_exact_resume(mini, base, tmp_path):
     """Epoch 0 again with the same seed (and without watching) gives the same losses; --load of it
     and one more epoch gives the two-epoch run's losses and weights; another seed starts from
@@ -76,6 +77,7 @@ def test_same_seed_same_losses_and_exact_resume(mini, base, tmp_path):
     assert feed.batches(seed=[1337, 0]) != feed.batches(seed=[6, 0])
 
 
+@pytest.mark.slow
 def test_weights_only_file_loads_with_a_note(mini, tmp_path):
     path = str(tmp_path / "weights_only.h5")
     checkpoint.save(path, SampleRNN(CFG))
@@ -85,6 +87,7 @@ def test_weights_only_file_loads_with_a_note(mini, tmp_path):
     assert len(history["train_bits"]) == 1
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_lowest_validation_epoch_and_test_loss(base):
     out, history, lines = base
     best = int(np.argmin(history["valid_bits"]))
@@ -98,6 +101,7 @@ def test_best_checkpoint_is_the_lowest_validation_epoch_and_test_loss(base):
     assert 0 < history["test_bits"] < 8.5
 
 
+@pytest.mark.slow
 def test_patience_stops_early(mini, base, tmp_path):
     path = tmp_path / "mini_srnn_sz16_e0.h5"
     shutil.copy(base[0] / "mini_srnn_sz16_e0.h5", path)
@@ -151,6 +155,7 @@ def trained(base):
     return base[0] / "mini_srnn_sz16_e1.h5"
 
 
+@pytest.mark.slow
 def test_prime_output_starts_with_the_primer(trained, tmp_path):
     primer = os.path.join(DEMO, "dir-intro.flac")
     proc = run_tool("train_srnn.py", "--sample", trained, "--prime", primer, "--seconds", 0.5, cwd=tmp_path)
@@ -175,6 +180,7 @@ np.save(sys.argv[3], out["levels"].numpy())
 """
 
 
+@pytest.mark.slow
 def test_nseqs_temperatures_seed_and_export(trained, tmp_path):
     """Three sequences with their own temperatures; the exported SavedModel, loaded by TensorFlow
     alone, generates the same audio for the same seed (so --sample honours --seed too)."""
@@ -199,6 +205,7 @@ def test_nseqs_temperatures_seed_and_export(trained, tmp_path):
         np.testing.assert_allclose(audio[i], wav, atol=1.5 / 32768)  # the WAV is 16-bit
 
 
+@pytest.mark.slow
 def test_any_exp_name_uses_fractional_split(mini, tmp_path):
     """Any --exp name, one with a folder in it too (made for the checkpoints before training); a
     --cutlen longer than the parts is cut to their length, with a note."""
@@ -212,6 +219,7 @@ def test_any_exp_name_uses_fractional_split(mini, tmp_path):
     assert (tmp_path / "sub" / "speech_srnn_sz16_e0.h5").exists()
 
 
+@pytest.mark.slow
 def test_ready_model_samples_right_after_install(tmp_path):
     models = [f for f in os.listdir(os.path.join(ROOT, "models")) if f.endswith(".h5")]
     assert len(models) == 1
@@ -221,6 +229,7 @@ def test_ready_model_samples_right_after_install(tmp_path):
     assert sr == 16000 and len(x) == 8000 and x.std() > 0.01
 
 
+@pytest.mark.slow
 def test_export_after_training_is_the_best_epoch(base):
     out, history, lines = base
     best = int(np.argmin(history["valid_bits"]))
@@ -228,6 +237,7 @@ def test_export_after_training_is_the_best_epoch(base):
     assert (out / "exported" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_events_and_audition_clips(base):
     """The base run's event files: every step's loss (numbered by the optimizer), the epoch
     scalars, the test bits and the clips; the clips and their pictures on disk; a line per

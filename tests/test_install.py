@@ -5,7 +5,11 @@ import site
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # each test runs the scripts or TensorFlow in new processes
 
 
 def test_pip_install_puts_both_commands_on_path(tmp_path):

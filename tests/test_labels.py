@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
-from conftest import assert_clean_error, run_tool, write_audio
+from conftest import assert_clean_error, built_once, load_json, run_tool, save_json, write_audio
 from srnn import checkpoint
 from srnn.batches import read_prompt_lines
 from srnn.config import ModelConfig
@@ -104,30 +104,36 @@ def labelled(tmp_path_factory):
     """A two-label corpus (a harmonic tone, white noise) in parts of 128 samples, and the same small
     model trained on it with and without its labels (the same seed and data order). Parts are
     short because an unconditional model soon hears which label a part has: the label can save it
-    at most a bit per part (the entropy of the label), and only a short part makes that visible."""
-    root = tmp_path_factory.mktemp("labelled")
-    rng = np.random.default_rng(3)
-    for i, f0 in enumerate((200, 250, 300)):
-        write_audio(str(root / "corpus" / "tone" / f"t{i}.wav"), harmonic(0.8, f0, rng), SR)
-        write_audio(str(root / "corpus" / "noise" / f"n{i}.wav"), (0.25 * rng.standard_normal(SR * 4 // 5)).clip(-1, 1), SR)
-    proc = run_tool("preprocess.py", root / "corpus", "--labels", "folder", "--seconds", 128 / SR,
-                    "--out", root / "blizzard" / "lab_parts")
-    assert proc.returncode == 0, proc.stderr
-    logs = {}
-    for name, extra in (("cond", []), ("uncond", ["--no-cond"])):
-        os.makedirs(root / name)
-        os.symlink(root / "blizzard", root / name / "blizzard")  # one corpus, two folders of checkpoints
-        proc = run_tool("train_srnn.py", "--exp", "lab", "--slowdim", 32, "--dim", 32, "--cutlen", 128,
-                        "--batchsize", 16, "--nepochs", 6, "--learning-rate", 0.003, *extra, cwd=root / name)
+    at most a bit per part (the entropy of the label), and only a short part makes that visible.
+    Made once per suite (read-only: tests write elsewhere)."""
+    def make(root):
+        rng = np.random.default_rng(3)
+        for i, f0 in enumerate((200, 250, 300)):
+            write_audio(str(root / "corpus" / "tone" / f"t{i}.wav"), harmonic(0.8, f0, rng), SR)
+            write_audio(str(root / "corpus" / "noise" / f"n{i}.wav"),
+                        (0.25 * rng.standard_normal(SR * 4 // 5)).clip(-1, 1), SR)
+        proc = run_tool("preprocess.py", root / "corpus", "--labels", "folder", "--seconds", 128 / SR,
+                        "--out", root / "blizzard" / "lab_parts")
         assert proc.returncode == 0, proc.stderr
-        logs[name] = proc.stdout
-    return root, logs
+        logs = {}
+        for name, extra in (("cond", []), ("uncond", ["--no-cond"])):
+            os.makedirs(root / name)
+            os.symlink(root / "blizzard", root / name / "blizzard")  # one corpus, two folders of checkpoints
+            proc = run_tool("train_srnn.py", "--exp", "lab", "--slowdim", 32, "--dim", 32, "--cutlen", 128,
+                            "--batchsize", 16, "--nepochs", 6, "--learning-rate", 0.003, *extra, cwd=root / name)
+            assert proc.returncode == 0, proc.stderr
+            logs[name] = proc.stdout
+        save_json(root / "logs.json", logs)
+
+    root = built_once(tmp_path_factory, "labelled", make)
+    return root, load_json(root / "logs.json")
 
 
 def valid_bits(log):
     return [float(line.split()[-1]) for line in log.splitlines() if " valid loss in bits " in line]
 
 
+@pytest.mark.slow
 def test_labels_are_learnt_and_beat_the_unconditional_model(labelled):
     root, logs = labelled
     cond, uncond = valid_bits(logs["cond"]), valid_bits(logs["uncond"])
@@ -144,11 +150,11 @@ def test_labels_are_learnt_and_beat_the_unconditional_model(labelled):
     assert checkpoint.load(root / "cond" / "lab_srnn_sz32_best.h5").config.labels == ("noise", "tone")
 
 
-def test_generation_follows_the_label_and_the_mixture(labelled):
+@pytest.mark.slow
+def test_generation_follows_the_label_and_the_mixture(labelled, tmp_path):
     root, _ = labelled
     ckpt = root / "cond" / "lab_srnn_sz32_best.h5"
-    out = root / "gen"
-    os.makedirs(out)
+    out = tmp_path
     # without --label: --nseqs of every label, named by label
     proc = run_tool("train_srnn.py", "--sample", ckpt, "--seconds", 0.5, "--nseqs", 3, cwd=out)
     assert proc.returncode == 0, proc.stderr
@@ -180,6 +186,7 @@ def test_generation_follows_the_label_and_the_mixture(labelled):
                        "trained without labels")
 
 
+@pytest.mark.slow
 def test_export_takes_the_label_weights(tmp_path):
     """The SavedModel of a conditioned model generates, for given label weights, what the model
     does, and lists its labels."""

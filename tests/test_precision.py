@@ -96,6 +96,7 @@ def test_float16_loss_scale_skips_overflow_and_grows():
     assert (float(resumed.scale.numpy()), int(resumed.good.numpy())) == (16.0, 7)
 
 
+@pytest.mark.slow
 def test_precision_flags_and_checkpoint(tmp_path, monkeypatch, capsys):
     """--precision is stored in the checkpoint and kept by --load unless given; bad values and
     combinations are one-line errors before any training."""

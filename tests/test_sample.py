@@ -67,6 +67,22 @@ def test_generate_and_prime_equal_model_for_every_architecture(arch_model):
         assert np.abs(other - logp).max() > 1e-2
 
 
+def test_one_compilation_serves_every_length(model):
+    """The number of frames is a tensor and the output has a power-of-two room (memory.piece_frames):
+    lengths up to the room share one compiled loop, and a longer one's pieces share another."""
+    from srnn import memory
+
+    s = Sampler(model, xla=False)
+    short = [s.generate(1, n, seed=3)[0] for n in (5, 64, 1000)]
+    assert s._run.experimental_get_tracing_count() == 1
+    assert [len(x[0]) for x in short] == [5, 64, 1000]
+    np.testing.assert_array_equal(short[1][0, :5], short[0][0])  # a prefix draws the same
+    # 2 s of room at least; a length past it gets one more room (and its pieces all share it)
+    assert memory.piece_frames(1000, 8) == (memory.PIECE // 8, memory.MIN_ROOM // 8)
+    assert memory.piece_frames(18 * 16000, 8) == (memory.PIECE // 8, memory.PIECE // 8)
+    assert memory.piece_frames(100, 8, piece=24) == (3, 4)
+
+
 def test_argmax_is_deterministic_and_most_likely(model):
     s = Sampler(model)
     a, logp = s.generate(2, 40, argmax=True, seed=1)
@@ -128,6 +144,7 @@ def test_inverse_cdf_pick_with_a_one_hot_distribution():
     assert inverse_cdf_pick(tf.constant(p), u).numpy().tolist() == [0, 15, 16, 255]
 
 
+@pytest.mark.slow
 def test_a_long_generation_goes_in_pieces_and_draws_the_same(model, tmp_path, monkeypatch):
     """Pieces joined == one call (the draws are numbered from the start); the command line
     generates in pieces of at most PIECE samples, spools them to disk and writes the same WAV."""
