@@ -196,7 +196,11 @@ class Feeder:
 
     def count_chunks(self, batches):
         """Chunks an epoch will yield, from the files' headers (no audio is decoded)."""
-        return sum(-(-max(max(self.frames[f] for f in batch), 1) // self.cutlen) for batch in batches)
+        return sum(self.batch_chunk_count(batch) for batch in batches)
+
+    def batch_chunk_count(self, batch):
+        """Chunks one batch yields: its longest part in whole cutlens."""
+        return -(-max(max(self.frames[f] for f in batch), 1) // self.cutlen)
 
     def load(self, batch):
         """The quantised parts of one batch."""

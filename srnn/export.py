@@ -16,13 +16,16 @@ TensorFlow only:
 A model conditioned on labels takes a fifth input, `mix` (n_seqs, n_labels) float32: each
 sequence's label weights (one-hot for one label), in the order of the folder's `labels.txt`.
 """
+import glob
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
+from . import names
 from .atomic import check_new_folder
+from .labels import label_problem
 from .errors import SrnnError, first_line
 from .quantize import AUDIO_PEAK, dequantize, q_zero
 from .quiet import import_tensorflow
@@ -69,21 +72,29 @@ def export(model, path):
         signature.append(tf.TensorSpec([None, c.n_labels], tf.float32, name="mix"))
     archive.add_endpoint("generate", generate, input_signature=signature)
     parent = os.path.dirname(path)
+    prefix = names.export_staging(path)
+    # an export to this folder killed before its rename left its staging folder: the export that
+    # now makes the folder removes it (`path` is still new or empty, check_new_folder said so)
+    for stale in glob.glob(glob.escape(prefix) + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".srnn-export-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=os.path.basename(prefix), dir=parent)
     except OSError as e:
         raise SrnnError(f"cannot write --export {path} ({e.strerror}): choose another folder") from None
     try:
         archive.write_out(staging, verbose=False)
-        if c.labels:  # the columns of `mix`
+        if c.labels:  # the columns of `mix`, one line each (the labels were checked when read)
+            if any(label_problem(label) for label in c.labels):
+                raise SrnnError(f"cannot write {LABELS_FILE}: a label is not one line of text")
             with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
                 f.write("".join(f"{label}\n" for label in c.labels))
         if os.path.isdir(path):
             os.rmdir(path)  # the empty folder the user named
         os.replace(staging, path)
-    except OSError as e:
-        raise SrnnError(f"cannot write --export {path} ({first_line(e)}): choose another folder") from None
+    except (OSError, tf.errors.OpError) as e:  # TensorFlow says a full disk with its own errors
+        raise SrnnError(f"cannot write --export {path} ({first_line(e)}; the disk may be full): free some space "
+                        f"or choose another folder") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -299,6 +299,16 @@ class Pass:
         return pos
 
 
+def check_position(pos, feeder, batches, opts):
+    """A resumed position must lie in this epoch: a checkpoint's `next_batch` beyond it would skip
+    the whole epoch and save it as trained (a crafted file, or another corpus or --batchsize)."""
+    n = len(batches)
+    if pos.batch > n or (pos.batch < n and pos.chunk > feeder.batch_chunk_count(batches[pos.batch])):
+        raise SrnnError(f"{opts.load} stopped at batch {pos.batch}, chunk {pos.chunk} of an epoch, but this corpus "
+                        f"with --batchsize {opts.batchsize} and --cutlen {feeder.cutlen} has {n} batch(es) an epoch: "
+                        f"resume with the corpus and flags it was trained with")
+
+
 def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True, on_step=None):
     """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
 
@@ -344,7 +354,8 @@ def train(cfg, opts, log=print, splits=None):
 
     ckpt = checkpoint.load(opts.load) if opts.load else None
     strategy = make_strategy(opts.distribute, opts.devices)
-    if not is_chief():
+    chief = is_chief(opts.distribute)
+    if not chief:
         log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
     lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
@@ -393,7 +404,7 @@ def train(cfg, opts, log=print, splits=None):
 
     def save(name, epoch, extra=None):
         path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
-        if is_chief():  # in a cluster only the chief writes; every worker holds the same weights
+        if chief:  # in a cluster only the chief writes; every worker holds the same weights
             checkpoint.save(path, model, steps.optimizer,
                             {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
                              "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
@@ -406,11 +417,11 @@ def train(cfg, opts, log=print, splits=None):
     if best is not None and best == start - 1:  # the loaded weights are the best epoch's
         best_weights = [w.numpy() for _, w in model.named_weights()]
     started = time.time()
-    board = Board(opts.tensorboard if is_chief() else None)  # one writer per cluster: the chief's
+    board = Board(opts.tensorboard if chief else None)  # one writer per cluster: the chief's
     on_step = None
     if board.writer is not None:
         on_step = lambda loss: board.scalars(steps.optimizer.iterations.numpy(), **{"train/loss_bits": loss})  # noqa: E731
-    verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
+    verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
             t0 = time.time()
@@ -419,6 +430,7 @@ def train(cfg, opts, log=print, splits=None):
             bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
                                       stateful_metrics=["loss in bits"])
             tp, resume = resume or Pass(), None
+            check_position(tp, train_feed, batches, opts)
             count_before = tp.count
             try:
                 run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
@@ -446,7 +458,7 @@ def train(cfg, opts, log=print, splits=None):
                                     "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
                                     "epoch/learning_rate": steps.optimizer.learning_rate.numpy(),
                                     **{f"epoch/valid_bits/{k}": v for k, v in per_label.items()}})
-            if opts.audition and (epoch + 1) % opts.audition == 0 and is_chief():
+            if opts.audition and (epoch + 1) % opts.audition == 0 and chief:
                 clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
                                  seed=opts.seed)
                 log(f"Epoch {epoch} {describe_clips(clips)}")
@@ -456,7 +468,7 @@ def train(cfg, opts, log=print, splits=None):
                 best = epoch
                 best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
                 log(f"best so far: saved {save('best', epoch)}")
-            if is_chief():
+            if chief:
                 plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
             stale = epoch - best
             patience_over = opts.patience > 0 and stale >= opts.patience
@@ -496,7 +508,7 @@ def train(cfg, opts, log=print, splits=None):
             history["test_label_bits"] = [per_label.get(k, float("nan")) for k in cfg.labels]
         board.scalars(best, **{"test/bits": test_bits, **{f"test/bits/{k}": v for k, v in per_label.items()}})
     board.close()
-    if opts.export and is_chief():
+    if opts.export and chief:
         from .export import export
 
         if best_weights is not None:  # the best epoch's model, as the test loss

@@ -1,0 +1,270 @@
+"""Robustness, third pass (issue 22): files that lie, environments that linger, the new features'
+edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs made here."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+
+from srnn import checkpoint, names
+from srnn.cli import preprocess_main, train_main
+from srnn.config import ModelConfig
+from srnn.errors import SrnnError, run_cli
+
+CFG = ModelConfig(slowdim=16, dim=16)
+RATE = 16000
+
+
+def clean_error(capsys, code, *words):
+    """A one-line error naming the problem, a non-zero exit, no traceback."""
+    err = capsys.readouterr().err
+    assert code != 0, err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.count("\n") == 1, err
+    for w in words:
+        assert w in errors[0], (w, errors[0])
+    return errors[0]
+
+
+def save_model(path, cfg=CFG, train=None):
+    """A checkpoint of an untrained model (with an optimizer and a training state when `train`)."""
+    from srnn.model import SampleRNN
+
+    model = SampleRNN(cfg)
+    optimizer = None
+    if train is not None:
+        from srnn.train import Steps
+
+        optimizer = Steps(model, xla=False).optimizer
+    checkpoint.save(str(path), model, optimizer, train)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A weights-only checkpoint and a full one (optimizer and training state), to copy and damage."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    return {"weights": save_model(folder / "w.h5"),
+            "full": save_model(folder / "full.h5", train={"epoch": 0, "seed": 1337, "exp": "t",
+                                                            "train_bits": [5.0], "valid_bits": [5.0]}),
+            "labels": save_model(folder / "labels.h5", ModelConfig(slowdim=16, dim=16, labels=("a", "b")))}
+
+
+def crafted(good, tmp_path, edit, which="weights", name="x.h5"):
+    """A copy of a good checkpoint, edited with h5py (`edit(f)`)."""
+    path = tmp_path / name
+    path.write_bytes(open(good[which], "rb").read())
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return str(path)
+
+
+def set_config(**changes):
+    def edit(f):
+        data = json.loads(f.attrs["config"])
+        data.update(changes)
+        f.attrs["config"] = json.dumps(data)
+    return edit
+
+
+def set_train(**changes):
+    def edit(f):
+        for k, v in changes.items():
+            f["train"].attrs[k] = v if isinstance(v, str) and k.startswith("raw:") else json.dumps(v)
+    return edit
+
+
+def invalid(path, *words):
+    with pytest.raises(SrnnError) as e:
+        checkpoint.load(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path} is not a valid srnn checkpoint: ") and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+    return msg
+
+
+def write_parts(root, n=2, seconds=0.05, labels=None, exp="t"):
+    """blizzard/{exp}_parts with `n` short tones and prompts.txt (an optional label per part)."""
+    folder = root / "blizzard" / f"{exp}_parts"
+    folder.mkdir(parents=True)
+    t = np.arange(int(seconds * RATE)) / RATE
+    for i in range(n):
+        sf.write(folder / names.part_name(i), 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t), RATE, subtype="PCM_16")
+    (folder / names.PROMPTS).write_text("".join(names.prompt_line(i, labels[i] if labels else names.NO_LABEL)
+                                                for i in range(n)))
+    return folder
+
+
+TRAIN = ["--exp=t", "--slowdim=16", "--dim=16", "--batchsize=1", "--trainstop=1", "--validstop=2", "--cutlen=64"]
+
+
+@pytest.fixture
+def no_xla(monkeypatch):
+    """Training steps without XLA: a tiny model's run takes a second instead of a compile."""
+    import srnn.train
+
+    monkeypatch.setattr(srnn.train, "use_xla", lambda cfg: False)
+
+
+# ---- 1. a checkpoint is untrusted input
+
+def test_a_good_checkpoint_still_loads(good):
+    for path in good.values():
+        ckpt = checkpoint.load(path)
+        assert set(ckpt.weights) == set(ckpt.config.weight_shapes())
+    assert checkpoint.load(good["full"]).train["epoch"] == 0
+
+
+def test_weight_shapes_and_states_from_the_config_are_the_models():
+    """ModelConfig.weight_shapes (what a file must hold, known before TensorFlow) == the model's."""
+    from conftest import small_archs
+    from srnn.model import SampleRNN
+
+    for cfg in small_archs().values():
+        model = SampleRNN(cfg)
+        assert cfg.weight_shapes() == {name: tuple(w.shape) for name, w in model.named_weights()}
+        assert cfg.state_sizes() == model.state_sizes()
+
+
+@pytest.mark.parametrize("field,value", [("dim", 32.5), ("dim", "32"), ("q_levels", 256.0), ("slowdim", True),
+                                         ("frames", [8, 2.0]), ("labels", "ab"), ("skip", 1), ("rnn", 3)])
+def test_config_fields_have_their_types(good, tmp_path, field, value):
+    invalid(crafted(good, tmp_path, set_config(**{field: value})), "damaged model description", field)
+
+
+def test_config_that_declares_more_than_the_file_holds(good, tmp_path):
+    """A huge architecture in a small file is refused before anything is allocated."""
+    invalid(crafted(good, tmp_path, set_config(dim=10 ** 6)), "declares a model of", "in a file of")
+
+
+def test_unwritten_chunked_dataset_is_refused(good, tmp_path):
+    def edit(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out"].create_dataset("b", shape=(10 ** 10,), dtype="f4", chunks=(1 << 16,))
+    invalid(crafted(good, tmp_path, edit), "weights/sample/out/b")
+
+    def unwritten_state(f):  # the right shape, nothing written: reads as gigabytes of zeros
+        f["train"].create_dataset("state_0", shape=(1 << 16, 16), dtype="f4", chunks=(1, 16))
+    invalid(crafted(good, tmp_path, unwritten_state, "full", "s.h5"), "train/state_0", "unwritten")
+
+
+def test_compressed_dataset_is_refused(good, tmp_path):
+    def edit(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out"].create_dataset("b", data=np.zeros(256, np.float32), compression="gzip")
+    invalid(crafted(good, tmp_path, edit), "weights/sample/out/b", "compressed")
+
+
+def test_external_storage_and_links_are_refused(good, tmp_path):
+    other = tmp_path / "secret.bin"
+    other.write_bytes(np.ones(256, np.float32).tobytes())
+
+    def external(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out"].create_dataset("b", shape=(256,), dtype="f4", external=[(str(other), 0, 1024)])
+    invalid(crafted(good, tmp_path, external, name="e.h5"), "external storage")
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["b"] = np.ones(256, np.float32)
+
+    def external_link(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out/b"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/b")
+    invalid(crafted(good, tmp_path, external_link, name="l.h5"), "external link")
+
+    def soft_link(f):
+        del f["weights/sample/h1/b"]
+        f["weights/sample/h1/b"] = h5py.SoftLink("/weights/sample/h2/b")
+    invalid(crafted(good, tmp_path, soft_link, name="s.h5"), "soft link")
+
+
+def test_weights_must_match_the_declared_architecture(good, tmp_path):
+    def wrong_shape(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out/b"] = np.zeros(255, np.float32)
+    invalid(crafted(good, tmp_path, wrong_shape, name="a.h5"), "weight sample/out/b has shape (255,)")
+    invalid(crafted(good, tmp_path, lambda f: f["weights"].__delitem__("sample/h2/g"), name="b.h5"),
+            "lacks the weight sample/h2/g")
+    invalid(crafted(good, tmp_path, lambda f: f["weights/sample"].__setitem__("extra", np.zeros(3, np.float32)),
+                    name="c.h5"), "sample/extra")
+    invalid(crafted(good, tmp_path, lambda f: f.__setitem__("junk", np.zeros(3)), name="d.h5"), "'junk'")
+
+    def int_weight(f):
+        del f["weights/sample/out/b"]
+        f["weights/sample/out/b"] = np.zeros(256, np.int32)
+    invalid(crafted(good, tmp_path, int_weight, name="e.h5"), "weight sample/out/b holds int32")
+
+
+def test_optimizer_arrays_are_bounded_by_the_model(good, tmp_path):
+    invalid(crafted(good, tmp_path, lambda f: f["optimizer"].__setitem__("99999", np.zeros(3, np.float32)),
+                    "full"), "optimizer variables, more than the model's Adam has")
+
+    def wrong_shape(f):
+        del f["optimizer/00005"]
+        f["optimizer/00005"] = np.zeros((300, 300), np.float32)
+    invalid(crafted(good, tmp_path, wrong_shape, "full", "y.h5"), "optimizer/00005", "shape of no weight")
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("seed", "abc", "seed"), ("seed", -5, "seed"), ("seed", 2 ** 32, "seed"), ("epoch", float("inf"), "epoch"),
+    ("epoch", 1.5, "epoch"), ("train_bits", 5, "train_bits"), ("valid_bits", [1, 2, 3], "valid_bits"),
+    ("next_batch", -1, "next_batch"), ("learning_rate", float("nan"), "learning_rate"),
+    ("exp", 3, "exp"),
+])
+def test_training_state_types_and_ranges(good, tmp_path, field, value, words):
+    invalid(crafted(good, tmp_path, set_train(**{field: value}), "full"), "training state", words)
+
+
+def test_training_state_position_must_be_whole(good, tmp_path):
+    invalid(crafted(good, tmp_path, set_train(next_batch=3), "full"), "part of the position")
+
+
+@pytest.mark.parametrize("label,shown", [("../../../../tmp/x/pwned", "'/'"), ("a\0b", r"'\x00'"),
+                                         ("a\nb", r"'\n'"), ("..", "names a folder")])
+def test_stored_labels_follow_the_label_rule(good, tmp_path, monkeypatch, capsys, label, shown):
+    """A crafted label never becomes a path: --sample and --export refuse the file in one line,
+    and nothing is written (a folder named generated_.. existing makes no difference)."""
+    path = crafted(good, tmp_path, set_config(labels=[label, "b"]), "labels")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "generated_..").mkdir()
+    before = sorted(os.listdir(tmp_path))
+    clean_error(capsys, run_cli(train_main, [f"--sample={path}", "--seconds=0.01"]), "x.h5",
+                "not a valid srnn checkpoint", shown)
+    clean_error(capsys, run_cli(train_main, [f"--sample={path}", "--export", "exp"]), "not a valid srnn checkpoint")
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_output_names_are_checked_where_they_are_made():
+    assert names.generated_name(0, 1, label="speech") == "generated_speech.wav"
+    for label in ("../x", "a/b", "a\0b", "a\nb"):
+        with pytest.raises(SrnnError, match="cannot be part of a file name"):
+            names.generated_name(0, 2, label=label)
+
+
+def test_vocabulary_size_is_bounded(good, tmp_path):
+    from srnn.labels import MAX_LABELS, vocabulary
+
+    invalid(crafted(good, tmp_path, set_config(labels=[f"l{i}" for i in range(200000)]), "labels"),
+            f"more than {MAX_LABELS}")
+    with pytest.raises(SrnnError, match=f"more than {MAX_LABELS}"):
+        vocabulary([f"l{i}" for i in range(MAX_LABELS + 1)], "prompts.txt")
+
+
+def test_version_and_format_attributes(good, tmp_path):
+    invalid(crafted(good, tmp_path, lambda f: f.attrs.__setitem__("version", "abc")), "version")
+
+
+def test_resume_position_beyond_the_epoch_is_refused(tmp_path, monkeypatch, capsys, no_xla):
+    """next_batch 10^9 used to skip the whole epoch ("0 chunks", loss 0) and save it as trained."""
+    write_parts(tmp_path)
+    path = save_model(tmp_path / "crafted.h5", train={
+        "epoch": -1, "seed": 1337, "exp": "t", "train_bits": [], "valid_bits": [], "next_batch": 10 ** 9,
+        "next_chunk": 0, "partial_total": 0.0, "partial_count": 0.0, "partial_chunks": 0})
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, TRAIN + ["--nepochs=1", f"--load={path}"])
+    clean_error(capsys, code, "crafted.h5", "batch 1000000000", "1 batch(es)")
+    assert not list(tmp_path.glob("t_srnn_*.h5"))
