@@ -268,3 +268,34 @@ def test_resume_position_beyond_the_epoch_is_refused(tmp_path, monkeypatch, caps
     code = run_cli(train_main, TRAIN + ["--nepochs=1", f"--load={path}"])
     clean_error(capsys, code, "crafted.h5", "batch 1000000000", "1 batch(es)")
     assert not list(tmp_path.glob("t_srnn_*.h5"))
+
+
+# ---- 4. the environment cannot silently change the job
+
+def test_tf_config_without_multiworker_is_a_note_and_one_process(tmp_path, monkeypatch, capsys, no_xla):
+    """A TF_CONFIG left naming this machine worker 1 made a plain run a silent non-chief: exit 0,
+    nothing printed, no checkpoint. Now it is ignored, with a note."""
+    write_parts(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert run_cli(train_main, TRAIN + ["--nepochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: TF_CONFIG is set, but only --distribute multiworker reads it" in out
+    assert "Epoch 0 valid loss in bits" in out
+    assert (tmp_path / "t_srnn_sz16_e0.h5").exists()
+
+
+@pytest.mark.parametrize("tf_config,words", [
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}, "index 2"),
+    ({"cluster": ["a:1", "b:2"], "task": {"type": "worker", "index": 0}}, "cluster of list"),
+    ({"cluster": {"worker": ["a:1"], "ps": ["c:3"]}, "task": {"type": "ps", "index": 0}}, "'ps'"),
+    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": True}}, "index True"),
+    ({"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}, "not a list of host:port"),
+    ("{not json", "not JSON"),
+])
+def test_malformed_tf_config_for_multiworker_is_one_line(tmp_path, monkeypatch, capsys, tf_config, words):
+    write_parts(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TF_CONFIG", tf_config if isinstance(tf_config, str) else json.dumps(tf_config))
+    clean_error(capsys, run_cli(train_main, TRAIN + ["--distribute=multiworker"]), "TF_CONFIG", words)
