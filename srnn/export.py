@@ -13,6 +13,11 @@ TensorFlow only:
     m = tf.saved_model.load("DIR")
     out = m.generate(n_seqs=2, n_samples=16000, temperature=1.0, seed=1337)
 
+The inputs are checked in the graph: n_seqs in [1, 4096], n_samples positive, n_seqs x n_samples
+at most 2^28, temperature positive and finite (one, or one per sequence), mix finite, non-negative,
+one row per sequence, none all zero; anything else raises tf.errors.InvalidArgumentError saying
+which, before anything is allocated.
+
 A model conditioned on labels takes a fifth input, `mix` (n_seqs, n_labels) float32: each
 sequence's label weights (one-hot for one label), in the order of the folder's `labels.txt`.
 """
@@ -44,6 +49,35 @@ def _soundsc(x):
     return tf.where(hi > lo, scaled, tf.zeros_like(x))
 
 
+# the exported generate's limits (its outputs and working arrays take ~16 bytes a sample)
+MAX_SEQS = 4096
+MAX_TOTAL_SAMPLES = 1 << 28  # n_seqs x n_samples: 4.7 hours of 16 kHz audio in all, ~4 GB
+
+
+def input_checks(n_seqs, n_samples, temperature, mix=None):
+    """The exported generate's input checks, as graph ops that raise InvalidArgumentError."""
+    def require(ok, message):
+        return tf.debugging.Assert(ok, [f"generate: {message}"])
+
+    total = tf.cast(n_seqs, tf.int64) * tf.cast(n_samples, tf.int64)
+    t = tf.cast(temperature, tf.float32)
+    checks = [
+        require(n_seqs > 0, "n_seqs must be positive"),
+        require(n_seqs <= MAX_SEQS, f"n_seqs must be at most {MAX_SEQS}"),
+        require(n_samples > 0, "n_samples must be positive"),
+        require(total <= MAX_TOTAL_SAMPLES, f"n_seqs x n_samples must be at most {MAX_TOTAL_SAMPLES}"),
+        require(tf.reduce_all(tf.math.is_finite(t) & (t > 0)), "temperature must be positive and finite"),
+        require(tf.logical_or(tf.size(t) == 1, tf.size(t) == n_seqs), "temperature takes one value, or one per sequence"),
+    ]
+    if mix is not None:
+        checks += [
+            require(tf.shape(mix)[0] == n_seqs, "mix needs one row per sequence (n_seqs rows)"),
+            require(tf.reduce_all(tf.math.is_finite(mix) & (mix >= 0)), "mix must be finite and non-negative"),
+            require(tf.reduce_all(tf.reduce_sum(mix, axis=1) > 0), "each row of mix needs a positive weight"),
+        ]
+    return checks
+
+
 def export(model, path):
     """Write `model` as a SavedModel with the `generate` endpoint into the folder `path` (a new or
     empty folder; written next to it first and renamed, so a failure leaves nothing half-made)."""
@@ -56,11 +90,14 @@ def export(model, path):
     sampler = model.sampler(xla=True)
 
     def generate(n_seqs, n_samples, temperature, seed, mix=None):
-        n_samples = tf.maximum(n_samples, 1)
-        temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
-        states = model.initial_states(n_seqs)
-        frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
-        levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame, 0, mix)[0]
+        # the caller is any TensorFlow program, without the command line's checks: the inputs are
+        # checked here, in the graph, before anything is allocated (an InvalidArgumentError that
+        # says which, instead of silence, one sample, or the caller's memory exhausted)
+        with tf.control_dependencies(input_checks(n_seqs, n_samples, temperature, mix)):
+            temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
+            states = model.initial_states(n_seqs)
+            frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
+            levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame, 0, mix)[0]
         levels = levels[:, :n_samples]
         return {"levels": levels, "audio": _soundsc(tf.gather(table, levels))}
 

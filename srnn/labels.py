@@ -87,7 +87,9 @@ def parse_mix(text, vocab):
         if not 0 < value < float("inf"):
             raise SrnnError(f"--label {text}: the weight of {name} must be a positive number, got {w!r}")
         weights[vocab.index(name)] += value
-    if not np.isfinite(weights.sum()):  # e.g. 1e308 twice: the sum overflows, the ratios do not
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(weights.sum())
+    if overflows:  # e.g. 1e308 twice: the sum overflows, the ratios do not
         weights = weights / weights.max()
     return (weights / weights.sum()).astype(np.float32)
 

@@ -62,6 +62,10 @@ def prepare(cfg, opts):
     memory.check(memory.training_bytes(cfg, opts.batchsize, splits.train.cutlen),
                  f"training a model of {cfg.count_params():,} parameters with batch {opts.batchsize} and cutlen "
                  f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
+    if opts.audition:  # checked now, not after the first epoch's training
+        n = audition_length(cfg, opts.audition_seconds)
+        memory.check(memory.audition_bytes(cfg, opts.audition_seqs, n),
+                     f"auditioning {opts.audition_seqs:,} x {opts.audition_seconds:g} s", "lower --seconds or --nseqs")
     if opts.tensorboard:
         writable_folder(opts.tensorboard, "TensorBoard event files", "choose another --tensorboard folder")
     if opts.export:
@@ -70,6 +74,11 @@ def prepare(cfg, opts):
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
                     f"the checkpoints of --exp {opts.exp}", "choose another --exp")
     return splits
+
+
+def audition_length(cfg, seconds):
+    """Samples in one audition clip (at least one)."""
+    return max(1, int(round(seconds * cfg.sample_rate)))
 
 
 def check_out_dir(opts):

@@ -14,6 +14,7 @@ import numpy as np
 from . import names
 from .audio import write_wav
 from .labels import one_hot
+from .options import audition_length
 from .plots import plot_audio
 from .quantize import dequantize, soundsc
 
@@ -73,7 +74,7 @@ def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0)
     {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
     labels in turn); returns [(path, audio, ClipReport)]."""
     c = model.cfg
-    n = max(1, int(round(seconds * c.sample_rate)))
+    n = audition_length(c, seconds)
     mix = one_hot([i % c.n_labels for i in range(n_seqs)], c.n_labels) if c.labels else None
     # the draws are a pure function of the seed: auditioning leaves no trace on training
     levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed, mix=mix)

@@ -299,3 +299,89 @@ def test_malformed_tf_config_for_multiworker_is_one_line(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TF_CONFIG", tf_config if isinstance(tf_config, str) else json.dumps(tf_config))
     clean_error(capsys, run_cli(train_main, TRAIN + ["--distribute=multiworker"]), "TF_CONFIG", words)
+
+
+# ---- 5. every number checked, everywhere
+
+@pytest.mark.parametrize("seed", ["-5", "4294967296", "99999999999999999999"])
+def test_seeds_outside_the_range_are_one_line(good, tmp_path, monkeypatch, capsys, seed):
+    monkeypatch.chdir(tmp_path)
+    write_parts(tmp_path)
+    clean_error(capsys, run_cli(train_main, TRAIN + [f"--seed={seed}"]), f"--seed={seed}", "4294967295")
+    clean_error(capsys, run_cli(train_main, [f"--sample={good['weights']}", f"--seed={seed}"]), "--seed")
+    assert not list(tmp_path.glob("generated*")) and not list(tmp_path.glob("*.h5"))
+
+
+def test_every_seed_of_the_range_has_its_own_draws():
+    """Seeds at and above 2^31 (int32's end) are wrapped, not refused by TensorFlow; below, unchanged."""
+    from srnn.sample import int32_seed
+
+    assert [int32_seed(s) for s in (0, 1337, 2 ** 31 - 1)] == [0, 1337, 2 ** 31 - 1]
+    assert int32_seed(2 ** 31) == -2 ** 31 and int32_seed(2 ** 32 - 1) == -1
+
+
+def test_sample_memory_is_checked_before_the_sequences_are_listed(good, tmp_path, monkeypatch, capsys):
+    from srnn import memory
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(memory, "machine_bytes", lambda: 6 << 30)  # the issue's 6 GB machine
+    code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=1", "--nseqs=100000000"])
+    clean_error(capsys, code, "generating 100,000,000 x 1 s", "GB of memory", "--nseqs")
+
+
+def test_audition_memory_is_checked_before_training(tmp_path, monkeypatch, capsys):
+    from srnn import memory
+
+    write_parts(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(memory, "machine_bytes", lambda: 6 << 30)
+    code = run_cli(train_main, TRAIN + ["--audition=1", "--seconds=3600", "--nseqs=1000"])
+    clean_error(capsys, code, "auditioning 1,000 x 3600 s", "GB of memory")
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_label_mixture_weights_do_not_overflow():
+    from srnn.labels import parse_mix
+
+    np.testing.assert_allclose(parse_mix("a:1e308,b:1e308", ("a", "b")), [0.5, 0.5])
+    np.testing.assert_allclose(parse_mix("a:3e307,b:1e308", ("a", "b")), [0.2307692, 0.7692308], rtol=1e-6)
+    for text in ("a:1e309", "a:nan", "a:-inf", "a:0"):
+        with pytest.raises(SrnnError, match="positive number"):
+            parse_mix(text, ("a", "b"))
+
+
+def test_exported_generate_checks_its_inputs_in_the_graph(tmp_path):
+    """The SavedModel's own checks: each bad input an InvalidArgumentError naming it (before: one
+    sample of silence, silence, audio, or the caller's memory exhausted)."""
+    from srnn.export import export
+    from srnn.model import SampleRNN
+    from srnn.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    m = tf.saved_model.load(export(SampleRNN(ModelConfig(slowdim=16, dim=16, labels=("a", "b"))),
+                                   str(tmp_path / "exp")))
+    good_mix = tf.constant([[1.0, 0.0]])
+    rows = [(dict(n_samples=0), "n_samples must be positive"), (dict(n_samples=-5), "n_samples must be positive"),
+            (dict(n_samples=10 ** 9), "n_seqs x n_samples"), (dict(n_seqs=10 ** 6), "n_seqs must be at most"),
+            (dict(n_seqs=0), "n_seqs must be positive"),
+            (dict(temperature=0.0), "temperature"), (dict(temperature=-1.0), "temperature"),
+            (dict(temperature=float("nan")), "temperature"),
+            (dict(mix=tf.constant([[float("nan"), 1.0]])), "mix must be finite"),
+            (dict(mix=tf.constant([[0.0, 0.0]])), "positive weight"),
+            (dict(mix=tf.constant([[1.0, 0.0], [0.0, 1.0]])), "one row per sequence")]
+    for change, words in rows:
+        args = dict(n_seqs=1, n_samples=64, temperature=1.0, seed=1, mix=good_mix, **{})
+        args.update(change)
+        args = {k: tf.constant(v, tf.int32) if k in ("n_seqs", "n_samples", "seed") else v for k, v in args.items()}
+        args["temperature"] = tf.constant(args["temperature"], tf.float32)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            m.generate(**args)
+
+
+def test_sequences_beyond_the_open_file_limit_are_one_line(good, tmp_path, monkeypatch, capsys):
+    import resource
+
+    monkeypatch.chdir(tmp_path)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=0.001", f"--nseqs={soft + 1}"])
+    clean_error(capsys, code, "temporary files open at once", "--nseqs")
