@@ -385,3 +385,42 @@ def test_sequences_beyond_the_open_file_limit_are_one_line(good, tmp_path, monke
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=0.001", f"--nseqs={soft + 1}"])
     clean_error(capsys, code, "temporary files open at once", "--nseqs")
+
+
+# ---- 2. the corpus stays in its folder
+
+@pytest.mark.parametrize("entry", ["ABS", "../../x.wav", "sub/../../x.wav"])
+def test_prompts_may_not_leave_the_parts_folder(tmp_path, monkeypatch, capsys, entry):
+    folder = write_parts(tmp_path)
+    outside = tmp_path / "x.wav"
+    sf.write(outside, np.zeros(800), RATE, subtype="PCM_16")
+    entry = str(outside) if entry == "ABS" else entry
+    (folder / names.PROMPTS).write_text(f"p0.wav\tnone\n{entry}\tnone\n")
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, TRAIN), "prompts.txt line 2", repr(entry), "outside")
+
+
+def test_prompts_naming_a_fifo_or_a_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    folder = write_parts(tmp_path)
+    os.mkfifo(folder / "fifo.wav")
+    (folder / "dir.wav").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for entry in ("fifo.wav", "dir.wav"):
+        (folder / names.PROMPTS).write_text(f"p0.wav\tnone\n{entry}\tnone\n")
+        clean_error(capsys, run_cli(train_main, TRAIN), entry, "not a regular file")
+
+
+def test_a_part_with_a_nan_sample_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    folder = write_parts(tmp_path)
+    x = np.full(800, 0.1, np.float32)
+    x[400] = np.nan
+    sf.write(folder / "p1.wav", x, RATE, subtype="FLOAT")
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, TRAIN), "p1.wav", "NaN or infinite")
+
+
+def test_a_latin1_byte_in_prompts_is_an_error_not_a_replacement(tmp_path, monkeypatch, capsys):
+    folder = write_parts(tmp_path)
+    (folder / names.PROMPTS).write_bytes(b"p0.wav\tspeech\np1.wav\tsp\xe9ech\n")
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, TRAIN), "prompts.txt line 2 is not UTF-8", "0xe9", "UTF-8")
