@@ -406,6 +406,9 @@ def sample_command(args):
         outputs = [names.generated_name(i, args.nseqs, ext, label=name)
                    for name, i, _ in seqs for ext in (".wav", ".png")]
         check_outputs(outputs)
+        for out in outputs:  # the primer is the user's audio: never replaced by what it primes
+            if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):
+                raise SrnnError(f"--prime {args.prime} is {out}, which this run writes: copy or rename the primer")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
     from .sample import Spool

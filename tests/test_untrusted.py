@@ -424,3 +424,36 @@ def test_a_latin1_byte_in_prompts_is_an_error_not_a_replacement(tmp_path, monkey
     (folder / names.PROMPTS).write_bytes(b"p0.wav\tspeech\np1.wav\tsp\xe9ech\n")
     monkeypatch.chdir(tmp_path)
     clean_error(capsys, run_cli(train_main, TRAIN), "prompts.txt line 2 is not UTF-8", "0xe9", "UTF-8")
+
+
+# ---- 6. never overwrite the user's input
+
+def test_preprocess_out_is_the_source_with_force_refuses(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "rec"
+    src.mkdir()
+    t = np.arange(RATE) / RATE
+    sf.write(src / "p0.wav", 0.3 * np.sin(2 * np.pi * 220 * t), RATE, subtype="PCM_16")  # the user's recording
+    sf.write(src / "talk.wav", 0.3 * np.sin(2 * np.pi * 330 * t), RATE, subtype="PCM_16")
+    before = (src / "p0.wav").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(preprocess_main, ["rec", "--out", "rec", "--force", "--seconds=0.25"])
+    clean_error(capsys, code, "p0.wav", "--force would overwrite it", "--out")
+    assert (src / "p0.wav").read_bytes() == before and sorted(os.listdir(src)) == ["p0.wav", "talk.wav"]
+    # a hard link to an input in another output folder is the input too
+    (tmp_path / "out").mkdir()
+    os.link(src / "talk.wav", tmp_path / "out" / "p3.wav")
+    code = run_cli(preprocess_main, ["rec", "--out", "out", "--force", "--seconds=0.25"])
+    clean_error(capsys, code, "p3.wav", "--force would overwrite it")
+    # an output folder inside the source holds only parts (it is not read): --force replaces them
+    assert run_cli(preprocess_main, ["rec", "--out", "rec/parts", "--seconds=0.25"]) == 0
+    assert run_cli(preprocess_main, ["rec", "--out", "rec/parts", "--force", "--seconds=0.25"]) == 0
+    assert (src / "p0.wav").read_bytes() == before
+
+
+def test_prime_is_never_the_output(good, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "generated.wav", np.zeros(800), RATE, subtype="PCM_16")
+    before = (tmp_path / "generated.wav").read_bytes()
+    code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=0.01", "--prime", "generated.wav"])
+    clean_error(capsys, code, "--prime generated.wav", "copy or rename")
+    assert (tmp_path / "generated.wav").read_bytes() == before
