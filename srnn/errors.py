@@ -15,12 +15,20 @@ def first_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
+def one_line(text):
+    """`text` with its unprintable characters escaped (a newline as \\n): a message that names a
+    file or a label from the user's disk stays one line, whatever the name holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def run_cli(main, argv=None):
     """Run `main(argv)` as a command: clean one-line errors and exit codes instead of tracebacks."""
     try:
         code = main(argv)
     except SrnnError as e:
-        print(f"{e.label}: {e}", file=sys.stderr)
+        print(f"{e.label}: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

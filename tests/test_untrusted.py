@@ -457,3 +457,52 @@ def test_prime_is_never_the_output(good, tmp_path, monkeypatch, capsys):
     code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=0.01", "--prime", "generated.wav"])
     clean_error(capsys, code, "--prime generated.wav", "copy or rename")
     assert (tmp_path / "generated.wav").read_bytes() == before
+
+
+# ---- 7. clean up after any kill; every message says what is true, on one line
+
+def test_prime_from_a_device_is_not_a_regular_file(good, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=0.01", "--prime", "/dev/zero"])
+    clean_error(capsys, code, "--prime /dev/zero is not a regular file")
+
+
+def test_a_label_folder_with_a_newline_is_one_line(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "corpus"
+    t = np.arange(RATE) / RATE
+    for label in ("speech", "two\nlines"):
+        (src / label).mkdir(parents=True)
+        sf.write(src / label / "a.wav", 0.3 * np.sin(2 * np.pi * 220 * t), RATE, subtype="PCM_16")
+    monkeypatch.chdir(tmp_path)
+    line = clean_error(capsys, run_cli(preprocess_main, ["corpus", "--labels", "folder", "--seconds=0.25"]),
+                       r"two\nlines", "rename it")
+    assert "\n" not in line
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next(good, tmp_path, monkeypatch, capsys):
+    """SIGKILL during --export leaves .NAME.srnn-export-*; the next export to NAME removes it."""
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / ".exp.srnn-export-k1ll3d"
+    (stale / "variables").mkdir(parents=True)
+    other = tmp_path / ".other.srnn-export-x"  # another export's: left alone
+    other.mkdir()
+    assert run_cli(train_main, [f"--sample={good['weights']}", "--export", "exp"]) == 0
+    assert not stale.exists() and other.exists() and (tmp_path / "exp" / "saved_model.pb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.srnn-export-x", "exp"]
+
+
+def test_export_onto_a_full_disk_is_one_line(good, tmp_path, monkeypatch, capsys):
+    import keras
+
+    from srnn.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+
+    def full(self, path, **kw):
+        raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables; No space left on device\nmore")
+    # (the archive Keras makes is its backend's subclass: patched there)
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", full)
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, [f"--sample={good['weights']}", "--export", "exp"]),
+                "cannot write --export", "No space left on device", "the disk may be full")
+    assert os.listdir(tmp_path) == []  # no staging folder, no half export
