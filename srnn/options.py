@@ -66,6 +66,8 @@ def prepare(cfg, opts):
         n = audition_length(cfg, opts.audition_seconds)
         memory.check(memory.audition_bytes(cfg, opts.audition_seqs, n),
                      f"auditioning {opts.audition_seqs:,} x {opts.audition_seconds:g} s", "lower --seconds or --nseqs")
+        writable_folder(os.path.join(opts.out_dir, names.samples_dir(opts.exp)), "audition clips",
+                        "remove what is in its place or choose another --exp")
     if opts.tensorboard:
         writable_folder(opts.tensorboard, "TensorBoard event files", "choose another --tensorboard folder")
     if opts.export:

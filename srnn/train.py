@@ -10,7 +10,7 @@ import numpy as np
 
 from . import checkpoint, names
 from .distribute import is_chief, make_strategy
-from .errors import SrnnError
+from .errors import SrnnError, first_line, one_line
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
 from .precision import check_distribute, training_note
@@ -417,7 +417,7 @@ def train(cfg, opts, log=print, splits=None):
     if best is not None and best == start - 1:  # the loaded weights are the best epoch's
         best_weights = [w.numpy() for _, w in model.named_weights()]
     started = time.time()
-    board = Board(opts.tensorboard if chief else None)  # one writer per cluster: the chief's
+    board = Board(opts.tensorboard if chief else None, log)  # one writer per cluster: the chief's
     on_step = None
     if board.writer is not None:
         on_step = lambda loss: board.scalars(steps.optimizer.iterations.numpy(), **{"train/loss_bits": loss})  # noqa: E731
@@ -458,12 +458,6 @@ def train(cfg, opts, log=print, splits=None):
                                     "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
                                     "epoch/learning_rate": steps.optimizer.learning_rate.numpy(),
                                     **{f"epoch/valid_bits/{k}": v for k, v in per_label.items()}})
-            if opts.audition and (epoch + 1) % opts.audition == 0 and chief:
-                clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
-                                 seed=opts.seed)
-                log(f"Epoch {epoch} {describe_clips(clips)}")
-                board.clips(epoch, clips, cfg.sample_rate)
-            board.flush()
             if best is None or vp.bits < valid[best]:
                 best = epoch
                 best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
@@ -478,6 +472,10 @@ def train(cfg, opts, log=print, splits=None):
             if early or epoch == opts.nepochs - 1 or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
                 saved = save(epoch, epoch)
                 log(f"saved {saved}")
+            # the audition after the epoch's checkpoints: a side job never costs the epoch
+            if opts.audition and (epoch + 1) % opts.audition == 0 and chief:
+                run_audition(model, opts, epoch, board, log)
+            board.flush()
             if patience_over:
                 log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
                     f"stopping; the best epoch is {best}")
@@ -517,6 +515,19 @@ def train(cfg, opts, log=print, splits=None):
         which = f"the best epoch ({best})" if best_weights is not None else "the last epoch"
         log(f"exported {which} to {export(model, opts.export)}")
     return history
+
+
+def run_audition(model, opts, epoch, board, log):
+    """The epoch's audition clips, logged and sent to TensorBoard; any failure of it (a file in the
+    place of EXP_samples, a full disk) is a warning: training goes on."""
+    try:
+        clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
+                         seed=opts.seed)
+    except Exception as e:  # noqa: BLE001  (whatever it is, it must not end the training)
+        log(f"warning: the audition of epoch {epoch} failed ({one_line(first_line(e))}): training goes on")
+        return
+    log(f"Epoch {epoch} {describe_clips(clips)}")
+    board.clips(epoch, clips, model.cfg.sample_rate)
 
 
 def _per_label(bits):

@@ -506,3 +506,41 @@ def test_export_onto_a_full_disk_is_one_line(good, tmp_path, monkeypatch, capsys
     clean_error(capsys, run_cli(train_main, [f"--sample={good['weights']}", "--export", "exp"]),
                 "cannot write --export", "No space left on device", "the disk may be full")
     assert os.listdir(tmp_path) == []  # no staging folder, no half export
+
+
+# ---- 3. never lose a training to its side jobs
+
+def test_samples_folder_taken_by_a_file_is_one_line_before_training(tmp_path, monkeypatch, capsys):
+    write_parts(tmp_path)
+    (tmp_path / "t_samples").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, TRAIN + ["--audition=1"]), "t_samples", "audition clips")
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, capsys, no_xla):
+    """An audition that fails after the epoch (here: every one) and a TensorBoard folder whose
+    writes fail (a full disk) cost nothing: each epoch's checkpoint is written before its audition,
+    the TensorBoard failure is said once, training ends normally."""
+    import srnn.train
+    from srnn.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    write_parts(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def failing_audition(model, out_dir, exp, epoch, *a, **k):
+        seen.append((epoch, os.path.exists(os.path.join(out_dir, names.checkpoint_name(exp, 16, epoch)))))
+        raise OSError(28, "No space left on device")
+
+    def full(*a, **k):
+        raise tf.errors.ResourceExhaustedError(None, None, "events: No space left on device")
+    monkeypatch.setattr(srnn.train, "audition", failing_audition)
+    monkeypatch.setattr(tf.summary, "write", full)
+    assert run_cli(train_main, TRAIN + ["--nepochs=2", "--svepoch=1", "--audition=1", "--tensorboard=tb"]) == 0
+    out = capsys.readouterr().out
+    assert seen == [(0, True), (1, True)]  # the epoch's checkpoint was there when its audition ran
+    assert out.count("warning: the audition of epoch") == 2 and "No space left on device" in out
+    assert out.count("warning: cannot write TensorBoard events to tb") == 1
+    assert (tmp_path / "t_srnn_sz16_e1.h5").exists() and "Epoch 1 valid loss in bits" in out
