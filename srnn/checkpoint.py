@@ -164,12 +164,12 @@ def _validate(path, f):
         config = ModelConfig.from_json(_text(f.attrs["config"]))
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise invalid(path, f"damaged model description ({first_line(e)})") from None
-    for label in config.labels:
+    if len(config.labels) > MAX_LABELS:
+        raise invalid(path, f"{len(config.labels)} labels, more than {MAX_LABELS}")
+    for label in config.labels:  # the rule preprocess follows: a label is a safe part of a file name
         problem = label_problem(label)
         if problem:
             raise invalid(path, f"the label {problem}")
-    if len(config.labels) > MAX_LABELS:
-        raise invalid(path, f"{len(config.labels)} labels, more than {MAX_LABELS}")
     shapes = config.weight_shapes()
     # every weight is in the file (no unwritten or compressed arrays, `_objects`): a config that
     # declares more than the file can hold is a lie, found before anything is allocated
@@ -221,7 +221,7 @@ def _validate(path, f):
     if "train" in f:
         sizes = config.state_sizes()
         rows = set()
-        v1_states = {old: new for old, new in V1_STATES.items()} if version < 2 else {}
+        v1_states = V1_STATES if version < 2 else {}
         for name, obj in objects.items():
             if not name.startswith("train/"):
                 continue

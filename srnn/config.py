@@ -108,8 +108,8 @@ class ModelConfig:
             if self.labels:  # into the first RNN layer's gates
                 shapes[f"{tier}/label/table"] = (self.n_labels, g)
         d, q = self.dim, self.q_levels
-        shapes.update({"sample/embedding/embeddings": (q, self.emb_size), "sample/in/v": (self.frame * self.emb_size, d),
-                       "sample/in/g": (d,)})
+        shapes.update({"sample/embedding/embeddings": (q, self.emb_size),
+                       "sample/in/v": (self.frame * self.emb_size, d), "sample/in/g": (d,)})
         for layer, width in (("h1", d), ("h2", d), ("out", q)):
             shapes.update({f"sample/{layer}/v": (d, width), f"sample/{layer}/g": (width,),
                            f"sample/{layer}/b": (width,)})

@@ -1,4 +1,5 @@
 """User-facing errors: one line naming the file or flag and what to do, never a traceback."""
+import re
 import sys
 
 
@@ -10,8 +11,9 @@ class SrnnError(Exception):
 
 
 def first_line(exc):
-    """An exception's message on one line (its first non-empty line), or its type's name."""
-    lines = str(exc).strip().splitlines()
+    """An exception's message on one line (its first non-empty line), or its type's name; without
+    the `{{function_node ...}}` that TensorFlow puts before an op's own words."""
+    lines = re.sub(r"^\{\{.*?\}\}\s*", "", str(exc).strip()).splitlines()
     return lines[0] if lines else type(exc).__name__
 
 

@@ -67,7 +67,8 @@ def input_checks(n_seqs, n_samples, temperature, mix=None):
         require(n_samples > 0, "n_samples must be positive"),
         require(total <= MAX_TOTAL_SAMPLES, f"n_seqs x n_samples must be at most {MAX_TOTAL_SAMPLES}"),
         require(tf.reduce_all(tf.math.is_finite(t) & (t > 0)), "temperature must be positive and finite"),
-        require(tf.logical_or(tf.size(t) == 1, tf.size(t) == n_seqs), "temperature takes one value, or one per sequence"),
+        require(tf.logical_or(tf.size(t) == 1, tf.size(t) == n_seqs),
+                "temperature takes one value, or one per sequence"),
     ]
     if mix is not None:
         checks += [
