@@ -130,6 +130,27 @@ def test_weight_shapes_and_states_from_the_config_are_the_models():
         assert cfg.state_sizes() == model.state_sizes()
 
 
+def test_every_architectures_full_checkpoint_passes_the_checks(tmp_path):
+    """What training writes (weights, Adam's variables, an interrupted run's carried states) is
+    within the bounds the checks set, for every architecture."""
+    from conftest import small_archs
+    from srnn.model import SampleRNN
+    from srnn.train import Steps
+
+    for k, cfg in enumerate(small_archs().values()):
+        model = SampleRNN(cfg)
+        states = {f"state_{i}": np.zeros((3, n), np.float32) for i, n in enumerate(cfg.state_sizes())}
+        path = str(tmp_path / f"{k}.h5")
+        checkpoint.save(path, model, Steps(model, xla=False).optimizer, {
+            "epoch": 1, "seed": 2 ** 32 - 1, "exp": "x", "precision": "float32", "learning_rate": 1e-3,
+            "train_bits": [5.0, 4.0], "valid_bits": [5.0, 4.5], "next_batch": 1, "next_chunk": 2,
+            "partial_total": 3.0, "partial_count": 4.0, "partial_chunks": 2, "loss_scale": 2.0 ** 15,
+            "loss_scale_good": 3, **({"valid_label_bits": [[1.0, float("nan"), 2.0]] * 2} if cfg.labels else {}),
+            **states})
+        ckpt = checkpoint.load(path)
+        assert len(ckpt.optimizer) == 2 * len(cfg.weight_shapes()) + 2 and ckpt.train["state_0"].shape[0] == 3
+
+
 @pytest.mark.parametrize("field,value", [("dim", 32.5), ("dim", "32"), ("q_levels", 256.0), ("slowdim", True),
                                          ("frames", [8, 2.0]), ("labels", "ab"), ("skip", 1), ("rnn", 3)])
 def test_config_fields_have_their_types(good, tmp_path, field, value):
