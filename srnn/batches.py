@@ -11,6 +11,7 @@ grow with the corpus.
 import concurrent.futures
 import dataclasses
 import os
+import stat
 
 import numpy as np
 import soundfile as sf
@@ -45,14 +46,29 @@ def read_prompt_lines(parts_dir, hint=None):
     if not os.path.isfile(path):
         raise SrnnError(f"{path} not found: {hint}")
     lines = []
-    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is no name
-        for line in f:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:  # a stray byte would become U+FFFD in a label or a name: said, never guessed
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # -sig: a byte-order mark is no name
+            except UnicodeDecodeError as e:
+                raise SrnnError(f"{path} line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                f"{e.start + 1}): save the file as UTF-8") from None
             name, _, label = line.rstrip("\r\n").partition("\t")
             if name.strip():
-                lines.append((os.path.join(parts_dir, name.strip()), label.strip() or names.NO_LABEL))
+                lines.append((part_path(parts_dir, name.strip(), f"{path} line {number}"),
+                              label.strip() or names.NO_LABEL))
     if not lines:
         raise SrnnError(f"{path} lists no parts: {hint}")
     return lines
+
+
+def part_path(parts_dir, name, where):
+    """The path of a part that prompts.txt names: a relative path that stays in the parts folder
+    (an absolute path or `..` would train on files from anywhere, unseen)."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise SrnnError(f"{where} names {name!r}, outside {parts_dir}: list the parts by their names in "
+                        f"that folder (e.g. p0.wav)")
+    return os.path.join(parts_dir, name)
 
 
 def corpus_labels(parts_dir, hint=None):
@@ -102,13 +118,31 @@ def check_cutlen(cutlen, big_frame=BIG_FRAME):
 
 
 def check_part(path, samplerate):
-    """Frames of one part from its header, after checking it exists and is mono at `samplerate`."""
+    """Frames of one part from its header, after checking it exists, is a regular file, is mono at
+    `samplerate` and, if it holds floats, that they are finite."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise _unreadable(path, e) from None
+    if not stat.S_ISREG(mode):  # a FIFO would hang the reader forever, a device never end
+        raise SrnnError(f"{path} (listed in prompts.txt) is not a regular file: list only audio files")
     try:
         info = sf.info(path)
     except Exception as e:
         raise _unreadable(path, e) from None
     _check_format(path, info.samplerate, info.channels, samplerate)
+    if info.subtype in FLOAT_SUBTYPES:  # preprocess writes 16-bit parts, which are always finite
+        try:
+            finite = all(np.isfinite(block).all() for block in sf.blocks(path, blocksize=1 << 16, dtype="float32"))
+        except Exception as e:
+            raise _unreadable(path, e) from None
+        if not finite:
+            raise SrnnError(f"{path} (listed in prompts.txt) holds NaN or infinite samples: run preprocess again "
+                            f"(it leaves such files out) or remove it from prompts.txt")
     return info.frames
+
+
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 def _check_format(path, sr, channels, samplerate):
@@ -196,7 +230,11 @@ class Feeder:
 
     def count_chunks(self, batches):
         """Chunks an epoch will yield, from the files' headers (no audio is decoded)."""
-        return sum(-(-max(max(self.frames[f] for f in batch), 1) // self.cutlen) for batch in batches)
+        return sum(self.batch_chunk_count(batch) for batch in batches)
+
+    def batch_chunk_count(self, batch):
+        """Chunks one batch yields: its longest part in whole cutlens."""
+        return -(-max(max(self.frames[f] for f in batch), 1) // self.cutlen)
 
     def load(self, batch):
         """The quantised parts of one batch."""

@@ -17,12 +17,16 @@ import io
 import json
 import os
 
+import math
+
 import h5py
 import numpy as np
 
+from . import memory
 from .atomic import atomic_path
 from .config import ModelConfig
 from .errors import SrnnError, first_line
+from .labels import MAX_LABELS, label_problem
 
 FORMAT = "srnn-checkpoint"
 VERSION = 2
@@ -88,8 +92,18 @@ def save(path, model, optimizer=None, train=None):
     _write(path, model.cfg, [(name, np.asarray(w.numpy())) for name, w in model.named_weights()], optimizer, train)
 
 
+def invalid(path, what):
+    """The one error for a file that is not what srnn writes: it may come from anyone."""
+    return SrnnError(f"{path} is not a valid srnn checkpoint: {what}")
+
+
 def load(path):
-    """Read a checkpoint; every way a file can be wrong becomes a one-line SrnnError."""
+    """Read a checkpoint; every way a file can be wrong becomes a one-line SrnnError.
+
+    A checkpoint is untrusted input (it may be handed over, or crafted): the whole file is checked
+    against the architecture its config declares before any array is read, so that nothing it
+    names can make srnn allocate more than the file holds, read another file, or write outside
+    its output folder (see `_validate`)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise SrnnError(f"{path} not found: give a checkpoint written by train_srnn.py (*.h5)")
@@ -102,36 +116,234 @@ def load(path):
                     f"{path} is an HDF5 file but not an srnn checkpoint: give a file written by "
                     f"train_srnn.py"
                 )
-            try:
-                config = ModelConfig.from_json(f.attrs["config"])
-            except (KeyError, ValueError, TypeError, AttributeError) as e:
-                raise SrnnError(f"{path} has a damaged model description ({e}): use another checkpoint") from None
-            weights = {}
-            f["weights"].visititems(
-                lambda name, obj: weights.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
+            config, version, objects = _validate(path, f)
+            weights = {name[len("weights/"):]: obj[()] for name, obj in objects.items()
+                       if name.startswith("weights/") and isinstance(obj, h5py.Dataset)}
             optimizer = None
             if "optimizer" in f:
                 og = f["optimizer"]
-                optimizer = [(og[k].attrs.get("name", k), og[k][()]) for k in sorted(og)]
+                optimizer = [(_text(og[k].attrs.get("name", k)), og[k][()]) for k in sorted(og)]
             train = None
             if "train" in f:
                 train = {k: json.loads(v) for k, v in f["train"].attrs.items()}
                 train.update({k: f["train"][k][()] for k in f["train"]})
-            if int(f.attrs.get("version", 1)) < 2:
+            if version < 2:
                 weights, train = _upgrade_v1(weights, train)
-            for name, value in weights.items():
-                if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-                    raise SrnnError(f"{path}: weight {name} is not an array of numbers: the file is damaged; "
-                                    f"use another checkpoint")
+            if train is not None:
+                problem = _train_problem(train, config)
+                if problem:
+                    raise invalid(path, f"its training state {problem}")
     except SrnnError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
         raise SrnnError(
             f"{path} cannot be read as an HDF5 checkpoint ({first_line(e)}); it may be truncated or "
             f"not a checkpoint: use another file"
         ) from None
     return Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+# Adam's variables: its iteration count and learning rate, and two moments per weight
+OPTIMIZER_EXTRA = 2
+MAX_STATE_ROWS = 1 << 16  # a carried state's rows: the batch of the run that wrote it
+MAX_EPOCH = 10 ** 6  # the loss histories hold one entry per epoch
+
+
+def _validate(path, f):
+    """The file as a whole against the architecture its config declares: (config, version,
+    {name: object} of everything in it). Raises `invalid` for anything srnn would not write."""
+    version = f.attrs.get("version", 1)
+    if not isinstance(version, (int, np.integer)) or int(version) not in (1, VERSION):
+        raise invalid(path, f"unknown format version {_short(version)}")
+    version = int(version)
+    try:
+        config = ModelConfig.from_json(_text(f.attrs["config"]))
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise invalid(path, f"damaged model description ({first_line(e)})") from None
+    if len(config.labels) > MAX_LABELS:
+        raise invalid(path, f"{len(config.labels)} labels, more than {MAX_LABELS}")
+    for label in config.labels:  # the rule preprocess follows: a label is a safe part of a file name
+        problem = label_problem(label)
+        if problem:
+            raise invalid(path, f"the label {problem}")
+    shapes = config.weight_shapes()
+    # every weight is in the file (no unwritten or compressed arrays, `_objects`): a config that
+    # declares more than the file can hold is a lie, found before anything is allocated
+    params = sum(math.prod(s) for s in shapes.values())
+    size = os.path.getsize(path)
+    if 2 * params > size:  # float16 at the least (srnn writes float32)
+        raise invalid(path, f"it declares a model of {params:,} parameters ({config.describe()}) in a file of "
+                            f"{size:,} bytes")
+    objects = _objects(path, f, limit=3 * len(shapes) + len(config.state_sizes()) + 64)
+    memory.check(sum(obj.size * obj.dtype.itemsize for obj in objects.values() if isinstance(obj, h5py.Dataset)),
+                 f"reading {path}", "use a machine with more memory")
+    known = {"weights", "optimizer", "train"}
+    rename = {}
+    if version < 2:
+        rename = {f"{old}/": f"{new}/" for old, new in V1_LAYERS.items()}
+    found = {}
+    for name, obj in objects.items():
+        top, _, rest = name.partition("/")
+        if top not in known or (not rest and not isinstance(obj, h5py.Group)):
+            raise invalid(path, f"it holds {name!r}, which srnn does not write")
+        if not isinstance(obj, h5py.Dataset):
+            continue
+        if obj.dtype.kind not in "fiu" or obj.dtype.itemsize > 16:
+            what = f"weight {rest}" if top == "weights" else name
+            raise invalid(path, f"{what} is not an array of numbers ({obj.dtype})")
+        if top == "weights":
+            for old, new in rename.items():
+                rest = new + rest[len(old):] if rest.startswith(old) else rest
+            found[rest] = obj
+    for name, shape in shapes.items():
+        if name not in found:
+            raise invalid(path, f"it lacks the weight {name} of a model with {config.describe()}")
+        if tuple(found[name].shape) != shape:
+            raise invalid(path, f"weight {name} has shape {found[name].shape}, a model with "
+                                f"{config.describe()} needs {shape}")
+        if found[name].dtype.kind != "f":
+            raise invalid(path, f"weight {name} holds {found[name].dtype}, not floats")
+    extra = sorted(set(found) - set(shapes))
+    if extra:
+        raise invalid(path, f"weight {extra[0]} is not part of a model with {config.describe()}")
+    if "optimizer" in f:
+        moments = [obj for name, obj in objects.items() if name.startswith("optimizer/")]
+        if len(moments) > 2 * len(shapes) + OPTIMIZER_EXTRA:
+            raise invalid(path, f"{len(moments)} optimizer variables, more than the model's Adam has")
+        allowed = {()} | set(shapes.values())
+        for obj in moments:
+            if not isinstance(obj, h5py.Dataset) or tuple(obj.shape) not in allowed:
+                raise invalid(path, f"{obj.name} has the shape of no weight of the model")
+    if "train" in f:
+        sizes = config.state_sizes()
+        rows = set()
+        v1_states = V1_STATES if version < 2 else {}
+        for name, obj in objects.items():
+            if not name.startswith("train/"):
+                continue
+            key = v1_states.get(name[len("train/"):], name[len("train/"):])
+            i = key[len("state_"):] if key.startswith("state_") else ""
+            if not (isinstance(obj, h5py.Dataset) and i.isdigit() and int(i) < len(sizes)
+                    and len(obj.shape) == 2 and obj.shape[1] == sizes[int(i)]
+                    and 1 <= obj.shape[0] <= MAX_STATE_ROWS):
+                raise invalid(path, f"{name} is no carried state of a model with {config.describe()}")
+            rows.add(obj.shape[0])
+        if len(rows) > 1:
+            raise invalid(path, "its carried states disagree on the batch size")
+    return config, version, objects
+
+
+def _objects(path, f, limit):
+    """{name: Group or Dataset} of everything in the file, reached only through hard links (a
+    soft or external link may point anywhere, another file included), with each dataset's data
+    in the file itself: no external storage, no virtual dataset, no filters (srnn compresses
+    nothing, and a compressed array could declare far more than the file holds), and every byte it
+    declares written (an unwritten chunked dataset reads as gigabytes of zeros)."""
+    found = {}
+    stack = [("", f)]
+    while stack:
+        prefix, group = stack.pop()
+        for key in group:
+            name = prefix + key
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                raise invalid(path, f"{name} is a soft link (to {_short(link.path)})")
+            if isinstance(link, h5py.ExternalLink):
+                raise invalid(path, f"{name} is an external link (to {_short(link.filename)}): srnn reads no "
+                                    f"other file")
+            if not isinstance(link, h5py.HardLink):
+                raise invalid(path, f"{name} is a link of an unknown kind")
+            obj = group[key]
+            found[name] = obj
+            if len(found) > limit:
+                raise invalid(path, f"it holds more than {limit} objects, more than its model has")
+            if isinstance(obj, h5py.Group):
+                stack.append((name + "/", obj))
+            elif isinstance(obj, h5py.Dataset):
+                _check_storage(path, name, obj)
+            else:
+                raise invalid(path, f"{name} is neither an array nor a group")
+    return found
+
+
+def _check_storage(path, name, ds):
+    if ds.external:
+        raise invalid(path, f"{name} is stored in another file (HDF5 external storage): srnn reads no other file")
+    if ds.is_virtual:
+        raise invalid(path, f"{name} is a virtual dataset that reads other files")
+    if ds.id.get_create_plist().get_nfilters():
+        raise invalid(path, f"{name} is compressed or filtered, which srnn never writes")
+    if ds.dtype.kind in "fiu" and ds.id.get_storage_size() < ds.size * ds.dtype.itemsize:
+        raise invalid(path, f"{name} declares {ds.size * ds.dtype.itemsize:,} bytes of which the file holds "
+                            f"{ds.id.get_storage_size():,} (an unwritten or cut dataset)")
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(v, finite=True):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (not finite or math.isfinite(v)))
+
+
+def _count(v, lo=0, hi=None):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+
+
+POSITION = ("next_batch", "next_chunk", "partial_total", "partial_count", "partial_chunks")
+
+
+def _train_problem(train, config):
+    """What is wrong with a training state's values, in words, or None: each field's type and
+    range (a resume trusts them all)."""
+    from .options import SEED_LIMIT
+
+    if "epoch" not in train:
+        return "has no epoch"
+    epoch = train["epoch"]
+    if not _count(epoch, -1, MAX_EPOCH):
+        return f"says epoch is {_short(epoch)}, not an epoch from -1 to {MAX_EPOCH:,}"
+    checks = {
+        "seed": (_count(train.get("seed", 0), 0, SEED_LIMIT - 1), "a seed in [0, 2^32)"),
+        "exp": (isinstance(train.get("exp", ""), str), "text"),
+        "precision": (isinstance(train.get("precision", ""), str), "text"),
+        "learning_rate": (_number(train.get("learning_rate", 1.0)) and train.get("learning_rate", 1.0) > 0,
+                          "a positive number"),
+        "loss_scale": (_number(train.get("loss_scale", 1.0)) and train.get("loss_scale", 1.0) > 0,
+                       "a positive number"),
+        "loss_scale_good": (_count(train.get("loss_scale_good", 0)), "a count"),
+        "test_bits": (_number(train.get("test_bits", 0.0), finite=False), "a number"),
+    }
+    for key in ("next_batch", "next_chunk", "partial_chunks"):
+        checks[key] = (_count(train.get(key, 0), 0, 2 ** 62), "a count")
+    for key in ("partial_total", "partial_count"):
+        checks[key] = (_number(train.get(key, 0.0)) and train.get(key, 0.0) >= 0, "a non-negative number")
+    for key in ("train_bits", "valid_bits"):
+        v = train.get(key, [])
+        checks[key] = (isinstance(v, list) and len(v) <= epoch + 1 and all(_number(x) for x in v),
+                       "a list of finite numbers, one per epoch")
+    rows = train.get("valid_label_bits", [])
+    checks["valid_label_bits"] = (
+        isinstance(rows, list) and len(rows) <= epoch + 1
+        and all(isinstance(r, list) and len(r) == config.n_labels and all(_number(x, False) for x in r) for r in rows),
+        "a list of per-label losses, one per epoch")
+    row = train.get("test_label_bits", [])
+    checks["test_label_bits"] = (isinstance(row, list) and len(row) in (0, config.n_labels)
+                                 and all(_number(x, False) for x in row), "a list of per-label losses")
+    for key, (ok, what) in checks.items():
+        if not ok:
+            return f"says {key} is {_short(train[key])}, not {what}"
+    if any(k in train for k in POSITION) and not all(k in train for k in POSITION):
+        return f"has only part of the position in an epoch ({', '.join(k for k in POSITION if k in train)})"
+    if "loss_scale" in train and "loss_scale_good" not in train:
+        return "has a loss scale without its count of good steps"
+    return None
 
 
 # the settings that shape the weights (sample_rate and qtype do not, and are checked by the CLI)

@@ -265,6 +265,10 @@ def train_main(argv=None):
         raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
     if args.audition < 0:
         raise SrnnError(f"--audition={args.audition} must be 0 (off) or a number of epochs")
+    if args.seed is not None:
+        from .options import check_seed
+
+        check_seed(args.seed)
     if args.sample:
         return sample_command(args)
     return train_command(args)
@@ -283,6 +287,9 @@ def train_command(args):
         if tf_config() is None:
             raise SrnnError("--distribute multiworker needs the TF_CONFIG environment variable that names "
                             "the workers and this task (see the README)")
+    elif os.environ.get("TF_CONFIG"):  # left from a cluster job: it must not make this run a silent worker
+        print(f"note: TF_CONFIG is set, but only --distribute multiworker reads it: this run trains alone "
+              f"(--distribute {args.distribute})", flush=True)
     defaults = EXPERIMENTS.get(args.exp, OTHER_EXPERIMENT)
     pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
     ckpt = checkpoint.load(args.load) if args.load else None
@@ -363,21 +370,25 @@ def sample_command(args):
     c = ckpt.config
     check_qtype_flag(args, ckpt)
     checkpoint.check_compatible(ckpt, model_config(args, c))
-    seqs = sequences(args, ckpt)
-    total = len(seqs)
-    temps = [temps[i % len(temps)] for _, i, _ in seqs]
     rate = args.samplerate or c.sample_rate
     n = int(round(args.seconds * rate))
     if n < 1:
         raise SrnnError(f"--seconds={args.seconds:g} is less than one sample at {rate} Hz: ask for more")
-    memory.check(memory.generation_bytes(c, total, n), f"generating {total} x {args.seconds:g} s",
+    # checked before the sequences are listed: a list of 10^8 of them is itself gigabytes
+    total = args.nseqs * (len(c.labels) if c.labels and not args.label else 1)
+    memory.check(memory.generation_bytes(c, total, n), f"generating {total:,} x {args.seconds:g} s",
                  "lower --seconds or --nseqs")
+    check_open_files(total)
+    seqs = sequences(args, ckpt)
+    temps = [temps[i % len(temps)] for _, i, _ in seqs]
     primer = np.zeros(0, np.int32)
     if args.prime:
         if os.path.isdir(args.prime):
             raise SrnnError(f"--prime {args.prime} is a folder: give an audio file")
-        if not os.path.isfile(args.prime):
+        if not os.path.exists(args.prime):
             raise SrnnError(f"--prime {args.prime} not found: give an audio file")
+        if not os.path.isfile(args.prime):  # a device (/dev/zero never ends) or a FIFO
+            raise SrnnError(f"--prime {args.prime} is not a regular file: give an audio file")
         try:  # read in blocks and resampled as it comes: only the model-rate mono signal is held
             x = np.concatenate([np.zeros(0, np.float32), *stream_mono(args.prime, rate)])
         except Exception as e:
@@ -398,6 +409,9 @@ def sample_command(args):
         outputs = [names.generated_name(i, args.nseqs, ext, label=name)
                    for name, i, _ in seqs for ext in (".wav", ".png")]
         check_outputs(outputs)
+        for out in outputs:  # the primer is the user's audio: never replaced by what it primes
+            if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):
+                raise SrnnError(f"--prime {args.prime} is {out}, which this run writes: copy or rename the primer")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
     from .plots import plot_audio
     from .sample import Spool
@@ -468,6 +482,17 @@ def check_outputs(paths):
             raise cannot_write(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     for folder in {os.path.dirname(p) or "." for p in paths}:
         require_writable(folder, paths[0], "run from a writable folder")
+
+
+def check_open_files(total):
+    """Each sequence waits in its own temporary file (srnn.sample.Spool) until its WAV is written."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = soft - 64  # what the process itself holds open (TensorFlow, the checkpoint, stdio)
+    if soft != resource.RLIM_INFINITY and total > room:
+        raise SrnnError(f"generating {total:,} sequences needs {total:,} temporary files open at once, more than the "
+                        f"{soft:,} this process may open: lower --nseqs (or raise `ulimit -n`)")
 
 
 def per_sequence(flag, values, nseqs):

@@ -9,6 +9,7 @@ sample MLP's context. `(8, 2)` with one GRU layer per tier is the original's thr
 """
 import dataclasses
 import json
+import math
 
 from .quantize import Q_LEVELS, QTYPES
 
@@ -85,28 +86,46 @@ class ModelConfig:
     def n_labels(self):
         return len(self.labels)
 
+    def weight_shapes(self):
+        """{checkpoint name: shape} of every weight, from the settings alone (no TensorFlow): what a
+        checkpoint of this architecture must hold, and the parameter count. A test holds it equal
+        to the built model's named_weights()."""
+        gates, states = RNN_BLOCKS[self.rnn]
+        shapes = {}
+        widths = self.widths()
+        for k, (frame, ratio, units) in enumerate(zip(self.frames, self.ratios(), widths)):
+            tier, out, g = f"frame{k}", (widths + [self.dim])[k + 1], gates * units
+            if k:  # the top tier's RNN reads the scaled frame itself
+                shapes.update({f"{tier}/in/v": (frame, units), f"{tier}/in/g": (units,), f"{tier}/in/b": (units,)})
+            for layer in range(self.rnn_layers):
+                rnn = f"{tier}/rnn{layer}"
+                shapes.update({f"{rnn}/vx": (frame if k == 0 and layer == 0 else units, g), f"{rnn}/gx": (g,),
+                               f"{rnn}/vh": (units, g), f"{rnn}/gh": (g,), f"{rnn}/bx": (g,), f"{rnn}/bh": (g,),
+                               f"{rnn}/h0": (states * units,)})
+            read = units * (self.rnn_layers if self.skip else 1)
+            shapes.update({f"{tier}/out/v": (read, ratio * out), f"{tier}/out/g": (ratio * out,),
+                           f"{tier}/out/b": (ratio * out,)})
+            if self.labels:  # into the first RNN layer's gates
+                shapes[f"{tier}/label/table"] = (self.n_labels, g)
+        d, q = self.dim, self.q_levels
+        shapes.update({"sample/embedding/embeddings": (q, self.emb_size),
+                       "sample/in/v": (self.frame * self.emb_size, d), "sample/in/g": (d,)})
+        for layer, width in (("h1", d), ("h2", d), ("out", q)):
+            shapes.update({f"sample/{layer}/v": (d, width), f"sample/{layer}/g": (width,),
+                           f"sample/{layer}/b": (width,)})
+        if self.labels:
+            shapes["sample/label/table"] = (self.n_labels, d)
+        return shapes
+
     def count_params(self):
         """The model's parameter count, from the settings alone (no TensorFlow, no allocation):
         for the memory check before a model is built. A test holds it equal to Keras' count."""
-        gates, states = RNN_BLOCKS[self.rnn]
-        total = 0
-        widths = self.widths()
-        for k, (frame, ratio, units) in enumerate(zip(self.frames, self.ratios(), widths)):
-            out = (widths + [self.dim])[k + 1]
-            rnn_in = frame if k == 0 else units
-            if k:  # the input layer: v, g, b
-                total += frame * units + 2 * units
-            for layer in range(self.rnn_layers):
-                g = gates * units
-                total += ((rnn_in if layer == 0 else units) + units + 4) * g + states * units
-            read = units * (self.rnn_layers if self.skip else 1)
-            total += read * ratio * out + 2 * ratio * out  # the output layer
-        d, q = self.dim, self.q_levels
-        total += q * self.emb_size + self.frame * self.emb_size * d + d  # embedding, input layer
-        total += 2 * (d * d + 2 * d) + d * q + 2 * q  # two hidden layers, the output layer
-        # a label table per tier: into each frame tier's first RNN gates, and the sample MLP's input
-        total += self.n_labels * (sum(gates * units for units in widths) + d)
-        return total
+        return sum(math.prod(shape) for shape in self.weight_shapes().values())
+
+    def state_sizes(self):
+        """The width of each RNN layer's carried state, top tier first (SampleRNN.state_sizes)."""
+        states = RNN_BLOCKS[self.rnn][1]
+        return [states * units for units in self.widths() for _ in range(self.rnn_layers)]
 
     def describe(self):
         """The architecture in the flags' words, for summaries and error messages."""
@@ -120,13 +139,46 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text):
+        """The settings a checkpoint stores. The file may come from anyone: each field must have
+        its JSON type (dim 32.5, "32" or q_levels 256.0 are refused, not rounded) before the
+        ranges are checked, so a bad file is a ConfigError, never a crash further on."""
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ConfigError("the model description is not a JSON object")
         if "frames" not in data and "big_frame" in data:  # written before frames were a setting
             data["frames"] = (data["big_frame"], data.get("frame", FRAMES[-1]))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = {f.name: f.default for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for name, value in data.items():
+            kind = type(known[name])
+            items = {"frames": int, "labels": str}.get(name)
+            if items is not None:
+                ok = isinstance(value, (list, tuple)) and all(_is(v, items) for v in value)
+            else:
+                ok = _is(value, kind)
+            if not ok:
+                what = f"a list of {items.__name__}" if items else kind.__name__
+                raise ConfigError(f"{name} is {_short(value)}, not {what}")
+        if len(data.get("frames", ())) > MAX_TIERS:
+            raise ConfigError(f"frames lists {len(data['frames'])} tiers, more than {MAX_TIERS}")
+        return cls(**data)
+
+
+MAX_TIERS = 16  # frame tiers: each at least halves the frame above, so 16 is a 65536-sample frame
+
+
+def _is(value, kind):
+    """JSON's type check: a bool is no int, an int no float."""
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, float)
+    return isinstance(value, kind)
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_frames(frames):

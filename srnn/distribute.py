@@ -14,24 +14,54 @@ from .errors import SrnnError
 KINDS = ("none", "mirrored", "multiworker")
 
 
+TASKS = ("chief", "worker")  # MultiWorkerMirroredStrategy's: it has no parameter servers
+EXAMPLE = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+
+
 def tf_config():
-    """The parsed TF_CONFIG, or None."""
+    """The parsed TF_CONFIG, or None; a malformed one is a one-line error saying what is wrong
+    with it (TensorFlow's own errors come later, as tracebacks, or as a hang)."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return None
     try:
         cfg = json.loads(raw)
-        cfg["cluster"], cfg["task"]["type"], int(cfg["task"]["index"])
-    except (ValueError, KeyError, TypeError):
-        raise SrnnError('TF_CONFIG is not valid: expected {"cluster": {"worker": ["host:port", ...]}, '
-                        '"task": {"type": "worker", "index": 0}}') from None
+    except ValueError:
+        raise SrnnError(f"TF_CONFIG is not JSON: expected {EXAMPLE}") from None
+    problem = _problem(cfg)
+    if problem:
+        raise SrnnError(f"TF_CONFIG {problem}: expected {EXAMPLE}")
     return cfg
 
 
-def is_chief():
+def _problem(cfg):
+    if not isinstance(cfg, dict):
+        return "is not a JSON object"
+    cluster, task = cfg.get("cluster"), cfg.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        return f"has a cluster of {type(cluster).__name__}, not an object naming each task type's addresses"
+    for kind, hosts in cluster.items():
+        if kind not in TASKS:
+            return f"names {kind!r} tasks in its cluster; --distribute multiworker has only {' and '.join(TASKS)}"
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+            return f"has {kind} {hosts!r} in its cluster, not a list of host:port addresses"
+    if len(cluster.get("chief", [])) > 1:
+        return "names more than one chief"
+    if not isinstance(task, dict):
+        return "has no task object (this process's type and index)"
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        return f"gives this task the type {kind!r}, which its cluster does not name ({', '.join(cluster)})"
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+        return f"gives this task the index {index!r}, but its cluster has {len(cluster[kind])} {kind} task(s)"
+    return None
+
+
+def is_chief(kind="multiworker"):
     """Whether this process writes checkpoints, costs.png and logs: always outside a cluster; in a
-    cluster, the `chief` task, or worker 0 when there is no chief (TensorFlow's convention)."""
-    cfg = tf_config()
+    cluster, the `chief` task, or worker 0 when there is no chief (TensorFlow's convention). Only
+    a `multiworker` run is in a cluster: a TF_CONFIG left in the environment changes no other run."""
+    cfg = tf_config() if kind == "multiworker" else None
     if cfg is None:
         return True
     task = cfg["task"]

@@ -1,4 +1,5 @@
 """User-facing errors: one line naming the file or flag and what to do, never a traceback."""
+import re
 import sys
 
 
@@ -10,9 +11,18 @@ class SrnnError(Exception):
 
 
 def first_line(exc):
-    """An exception's message on one line (its first non-empty line), or its type's name."""
-    lines = str(exc).strip().splitlines()
+    """An exception's message on one line (its first non-empty line), or its type's name; without
+    the `{{function_node ...}}` that TensorFlow puts before an op's own words."""
+    lines = re.sub(r"^\{\{.*?\}\}\s*", "", str(exc).strip()).splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def one_line(text):
+    """`text` with its unprintable characters escaped (a newline as \\n): a message that names a
+    file or a label from the user's disk stays one line, whatever the name holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def run_cli(main, argv=None):
@@ -20,7 +30,7 @@ def run_cli(main, argv=None):
     try:
         code = main(argv)
     except SrnnError as e:
-        print(f"{e.label}: {e}", file=sys.stderr)
+        print(f"{e.label}: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,17 +13,38 @@ from .errors import SrnnError
 from .names import NO_LABEL
 
 FORBIDDEN = ":,\t\n\r/\\"  # the mixture syntax, prompts.txt's columns, and file names (generated_{label}.wav)
+MAX_LABEL_BYTES = 200  # generated_{label}_{i}.png must fit a file name (255 bytes)
+# A conditioned model without --label generates every label in turn, and its one-hot rows are
+# (labels x labels): beyond a few thousand, a vocabulary is a mistake (or a crafted file).
+MAX_LABELS = 4096
+
+
+def label_problem(name):
+    """What is wrong with `name` as a label, in words, or None. The one rule for a label, wherever
+    it comes from (a folder, prompts.txt, a checkpoint): it must survive prompts.txt, the --label
+    syntax and a file name, and be shown on one line."""
+    if not isinstance(name, str):
+        return f"{name!r} is not text"
+    bad = sorted(set(name) & set(FORBIDDEN)) + sorted({c for c in name if not c.isprintable()} - set(FORBIDDEN))
+    if bad:
+        return f"{name!r} has {' '.join(repr(c) for c in bad)}"
+    if not name.strip() or name != name.strip():
+        return f"{name!r} has leading/trailing spaces or nothing"
+    if name in (".", ".."):  # a folder's own name, never a label's
+        return f"{name!r} names a folder"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_LABEL_BYTES:
+        return f"{name[:20]!r}... is longer than {MAX_LABEL_BYTES} bytes"
+    if name == NO_LABEL:
+        return f"{NO_LABEL!r} means 'no label' in prompts.txt"
+    return None
 
 
 def check_name(name, where):
-    """A label must survive prompts.txt, the --label syntax and a file name; `where` says whence
-    it came (a folder, a line of prompts.txt)."""
-    bad = sorted(set(name) & set(FORBIDDEN))
-    if not name.strip() or bad or name != name.strip():
-        shown = " ".join(repr(c) for c in bad) or "leading/trailing spaces or nothing"
-        raise SrnnError(f"{where}: the label {name!r} cannot be used (it has {shown}): rename it")
-    if name == NO_LABEL:
-        raise SrnnError(f"{where}: {NO_LABEL!r} means 'no label' in prompts.txt: rename it")
+    """A label must pass label_problem; `where` says whence it came (a folder, a line of
+    prompts.txt)."""
+    problem = label_problem(name)
+    if problem:
+        raise SrnnError(f"{where}: the label {problem}: it cannot be used; rename it")
     return name
 
 
@@ -39,6 +60,8 @@ def vocabulary(labels, where):
                         f"label every part (preprocess.py --labels folder) or train with --no-cond")
     for name in named:
         check_name(name, where)
+    if len(named) > MAX_LABELS:
+        raise SrnnError(f"{where} has {len(named)} labels, more than {MAX_LABELS}: merge some")
     return tuple(sorted(named))
 
 
@@ -64,6 +87,10 @@ def parse_mix(text, vocab):
         if not 0 < value < float("inf"):
             raise SrnnError(f"--label {text}: the weight of {name} must be a positive number, got {w!r}")
         weights[vocab.index(name)] += value
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(weights.sum())
+    if overflows:  # e.g. 1e308 twice: the sum overflows, the ratios do not
+        weights = weights / weights.max()
     return (weights / weights.sum()).astype(np.float32)
 
 

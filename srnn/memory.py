@@ -55,6 +55,12 @@ def generation_bytes(cfg, n_seqs, n_samples):
     return FLOAT * (3 * cfg.count_params() + 4 * n_seqs * room)
 
 
+def audition_bytes(cfg, n_seqs, n_samples):
+    """An audition holds its clips whole (levels, log-probabilities, the audio twice) besides what
+    generation itself needs."""
+    return generation_bytes(cfg, n_seqs, n_samples) + FLOAT * 4 * n_seqs * n_samples
+
+
 def check(need, what, hint):
     have = machine_bytes()
     if have and need > have:

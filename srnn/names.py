@@ -48,6 +48,12 @@ def checkpoint_name(exp, dim, epoch):
     return f"{exp}_srnn_sz{dim}_{epoch if isinstance(epoch, str) else f'e{epoch}'}.h5"
 
 
+def export_staging(path):
+    """The hidden folder --export writes into before renaming it to `path` (beside it, named after
+    it: a killed export leaves it, and the next export to `path` removes it)."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.srnn-export-")
+
+
 def samples_dir(exp):
     """Where --audition writes its clips: `{exp}_samples/`."""
     return f"{exp}_samples"
@@ -62,4 +68,11 @@ def generated_name(i, n, ext=".wav", label=None):
     conditioned model sampled without --label: each label in turn) `generated_{label}.wav`, or
     `generated_{label}_{i}.wav` for several of one label."""
     stem = "generated" if label is None else f"generated_{label}"
-    return f"{stem}{ext}" if n == 1 else f"{stem}_{i}{ext}"
+    name = f"{stem}{ext}" if n == 1 else f"{stem}_{i}{ext}"
+    # the label came from a file (a checkpoint, possibly crafted), checked when it was read; checked
+    # again here, where it becomes a path: a name never leaves the output folder
+    if os.path.basename(name) != name or (os.altsep and os.altsep in name) or "\0" in name or not name.isprintable():
+        from .errors import SrnnError
+
+        raise SrnnError(f"the label {label!r} cannot be part of a file name: use another checkpoint")
+    return name

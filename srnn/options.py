@@ -11,6 +11,15 @@ from .errors import SrnnError
 
 
 DEFAULT_SEED = 1337  # the original seeded NumPy with 1337: runs are reproducible by default
+SEED_LIMIT = 2 ** 32  # seeds lie in [0, 2^32): what NumPy and keras.utils.set_random_seed take
+
+
+def check_seed(seed, flag="--seed"):
+    """A seed the whole run can use (training seeds Keras and NumPy with it, sampling TensorFlow's
+    stateless draws): one line now, not a traceback later."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise SrnnError(f"{flag}={seed} must lie between 0 and {SEED_LIMIT - 1}")
+    return seed
 LEARNING_RATE = 1e-3  # Adam's, as the original
 
 
@@ -53,6 +62,12 @@ def prepare(cfg, opts):
     memory.check(memory.training_bytes(cfg, opts.batchsize, splits.train.cutlen),
                  f"training a model of {cfg.count_params():,} parameters with batch {opts.batchsize} and cutlen "
                  f"{splits.train.cutlen}", "lower --dim/--slowdim, --batchsize or --cutlen")
+    if opts.audition:  # checked now, not after the first epoch's training
+        n = audition_length(cfg, opts.audition_seconds)
+        memory.check(memory.audition_bytes(cfg, opts.audition_seqs, n),
+                     f"auditioning {opts.audition_seqs:,} x {opts.audition_seconds:g} s", "lower --seconds or --nseqs")
+        writable_folder(os.path.join(opts.out_dir, names.samples_dir(opts.exp)), "audition clips",
+                        "remove what is in its place or choose another --exp")
     if opts.tensorboard:
         writable_folder(opts.tensorboard, "TensorBoard event files", "choose another --tensorboard folder")
     if opts.export:
@@ -61,6 +76,11 @@ def prepare(cfg, opts):
     writable_folder(os.path.dirname(os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, 0))),
                     f"the checkpoints of --exp {opts.exp}", "choose another --exp")
     return splits
+
+
+def audition_length(cfg, seconds):
+    """Samples in one audition clip (at least one)."""
+    return max(1, int(round(seconds * cfg.sample_rate)))
 
 
 def check_out_dir(opts):

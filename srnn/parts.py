@@ -158,6 +158,7 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
         raise SrnnError(f"--labels {labels}: choose one of {', '.join(LABEL_MODES)}")
     if not files:
         raise SrnnError(f"no audio files found in {src_dir} {NO_AUDIO}")
+    check_not_input(old, out_dir, src_dir, files)
 
     part_len = int(round(seconds * samplerate))
     summary = Summary(out_dir=out_dir, non_audio=non_audio)
@@ -196,6 +197,32 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
             with contextlib.suppress(OSError):
                 os.rmdir(out_dir)
     return summary
+
+
+def check_not_input(replaced, out_dir, src_dir, files):
+    """--force replaces p*.wav and prompts.txt in the output folder: never when one of them is the
+    user's input, i.e. when the output folder is the source folder itself (its p0.wav, prompts.txt
+    are the user's), or when a file to replace is (a link to) one of the audio files being cut.
+    An output folder inside the source (left out of the reading) or around it overwrites nothing
+    of it."""
+    if not replaced:
+        return
+    same = os.path.realpath(out_dir) == os.path.realpath(src_dir)
+    inputs = {_inode(f) for f in files} - {None}
+    for name in replaced:
+        path = os.path.join(out_dir, name)
+        if same or _inode(path) in inputs:
+            raise SrnnError(f"{path} is the user's own file in the folder being cut ({src_dir}): --force would "
+                            f"overwrite it with a part; write the parts elsewhere (--out, by default "
+                            f"{names.parts_dir_for(src_dir)})")
+
+
+def _inode(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _scan(path, samplerate):

@@ -47,6 +47,14 @@ def inverse_cdf_pick(p, u):
     return tf.minimum(b * PICK_BLOCK + j, q - 1)
 
 
+def int32_seed(seed):
+    """A seed of [0, 2^32) as the int32 that TensorFlow's stateless draws take: those below 2^31
+    unchanged (their audio as before), those above wrapped to negative ones, so that every seed a
+    run takes (srnn.options.SEED_LIMIT) gives its own audio."""
+    seed = int(seed)
+    return seed - (1 << 32) if seed >= 1 << 31 else seed
+
+
 def _weights(mix):
     """Label weights as the compiled functions take them: a float32 tensor, or None (unconditional)."""
     return None if mix is None else tf.constant(np.asarray(mix, np.float32))
@@ -143,7 +151,7 @@ class Sampler:
         while done < total:
             n_frames = min(per_call, total - done)
             levels, logp, states, frame = self._run(tf.constant(n_frames, tf.int32), bool(argmax), temps,
-                                                    tf.constant(int(seed), tf.int32), states, frame,
+                                                    tf.constant(int32_seed(seed), tf.int32), states, frame,
                                                     tf.constant(done, tf.int32), mix, precision, room=room)
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import checkpoint, names
 from .distribute import is_chief, make_strategy
-from .errors import SrnnError
+from .errors import SrnnError, first_line, one_line
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
 from .precision import check_distribute, training_note
@@ -299,6 +299,16 @@ class Pass:
         return pos
 
 
+def check_position(pos, feeder, batches, opts):
+    """A resumed position must lie in this epoch: a checkpoint's `next_batch` beyond it would skip
+    the whole epoch and save it as trained (a crafted file, or another corpus or --batchsize)."""
+    n = len(batches)
+    if pos.batch > n or (pos.batch < n and pos.chunk > feeder.batch_chunk_count(batches[pos.batch])):
+        raise SrnnError(f"{opts.load} stopped at batch {pos.batch}, chunk {pos.chunk} of an epoch, but this corpus "
+                        f"with --batchsize {opts.batchsize} and --cutlen {feeder.cutlen} has {n} batch(es) an epoch: "
+                        f"resume with the corpus and flags it was trained with")
+
+
 def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True, on_step=None):
     """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
 
@@ -344,7 +354,8 @@ def train(cfg, opts, log=print, splits=None):
 
     ckpt = checkpoint.load(opts.load) if opts.load else None
     strategy = make_strategy(opts.distribute, opts.devices)
-    if not is_chief():
+    chief = is_chief(opts.distribute)
+    if not chief:
         log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
     keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
     lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
@@ -393,7 +404,7 @@ def train(cfg, opts, log=print, splits=None):
 
     def save(name, epoch, extra=None):
         path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
-        if is_chief():  # in a cluster only the chief writes; every worker holds the same weights
+        if chief:  # in a cluster only the chief writes; every worker holds the same weights
             checkpoint.save(path, model, steps.optimizer,
                             {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
                              "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
@@ -406,11 +417,11 @@ def train(cfg, opts, log=print, splits=None):
     if best is not None and best == start - 1:  # the loaded weights are the best epoch's
         best_weights = [w.numpy() for _, w in model.named_weights()]
     started = time.time()
-    board = Board(opts.tensorboard if is_chief() else None)  # one writer per cluster: the chief's
+    board = Board(opts.tensorboard if chief else None, log)  # one writer per cluster: the chief's
     on_step = None
     if board.writer is not None:
         on_step = lambda loss: board.scalars(steps.optimizer.iterations.numpy(), **{"train/loss_bits": loss})  # noqa: E731
-    verbose = (1 if sys.stdout.isatty() else 2) if is_chief() else 0  # a redirected log gets one line per epoch, not per step
+    verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
             t0 = time.time()
@@ -419,6 +430,7 @@ def train(cfg, opts, log=print, splits=None):
             bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
                                       stateful_metrics=["loss in bits"])
             tp, resume = resume or Pass(), None
+            check_position(tp, train_feed, batches, opts)
             count_before = tp.count
             try:
                 run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
@@ -446,17 +458,11 @@ def train(cfg, opts, log=print, splits=None):
                                     "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
                                     "epoch/learning_rate": steps.optimizer.learning_rate.numpy(),
                                     **{f"epoch/valid_bits/{k}": v for k, v in per_label.items()}})
-            if opts.audition and (epoch + 1) % opts.audition == 0 and is_chief():
-                clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
-                                 seed=opts.seed)
-                log(f"Epoch {epoch} {describe_clips(clips)}")
-                board.clips(epoch, clips, cfg.sample_rate)
-            board.flush()
             if best is None or vp.bits < valid[best]:
                 best = epoch
                 best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
                 log(f"best so far: saved {save('best', epoch)}")
-            if is_chief():
+            if chief:
                 plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
             stale = epoch - best
             patience_over = opts.patience > 0 and stale >= opts.patience
@@ -466,6 +472,10 @@ def train(cfg, opts, log=print, splits=None):
             if early or epoch == opts.nepochs - 1 or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
                 saved = save(epoch, epoch)
                 log(f"saved {saved}")
+            # the audition after the epoch's checkpoints: a side job never costs the epoch
+            if opts.audition and (epoch + 1) % opts.audition == 0 and chief:
+                run_audition(model, opts, epoch, board, log)
+            board.flush()
             if patience_over:
                 log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
                     f"stopping; the best epoch is {best}")
@@ -496,7 +506,7 @@ def train(cfg, opts, log=print, splits=None):
             history["test_label_bits"] = [per_label.get(k, float("nan")) for k in cfg.labels]
         board.scalars(best, **{"test/bits": test_bits, **{f"test/bits/{k}": v for k, v in per_label.items()}})
     board.close()
-    if opts.export and is_chief():
+    if opts.export and chief:
         from .export import export
 
         if best_weights is not None:  # the best epoch's model, as the test loss
@@ -505,6 +515,19 @@ def train(cfg, opts, log=print, splits=None):
         which = f"the best epoch ({best})" if best_weights is not None else "the last epoch"
         log(f"exported {which} to {export(model, opts.export)}")
     return history
+
+
+def run_audition(model, opts, epoch, board, log):
+    """The epoch's audition clips, logged and sent to TensorBoard; any failure of it (a file in the
+    place of EXP_samples, a full disk) is a warning: training goes on."""
+    try:
+        clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
+                         seed=opts.seed)
+    except Exception as e:  # noqa: BLE001  (whatever it is, it must not end the training)
+        log(f"warning: the audition of epoch {epoch} failed ({one_line(first_line(e))}): training goes on")
+        return
+    log(f"Epoch {epoch} {describe_clips(clips)}")
+    board.clips(epoch, clips, model.cfg.sample_rate)
 
 
 def _per_label(bits):

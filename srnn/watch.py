@@ -13,7 +13,9 @@ import numpy as np
 
 from . import names
 from .audio import write_wav
+from .errors import first_line
 from .labels import one_hot
+from .options import audition_length
 from .plots import plot_audio
 from .quantize import dequantize, soundsc
 
@@ -73,7 +75,7 @@ def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0)
     {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
     labels in turn); returns [(path, audio, ClipReport)]."""
     c = model.cfg
-    n = max(1, int(round(seconds * c.sample_rate)))
+    n = audition_length(c, seconds)
     mix = one_hot([i % c.n_labels for i in range(n_seqs)], c.n_labels) if c.labels else None
     # the draws are a pure function of the seed: auditioning leaves no trace on training
     levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed, mix=mix)
@@ -110,13 +112,25 @@ class Board:
     # encoding field (2) set to WAV (1)
     PLUGINS = {"scalars": b"", "images": b"", "audio": b"\x10\x01"}
 
-    def __init__(self, logdir):
-        self.writer = None
+    def __init__(self, logdir, log=print):
+        self.writer, self.logdir, self.log = None, logdir, log
         if logdir:
             from .quiet import import_tensorflow
 
             self.tf = import_tensorflow()
             self.writer = self.tf.summary.create_file_writer(logdir)
+
+    def _guard(self, action):
+        """Run a write; the first that fails (a full disk, a folder gone) is said once and ends
+        the event files: they are a side job, training goes on."""
+        if self.writer is None:
+            return
+        try:
+            action()
+        except (self.tf.errors.OpError, OSError) as e:
+            self.writer = None
+            self.log(f"warning: cannot write TensorBoard events to {self.logdir} ({first_line(e)}): training goes "
+                     f"on without them")
 
     def _write(self, tag, tensor, step, plugin):
         from tensorflow.core.framework.summary_pb2 import SummaryMetadata
@@ -126,33 +140,32 @@ class Board:
         self.tf.summary.write(tag, tensor, step=int(step), metadata=meta)
 
     def scalars(self, step, **values):
-        if self.writer is None:
-            return
-        with self.writer.as_default():
-            for name, value in values.items():
-                self._write(name, self.tf.constant(float(value), self.tf.float32), step, "scalars")
+        def write():
+            with self.writer.as_default():
+                for name, value in values.items():
+                    self._write(name, self.tf.constant(float(value), self.tf.float32), step, "scalars")
+        self._guard(write)
 
     def clips(self, step, clips, rate):
         """Each audition clip as audio, and its picture (waveform over spectrogram) as an image."""
-        if self.writer is None:
-            return
-        tf = self.tf
-        with self.writer.as_default():
-            for i, (path, audio, _) in enumerate(clips):
-                wav = tf.audio.encode_wav(np.asarray(audio, np.float32)[:, None], rate)
-                self._write(f"audition/{i}", tf.stack([wav, tf.constant(os.path.basename(path))])[None], step,
-                            "audio")
-                png = os.path.splitext(path)[0] + ".png"
-                with open(png, "rb") as f:
-                    data = f.read()
-                height, width = tf.io.decode_png(data).shape[:2]
-                self._write(f"audition/{i}_picture", tf.constant([str(width), str(height), data]), step, "images")
-        self.writer.flush()
+        def write():
+            tf = self.tf
+            with self.writer.as_default():
+                for i, (path, audio, _) in enumerate(clips):
+                    wav = tf.audio.encode_wav(np.asarray(audio, np.float32)[:, None], rate)
+                    self._write(f"audition/{i}", tf.stack([wav, tf.constant(os.path.basename(path))])[None], step,
+                                "audio")
+                    png = os.path.splitext(path)[0] + ".png"
+                    with open(png, "rb") as f:
+                        data = f.read()
+                    height, width = tf.io.decode_png(data).shape[:2]
+                    self._write(f"audition/{i}_picture", tf.constant([str(width), str(height), data]), step,
+                                "images")
+            self.writer.flush()
+        self._guard(write)
 
     def flush(self):
-        if self.writer is not None:
-            self.writer.flush()
+        self._guard(lambda: self.writer.flush())
 
     def close(self):
-        if self.writer is not None:
-            self.writer.close()
+        self._guard(lambda: self.writer.close())
