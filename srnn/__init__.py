@@ -8,9 +8,8 @@ the RNN maths (`cells`), the tiers and the model (`model`), training (`train`) a
 """
 import os
 
-# The model is written for the TensorFlow backend (tf.function / XLA / tf.distribute); pin it
-# before anything imports keras, and keep TensorFlow's C++ start-up chatter off the user's screen.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The Keras backend is chosen the Keras way (KERAS_BACKEND, keras.json; TensorFlow by default):
+# srnn.engine reads it. Keep TensorFlow's C++ start-up chatter off the user's screen.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors still reach Python as exceptions
 
 __version__ = "0.1.0"

@@ -269,9 +269,31 @@ def train_main(argv=None):
         from .options import check_seed
 
         check_seed(args.seed)
+    check_backend(args)
     if args.sample:
         return sample_command(args)
     return train_command(args)
+
+
+def check_backend(args):
+    """What only the TensorFlow engine does is refused on another, before anything loads."""
+    import importlib.util
+
+    from .engine import ENGINES, UNKNOWN, backend
+
+    name = backend()
+    if name not in ENGINES:
+        raise SrnnError(UNKNOWN.format(name=name, engines=" or ".join(ENGINES)))
+    if name == "tensorflow":
+        return
+    for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),
+                             (f"--distribute {args.distribute}", args.distribute != "none", "tf.distribute")):
+        if used:
+            raise SrnnError(f"{flag} needs the TensorFlow backend ({what}): run it with KERAS_BACKEND=tensorflow "
+                            f"(the {name} backend trains and samples)")
+    if args.tensorboard and importlib.util.find_spec("tensorflow") is None:
+        raise SrnnError("--tensorboard writes TensorFlow's event files, and TensorFlow is not installed here: "
+                        "install it, or leave --tensorboard out")
 
 
 def train_command(args):

@@ -39,39 +39,40 @@ on every tier, so the chunk form computes in 16 bits around float32 weights (the
 float32); the step form always computes in float32, and its matrices may be packed in bfloat16 or
 int8 (srnn.packed).
 """
+from . import engine
 from .cells import CELLS
 from .config import ModelConfig
 from .packed import matmul as matmul_2d, pack
-from .quiet import import_tensorflow
 
-tf = import_tensorflow()
-import keras  # noqa: E402  (after TensorFlow is initialised quietly)
+E = engine.load()
+import keras  # noqa: E402  (after the engine has loaded its framework quietly)
+from keras import ops  # noqa: E402
 
 LOG2E = 1.4426950408889634  # nats -> bits
 
 
 def scale_levels(levels, q_levels):
     """Integer levels -> floats in [-2, 2), the reference's input scaling."""
-    return (tf.cast(levels, tf.float32) / (q_levels / 2.0) - 1.0) * 2.0
+    return (ops.cast(levels, "float32") / (q_levels / 2.0) - 1.0) * 2.0
 
 
 def matmul(x, w):
     """(..., n) @ (n, m) -> (..., m) as one 2-D GEMM (faster than a batched matmul). In the step
     forms x is 2-D and w may be a sampler's packed step weight (srnn.packed)."""
-    if x.shape.rank == 2:
+    if len(x.shape) == 2:
         return matmul_2d(x, w)
-    lead = tf.shape(x)[:-1]
-    y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), w)
-    return tf.reshape(y, tf.concat([lead, tf.shape(w)[-1:]], 0))
+    shape = ops.shape(x)
+    y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), w)
+    return ops.reshape(y, (*shape[:-1], w.shape[-1]))
 
 
 def weight_norm(v, g):
     """w = g * v / ||v||, the norm taken over the input axis (one per output unit). Computed in
     float32 and given in v's dtype: under a mixed policy v is read as bfloat16/float16, whose sums
     of squares would be too coarse (in float32 both casts do nothing)."""
-    v = tf.convert_to_tensor(v)  # a variable read under a mixed policy comes out in the compute dtype
-    v32, g32 = tf.cast(v, tf.float32), tf.cast(g, tf.float32)
-    return tf.cast(v32 * (g32 / tf.sqrt(tf.reduce_sum(tf.square(v32), axis=0))), v.dtype)
+    v = E.tensor(v)  # a variable read under a mixed policy comes out in the compute dtype
+    v32, g32 = ops.cast(v, "float32"), ops.cast(g, "float32")
+    return ops.cast(v32 * (g32 / ops.sqrt(ops.sum(ops.square(v32), axis=0))), v.dtype)
 
 
 def add_weight_norm(layer, suffix, shape, initializer):
@@ -79,13 +80,13 @@ def add_weight_norm(layer, suffix, shape, initializer):
     norms of the initial v so that the layer starts as its plain counterpart (w == v)."""
     v = layer.add_weight(name=f"v{suffix}", shape=shape, initializer=initializer)
     g = layer.add_weight(name=f"g{suffix}", shape=(shape[-1],), initializer="ones")
-    g.assign(tf.norm(v, axis=0))
+    g.assign(ops.norm(v, axis=0))
     return v, g
 
 
 def _blocks(w, n):
     """The n equal column blocks of w (..., n*m)."""
-    return tf.split(w, n, axis=-1)
+    return ops.split(w, n, axis=-1)
 
 
 # ---- the two weight layers everything is made of
@@ -147,8 +148,8 @@ class WNRNN(keras.layers.Layer):
     def start_state(self, state, reset):
         """The learned h0 (tiled over the batch) where `reset` is 1, the carried state otherwise.
         A blend rather than a select so h0 gets its gradient only from chunks that use it."""
-        reset = tf.cast(reset, self.compute_dtype)
-        return reset * tf.broadcast_to(self.h0, tf.shape(state)) + (1.0 - reset) * state
+        reset = ops.cast(reset, self.compute_dtype)
+        return reset * ops.broadcast_to(self.h0, ops.shape(state)) + (1.0 - reset) * state
 
     def hidden(self, state):
         """The part of the state the next layer reads: h."""
@@ -184,7 +185,7 @@ class LabelTable(keras.layers.Layer):
         self.table = self.add_weight(name="table", shape=(self.n_labels, self.width), initializer="zeros")
 
     def call(self, mix):
-        return tf.matmul(tf.cast(mix, self.compute_dtype), self.table)
+        return ops.matmul(ops.cast(mix, self.compute_dtype), self.table)
 
     def get_config(self):
         return {**super().get_config(), "n_labels": self.n_labels, "width": self.width}
@@ -235,10 +236,10 @@ class FrameTier(keras.layers.Layer):
         return [rnn.state_size for rnn in self.rnns]
 
     def initial_states(self, batch):
-        return [tf.broadcast_to(rnn.h0, (batch, rnn.state_size)) for rnn in self.rnns]
+        return [ops.broadcast_to(rnn.h0, (batch, rnn.state_size)) for rnn in self.rnns]
 
     def _top_input(self, hs):
-        return tf.concat(hs, axis=-1) if self.skip else hs[-1]
+        return ops.concatenate(hs, axis=-1) if self.skip else hs[-1]
 
     def call(self, frames, cond, states, reset, mix=None):
         """Chunk form. frames (batch, n, frame) scaled samples; cond (batch, n, units) from the tier
@@ -253,7 +254,7 @@ class FrameTier(keras.layers.Layer):
             hs.append(x)
             new.append(last)
         y = self.out(self._top_input(hs))
-        return tf.reshape(y, [tf.shape(y)[0], -1, self.out_units]), new
+        return ops.reshape(y, (ops.shape(y)[0], -1, self.out_units)), new
 
     # ---- step form
 
@@ -270,13 +271,13 @@ class FrameTier(keras.layers.Layer):
         w = {"rnn": [rnn.kernels() for rnn in self.rnns], "below": below}
         wx, bx = w["rnn"][0][:2]
         if not self.top:  # the input layer folded into the first RNN layer's input kernel
-            w["in_wx"] = tf.matmul(self.inp.kernel(), wx)
-            w["in_bx"] = tf.linalg.matvec(wx, self.inp.b, transpose_a=True) + bx
+            w["in_wx"] = ops.matmul(self.inp.kernel(), wx)
+            w["in_bx"] = E.matvec_t(wx, self.inp.b) + bx
         out_w, out_b = self.out.kernel(), self.out.b
         if below["fold"]:  # e.g. the sample MLP's first hidden layer, applied to each emitted vector
             p = below["kernel"]
-            out_w = tf.concat([tf.matmul(block, p) for block in _blocks(out_w, self.ratio)], axis=1)
-            out_b = tf.concat([tf.linalg.matvec(p, block, transpose_a=True) + below["bias"]
+            out_w = ops.concatenate([ops.matmul(block, p) for block in _blocks(out_w, self.ratio)], axis=1)
+            out_b = ops.concatenate([E.matvec_t(p, block) + below["bias"]
                                for block in _blocks(out_b, self.ratio)], axis=0)
         w["out"] = (out_w, out_b)
         if self.label is not None:
@@ -318,11 +319,11 @@ class FrameTier(keras.layers.Layer):
         out_w, out_b = w["out"]
         y = matmul(self._top_input(hs), out_w) + out_b
         below = w["below"]
-        B = tf.shape(y)[0] if y.shape[0] is None else y.shape[0]
+        B = ops.shape(y)[0]
         if below["fold"]:
-            return tf.reshape(y, [B, self.ratio, -1]), new
-        y = matmul(tf.reshape(y, [B * self.ratio, self.out_units]), below["kernel"])
-        return tf.reshape(y, [B, self.ratio, -1]), new
+            return ops.reshape(y, (B, self.ratio, -1)), new
+        y = matmul(ops.reshape(y, (B * self.ratio, self.out_units)), below["kernel"])
+        return ops.reshape(y, (B, self.ratio, -1)), new
 
     def get_config(self):
         return {**super().get_config(), "frame": self.frame, "ratio": self.ratio, "units": self.units,
@@ -363,7 +364,7 @@ class SampleTier(keras.layers.Layer):
         that layer is a (q_levels, units) lookup table per context position: a gather replaces a
         (batch*time, context*emb) @ (context*emb, units) matmul. Same maths, same gradients."""
         w_in, emb, e = self.inp.kernel(), self.embedding.embeddings, self.emb_size
-        return [tf.matmul(emb, w_in[k * e:(k + 1) * e]) for k in range(self.context)]
+        return [ops.matmul(E.tensor(emb), w_in[k * e:(k + 1) * e]) for k in range(self.context)]
 
     def call(self, prev, cond, mix=None):
         """Chunk form. prev: `context` int tensors (batch, time) of the previous samples (oldest
@@ -371,10 +372,10 @@ class SampleTier(keras.layers.Layer):
         a conditioned tier. Returns logits (batch, time, q_levels)."""
         h = cond
         for table, p in zip(self.tables(), prev):
-            h = h + tf.gather(table, p)
+            h = h + E.gather(table, p)
         if self.label is not None:
             h = h + self.label(mix)[:, None, :]
-        return self.out(tf.nn.relu(self.h2(tf.nn.relu(self.h1(h)))))
+        return self.out(ops.relu(self.h2(ops.relu(self.h1(h)))))
 
     def cond_projection(self):
         """The vector from above goes only through h1 (after the tables are added), so the tier
@@ -385,11 +386,11 @@ class SampleTier(keras.layers.Layer):
         """The tables (gathered: one row read per sample, so kept float32), and h2 and the output
         layer packed in `precision`."""
         w1 = self.h1.kernel()
-        w = {"tables": [tf.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
+        w = {"tables": [ops.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
              "h2": (pack(self.h2.kernel(), precision), self.h2.b),
              "out": (pack(self.out.kernel(), precision), self.out.b)}
         if self.label is not None:
-            w["label"] = tf.matmul(self.label.table, w1)  # and the label vectors
+            w["label"] = ops.matmul(E.tensor(self.label.table), w1)  # and the label vectors
         return w
 
     def step(self, w, prev, cond, label=None):
@@ -397,11 +398,11 @@ class SampleTier(keras.layers.Layer):
         label vectors through h1 (conditioned tier). Returns logits (batch, q_levels)."""
         h = cond
         for table, p in zip(w["tables"], prev):
-            h = h + tf.gather(table, p)
+            h = h + E.gather(table, p)
         if label is not None:
             h = h + label
         (w2, b2), (wo, bo) = w["h2"], w["out"]
-        h = tf.nn.relu(matmul(tf.nn.relu(h), w2) + b2)
+        h = ops.relu(matmul(ops.relu(h), w2) + b2)
         return matmul(h, wo) + bo
 
     def get_config(self):
@@ -458,7 +459,7 @@ class SampleRNN(keras.Model):
         return [n for tier in self.frame_tiers for n in tier.state_sizes()]
 
     def zero_states(self, batch):
-        return tuple(tf.zeros((batch, n)) for n in self.state_sizes())
+        return tuple(ops.zeros((batch, n)) for n in self.state_sizes())
 
     def initial_states(self, batch):
         """The learned initial states, tiled over the batch (where generation starts)."""
@@ -489,14 +490,14 @@ class SampleRNN(keras.Model):
         weights of each sequence, for a conditioned model."""
         c = self.cfg
         mix = self._mix(mix)
-        bf, B, T = c.big_frame, tf.shape(x)[0], tf.shape(x)[1] - c.big_frame
+        bf, B, T = c.big_frame, ops.shape(x)[0], ops.shape(x)[1] - c.big_frame
         xs = scale_levels(x, c.q_levels)
         cond, new = None, []
         for tier, tier_states in zip(self.frame_tiers, self._per_tier(states)):
             f = tier.frame
-            frames = tf.reshape(xs[:, bf - f:bf - f + T], [B, T // f, f])  # each target's frame
+            frames = ops.reshape(xs[:, bf - f:bf - f + T], (B, T // f, f))  # each target's frame
             cond, last = tier(frames, cond=cond, states=tier_states, reset=reset, mix=mix)
-            new += [tf.cast(s, tf.float32) for s in last]  # carried between chunks as float32
+            new += [ops.cast(s, "float32") for s in last]  # carried between chunks as float32
         return cond, tuple(new)
 
     def forward(self, x, states, reset, mix=None):
@@ -504,7 +505,7 @@ class SampleRNN(keras.Model):
         where `reset`); mix (batch, n_labels) the label weights (a conditioned model). Returns
         logits (batch, cutlen, q_levels) for the targets x[:, big_frame:], and the last states."""
         cond, states = self.conditioning(x, states, reset, mix)
-        bf, fr, T = self.cfg.big_frame, self.cfg.frame, tf.shape(x)[1] - self.cfg.big_frame
+        bf, fr, T = self.cfg.big_frame, self.cfg.frame, ops.shape(x)[1] - self.cfg.big_frame
         prev = [x[:, bf - fr + j: bf - fr + j + T] for j in range(fr)]
         return self.sample_tier(prev, cond, self._mix(mix)), states
 
@@ -524,7 +525,7 @@ class SampleRNN(keras.Model):
         """Per tier, each sequence's label vector in its step form (mix @ the tier's step table):
         constant through a generation, so computed once. None per tier when unconditional."""
         mix = self._mix(mix)
-        return [None if mix is None else tf.matmul(tf.cast(mix, tf.float32), w["label"]) for w in weights]
+        return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w["label"]) for w in weights]
 
     def sampler(self, xla=True, precision="auto"):
         """The compiled generation loop (srnn.sample), one per setting; `precision` of its step
@@ -550,14 +551,14 @@ def label_bits(logits, targets, mask, mix):
     """Per label, the cross-entropy in bits summed over the real samples of its sequences
     (n_labels,), for the per-label losses (each label's sum over its count, mix^T @ the rows' real
     samples). With a mixture row a sequence counts towards each label by its weight."""
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return tf.linalg.matvec(tf.cast(mix, tf.float32), tf.reduce_sum(ce * mask, axis=1), transpose_a=True) * LOG2E
+    ce = E.cross_entropy(targets, logits)
+    return E.matvec_t(ops.cast(mix, "float32"), ops.sum(ce * mask, axis=1)) * LOG2E
 
 
 def loss_bits(logits, targets, mask, count=None):
     """Masked mean softmax cross-entropy in bits per sample: the 'cost in bits' of the original.
     `count` is the number of real samples to divide by (default: this mask's); a replica of a
     distributed step divides its own sum by the whole batch's count."""
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    count = tf.maximum(tf.reduce_sum(mask), 1.0) if count is None else count
-    return tf.reduce_sum(ce * mask) / count * LOG2E
+    ce = E.cross_entropy(targets, logits)
+    count = ops.maximum(ops.sum(mask), 1.0) if count is None else count
+    return ops.sum(ce * mask) / count * LOG2E

@@ -2,9 +2,12 @@
 import functools
 import time
 
-from .quiet import import_tensorflow
+import numpy as np
 
-tf = import_tensorflow()
+from . import engine
+
+E = engine.load()
+from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 INT8_MAX = 127.0  # symmetric int8: -127..127, one scale per column
 
@@ -17,21 +20,21 @@ class Packed:
     def __init__(self, w, precision):
         self.precision, self.shape = precision, w.shape
         if precision == "bfloat16":
-            self.data, self.scale = tf.cast(w, tf.bfloat16), None
+            self.data, self.scale = ops.cast(w, "bfloat16"), None
         elif precision == "int8":
             # symmetric per output column: each column's largest weight maps to +-127
-            peak = tf.reduce_max(tf.abs(w), axis=0)
-            self.scale = tf.where(peak > 0, peak / INT8_MAX, tf.ones_like(peak))
-            self.data = tf.cast(tf.clip_by_value(tf.round(w / self.scale), -INT8_MAX, INT8_MAX), tf.int8)
+            peak = ops.max(ops.abs(w), axis=0)
+            self.scale = ops.where(peak > 0, peak / INT8_MAX, ops.ones_like(peak))
+            self.data = ops.cast(ops.clip(ops.round(w / self.scale), -INT8_MAX, INT8_MAX), "int8")
         else:
             raise ValueError(f"cannot pack weights as {precision}")
 
     def matmul(self, x):
-        y = tf.matmul(x, tf.cast(self.data, tf.float32))
+        y = ops.matmul(x, ops.cast(self.data, "float32"))
         return y if self.scale is None else y * self.scale
 
     def unpacked(self):
-        w = tf.cast(self.data, tf.float32)
+        w = ops.cast(self.data, "float32")
         return w if self.scale is None else w * self.scale
 
 
@@ -42,7 +45,7 @@ def pack(w, precision):
 
 def matmul(x, w):
     """x @ w for a plain or a packed matrix."""
-    return w.matmul(x) if isinstance(w, Packed) else tf.matmul(x, w)
+    return w.matmul(x) if isinstance(w, Packed) else ops.matmul(x, w)
 
 
 # ---- choosing the sampler's precision
@@ -61,7 +64,7 @@ PROBE_SHAPES = 3  # the largest shapes: they hold most of the bytes
 
 def step_bytes(weights):
     """Bytes of float32 matrices a sampler reads per big frame: those that `pack` would shrink."""
-    return sum(int(t.shape.num_elements()) * 4 for t in _matrices(weights))
+    return sum(int(t.shape[0]) * int(t.shape[1]) * 4 for t in _matrices(weights))
 
 
 def _matrices(tree):
@@ -69,7 +72,7 @@ def _matrices(tree):
         return [m for k, v in tree.items() if k not in ("tables", "label") for m in _matrices(v)]
     if isinstance(tree, (list, tuple)):
         return [m for v in tree for m in _matrices(v)]
-    if isinstance(tree, (tf.Tensor, tf.Variable)) and tree.shape.rank == 2:
+    if hasattr(tree, "shape") and len(tree.shape) == 2:
         return [tree]
     return []
 
@@ -82,7 +85,7 @@ def choose(precision, weights, streams):
         return precision
     if step_bytes(weights) < AUTO_MIN_BYTES:
         return "float32"
-    shapes = sorted({tuple(m.shape.as_list()) for m in _matrices(weights)}, key=lambda s: s[0] * s[1])
+    shapes = sorted({tuple(int(n) for n in m.shape) for m in _matrices(weights)}, key=lambda s: s[0] * s[1])
     times = probe(tuple(shapes[-PROBE_SHAPES:]), streams)
     return min(times, key=times.get)
 
@@ -95,23 +98,22 @@ def probe(shapes, streams):
     everything but a clear gain."""
     times = {}
     for precision in ("float32", "bfloat16", "int8"):
-        mats = [pack(tf.random.stateless_normal(s, seed=[1, i]) * 0.02, precision) for i, s in enumerate(shapes)]
+        rng = np.random.default_rng(1)
+        mats = [pack(ops.convert_to_tensor(rng.normal(size=s).astype(np.float32) * 0.02), precision) for s in shapes]
 
-        def passes(x):
-            def body(i, x):
-                acc = tf.zeros_like(x[:, :1])
-                for m in mats:
-                    acc = acc + tf.reduce_sum(matmul(x[:, :m.shape[0]], m), axis=1, keepdims=True)
-                return i + 1, x + 1e-6 * tf.tanh(acc)  # the next pass depends on this one
-            return tf.while_loop(lambda i, x: i < PROBE_STEPS, body, (tf.constant(0), x))[1]
+        def one_pass(x):
+            acc = ops.zeros_like(x[:, :1])
+            for m in mats:
+                acc = acc + ops.sum(matmul(x[:, :m.shape[0]], m), axis=1, keepdims=True)
+            return x + 1e-6 * ops.tanh(acc)  # the next pass depends on this one
 
-        run = tf.function(passes, jit_compile=True)
-        x = tf.random.stateless_normal((streams, max(s[0] for s in shapes)), seed=[2, 0])
-        run(x).numpy()  # compile
+        run = E.function(lambda x: E.repeat(one_pass, PROBE_STEPS, x), xla=True)
+        x = ops.convert_to_tensor(rng.normal(size=(streams, max(s[0] for s in shapes))).astype(np.float32))
+        np.asarray(run(x))  # compile
         best = float("inf")
         for _ in range(2):
             t = time.perf_counter()
-            run(x).numpy()
+            np.asarray(run(x))
             best = min(best, time.perf_counter() - t)
         times[precision] = best * (1.0 if precision == "float32" else AUTO_MARGIN)
     return times

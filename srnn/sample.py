@@ -6,14 +6,14 @@ import tempfile
 
 import numpy as np
 
-from . import memory
+from . import engine, memory
 from .atomic import cannot_write
 from .model import scale_levels
 from .packed import choose
 from .quantize import dequantize, q_zero, soundsc
-from .quiet import import_tensorflow
 
-tf = import_tensorflow()
+E = engine.load()
+from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 
 PICK_BLOCK = 16  # levels per block of the two-level inverse CDF
@@ -21,7 +21,7 @@ PICK_BLOCK = 16  # levels per block of the two-level inverse CDF
 
 def _batch(t):
     """The batch size: static when traced with a known shape (XLA wants it), else dynamic."""
-    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
+    return t.shape[0] if t.shape[0] is not None else ops.shape(t)[0]
 
 
 def inverse_cdf_pick(p, u):
@@ -32,19 +32,19 @@ def inverse_cdf_pick(p, u):
     """
     B, q = _batch(p), p.shape[-1]
     n_blocks = -(-q // PICK_BLOCK)
-    p = tf.pad(p, [[0, 0], [0, n_blocks * PICK_BLOCK - q]])  # zero-probability padding
-    blocks = tf.reshape(p, [B, n_blocks, PICK_BLOCK])
-    block_sums = tf.reduce_sum(blocks, axis=-1)
-    block_cdf = tf.cumsum(block_sums, axis=-1)
+    p = ops.pad(p, [[0, 0], [0, n_blocks * PICK_BLOCK - q]])  # zero-probability padding
+    blocks = ops.reshape(p, (B, n_blocks, PICK_BLOCK))
+    block_sums = ops.sum(blocks, axis=-1)
+    block_cdf = ops.cumsum(block_sums, axis=-1)
     target = u * block_cdf[:, -1]
-    b = tf.minimum(tf.reduce_sum(tf.cast(block_cdf <= target[:, None], tf.int32), axis=-1), n_blocks - 1)
-    inner = tf.cumsum(tf.gather(blocks, b, batch_dims=1), axis=-1)
+    b = ops.minimum(ops.sum(ops.cast(block_cdf <= target[:, None], "int32"), axis=-1), n_blocks - 1)
+    inner = ops.cumsum(E.row_pick(blocks, b), axis=-1)
     # what is left of the target inside block b; kept below the block's own total so that float
     # rounding can never carry the pick onto a zero-probability level at the block's end
-    rest = tf.minimum(target - (tf.gather(block_cdf, b, batch_dims=1) - tf.gather(block_sums, b, batch_dims=1)),
-                      inner[:, -1] * (1.0 - 1e-6))
-    j = tf.reduce_sum(tf.cast(inner <= rest[:, None], tf.int32), axis=-1)
-    return tf.minimum(b * PICK_BLOCK + j, q - 1)
+    rest = ops.minimum(target - (E.row_pick(block_cdf, b) - E.row_pick(block_sums, b)),
+                       inner[:, -1] * (1.0 - 1e-6))
+    j = ops.sum(ops.cast(inner <= rest[:, None], "int32"), axis=-1)
+    return ops.minimum(b * PICK_BLOCK + j, q - 1)
 
 
 def int32_seed(seed):
@@ -57,7 +57,7 @@ def int32_seed(seed):
 
 def _weights(mix):
     """Label weights as the compiled functions take them: a float32 tensor, or None (unconditional)."""
-    return None if mix is None else tf.constant(np.asarray(mix, np.float32))
+    return None if mix is None else ops.convert_to_tensor(np.asarray(mix, np.float32))
 
 
 PRIME_CHUNK = 8192  # primer samples per pass of the frame tiers (bounds memory for long primers)
@@ -66,7 +66,7 @@ PRIME_CHUNK = 8192  # primer samples per pass of the frame tiers (bounds memory 
 class Sampler:
     """The compiled generation loop of one model (`SampleRNN.generate` keeps one per model).
 
-    One `tf.while_loop` iteration produces a whole big frame: one step of the top tier on the
+    One loop iteration (the engine's frame_loop) produces a whole big frame: one step of the top tier on the
     last big frame (F1/F2 vectors), then for each of them the steps of the tier below, down to the
     sample MLP, which draws each next sample. Each tier's fused step weights (`step_weights`) are
     computed once before the loop. The original instead called three Keras models from Python for
@@ -79,8 +79,9 @@ class Sampler:
         self.model, self.xla = model, xla
         self.precision = precision  # of the step weights (srnn.packed): float32, bfloat16, int8 or auto
         self._chosen = {}
-        self._run = tf.function(self._loop, jit_compile=self.xla)
-        self._condition = tf.function(lambda x, states, reset, mix: model.conditioning(x, states, reset, mix)[1])
+        self._run = E.model_function(model, self._loop, self.xla, static=("argmax", "precision", "room"))
+        self._condition = E.model_function(
+            model, lambda x, states, reset, mix: model.conditioning(x, states, reset, mix)[1], False)
 
     def prime(self, levels, n_seqs, progress=None, mix=None):
         """Run the model over a primer (1-D int levels) and return the `start` to continue from.
@@ -102,10 +103,10 @@ class Sampler:
         chunk = -(-PRIME_CHUNK // bf) * bf
         states, mix = self.model.zero_states(n_seqs), _weights(mix)
         for i in range(0, len(padded), chunk):
-            states = self._condition(x[:, i:i + chunk + bf], states, tf.constant(float(i == 0)), mix)
+            states = self._condition(x[:, i:i + chunk + bf], states, np.float32(i == 0), mix)
             if progress is not None:  # a long primer takes a while: say how far it is
                 progress(min(i + chunk, len(padded)))
-        return tuple(states), tf.constant(x[:, -bf:])
+        return tuple(states), ops.convert_to_tensor(x[:, -bf:])
 
     def weight_precision(self, n_seqs):
         """The step weights' precision for `n_seqs` streams: the one asked for, or auto's choice
@@ -120,7 +121,7 @@ class Sampler:
         """States and context a generation starts from: the learned initial states and a big frame
         of silence."""
         c = self.model.cfg
-        return self.model.initial_states(n_seqs), tf.fill((n_seqs, c.big_frame), q_zero(c.q_levels))
+        return self.model.initial_states(n_seqs), ops.full((n_seqs, c.big_frame), q_zero(c.q_levels), "int32")
 
     def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, start=None, mix=None):
         """Draw `n_samples` levels for each of `n_seqs` sequences.
@@ -141,21 +142,20 @@ class Sampler:
         each piece in turn, the states carried from one to the next; the pieces joined are what
         one call would draw (the draws are numbered from the start, not per piece)."""
         bf = self.model.cfg.big_frame
-        temps = tf.constant(np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy())
+        temps = np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy()
         states, frame = start if start is not None else self.initial(n_seqs)
-        states, frame, mix = tuple(states), tf.cast(frame, tf.int32), _weights(mix)
+        states, frame, mix = tuple(states), ops.cast(frame, "int32"), _weights(mix)
         precision = self.weight_precision(n_seqs)
         per_call, room = memory.piece_frames(n_samples, bf, piece)
         total = max(1, math.ceil(n_samples / bf))
         done = 0
         while done < total:
             n_frames = min(per_call, total - done)
-            levels, logp, states, frame = self._run(tf.constant(n_frames, tf.int32), bool(argmax), temps,
-                                                    tf.constant(int32_seed(seed), tf.int32), states, frame,
-                                                    tf.constant(done, tf.int32), mix, precision, room=room)
+            levels, logp, states, frame = self._run(np.int32(n_frames), bool(argmax), temps, np.int32(int32_seed(seed)),
+                                                    states, frame, np.int32(done), mix, precision, room=room)
             keep = min(n_frames * bf, n_samples - done * bf)
             done += n_frames
-            yield levels.numpy()[:, :keep], logp.numpy()[:, :keep]
+            yield np.asarray(levels)[:, :keep], np.asarray(logp)[:, :keep]
 
     def score(self, levels, mix=None):
         """Teacher forcing through the step form, in this sampler's weight precision: the levels
@@ -167,10 +167,11 @@ class Sampler:
         levels = np.atleast_2d(np.asarray(levels, np.int32))
         n_seqs, n_frames = levels.shape[0], levels.shape[1] // bf
         states, frame = self.initial(n_seqs)
-        targets = tf.constant(levels[:, :n_frames * bf].reshape(n_seqs, n_frames, bf))
-        picks, logp, _, _ = self._run(n_frames, True, tf.ones((n_seqs,)), tf.constant(0), tuple(states), frame,
-                                      tf.constant(0), _weights(mix), self.weight_precision(n_seqs), targets)
-        return picks.numpy(), logp.numpy()
+        targets = levels[:, :n_frames * bf].reshape(n_seqs, n_frames, bf)
+        picks, logp, _, _ = self._run(np.int32(n_frames), True, np.ones((n_seqs,), np.float32), np.int32(0),
+                                      tuple(states), frame, np.int32(0), _weights(mix), self.weight_precision(n_seqs),
+                                      targets, room=n_frames)
+        return np.asarray(picks), np.asarray(logp)
 
     def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None, precision="float32",
               targets=None, room=None):
@@ -199,20 +200,20 @@ class Sampler:
             stream (Gumbel-max would need q_levels random numbers per draw, and drawing them was
             most of the time of a small model). Returns it, the level that goes on (it, or the
             `forced` one) and that level's log-probability."""
-            logp = tf.nn.log_softmax(logits / temps[:, None])
+            logp = ops.log_softmax(logits / temps[:, None])
             if argmax:
-                nxt = tf.argmax(logp, axis=-1, output_type=tf.int32)
+                nxt = ops.cast(ops.argmax(logp, axis=-1), "int32")
             else:
-                nxt = inverse_cdf_pick(tf.exp(logp), u)
+                nxt = inverse_cdf_pick(ops.exp(logp), u)
             given = nxt if forced is None else forced
-            return nxt, given, tf.gather(logp, given, batch_dims=1)
+            return nxt, given, E.row_pick(logp, given)
 
-        def body(i, frame, states, levels_ta, logp_ta):
+        def body(i, frame, states):
             per_tier = m._per_tier(states)
-            history = tf.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
+            history = ops.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
             # this frame's uniforms, a pure function of (seed, frame index): same seed, same audio
-            uniforms = tf.random.stateless_uniform([bf, B], seed=tf.stack([seed, i + first]))
-            forced = [None] * bf if targets is None else tf.unstack(targets[:, i], num=bf, axis=1)
+            uniforms = E.uniforms(seed, i + first, (bf, B))
+            forced = [None] * bf if targets is None else ops.unstack(targets[:, i], num=bf, axis=1)
             new, picks, logps = [], [], []
 
             def descend(k, cond):
@@ -225,25 +226,21 @@ class Sampler:
                     logps.append(lp)
                     return
                 tier = frame_tiers[k]
-                ctx = frame if k == 0 else tf.stack((history + new)[-tier.frame:], 1)
+                ctx = frame if k == 0 else ops.stack((history + new)[-tier.frame:], 1)
                 vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, q), cond, per_tier[k], labels[k])
                 for j in range(tier.ratio):
                     descend(k + 1, vectors[:, j])
 
             descend(0, None)
-            frame = tf.stack(new, axis=1)
-            out = frame if targets is None else tf.stack(picks, axis=1)
-            return (i + 1, frame, tuple(s for tier in per_tier for s in tier), levels_ta.write(i, out),
-                    logp_ta.write(i, tf.stack(logps, axis=1)))
+            frame = ops.stack(new, axis=1)
+            out = frame if targets is None else ops.stack(picks, axis=1)
+            return frame, tuple(s for tier in per_tier for s in tier), out, ops.stack(logps, axis=1)
 
         size = n_frames if room is None else room
-        shape = frame.shape  # (B, bf): the unwritten rows past n_frames need it
-        loop_vars = (tf.constant(0), frame, tuple(states), tf.TensorArray(tf.int32, size=size, element_shape=shape),
-                     tf.TensorArray(tf.float32, size=size, element_shape=shape))
-        _, frame, states, levels_ta, logp_ta = tf.while_loop(lambda i, *_: i < n_frames, body, loop_vars)
+        levels, logp, frame, states = E.frame_loop(body, n_frames, size, frame, tuple(states))
         # (size, B, bf) -> (B, size * bf)
-        levels = tf.reshape(tf.transpose(levels_ta.stack(), [1, 0, 2]), [B, size * bf])
-        logp = tf.reshape(tf.transpose(logp_ta.stack(), [1, 0, 2]), [B, size * bf])
+        levels = ops.reshape(ops.transpose(levels, [1, 0, 2]), (B, size * bf))
+        logp = ops.reshape(ops.transpose(logp, [1, 0, 2]), (B, size * bf))
         return levels, logp, states, frame
 
 

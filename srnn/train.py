@@ -8,213 +8,21 @@ import time
 
 import numpy as np
 
-from . import checkpoint, names
+from . import checkpoint, engine, names
 from .distribute import is_chief, make_strategy
 from .errors import SrnnError, first_line, one_line
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .plots import plot_costs
-from .precision import check_distribute, training_note
-from .quiet import import_tensorflow
+from .precision import training_note
 from .watch import Board, audition, describe_clips
 
-tf = import_tensorflow()
-import keras  # noqa: E402  (after TensorFlow is initialised quietly)
+E = engine.load()
+import keras  # noqa: E402  (after the engine has loaded its framework quietly)
 
-from .model import SampleRNN, label_bits, loss_bits  # noqa: E402
+from .engine.common import GRAD_CLIP, use_xla  # noqa: E402,F401  (part of this module's API)
+from .model import SampleRNN  # noqa: E402
 
-GRAD_CLIP = 1.0  # elementwise, as the reference
-
-
-def use_xla(cfg):
-    """XLA fuses the many small per-timestep ops of a small model into one program (several
-    times faster); for large models the big matmuls dominate and XLA gains nothing, so plain
-    TensorFlow graphs are used there."""
-    return max(cfg.dim, cfg.slowdim) <= 512
-
-
-def clip_gradients(grads, clip=GRAD_CLIP):
-    return [tf.clip_by_value(g, -clip, clip) for g in grads]
-
-
-class LossScale:
-    """Dynamic loss scaling, for float16 training (srnn.precision): the loss is multiplied by
-    `scale` before the gradient, so that small gradients do not underflow float16, and the
-    gradients divided by it after. A step whose gradients are not finite is skipped and halves
-    the scale; every `growth` finite steps double it (Keras' LossScaleOptimizer's scheme, here so
-    that the gradients are clipped after unscaling, as in float32)."""
-
-    def __init__(self, initial=2.0 ** 15, growth=2000):
-        self.scale = tf.Variable(initial, trainable=False, dtype=tf.float32, name="loss_scale")
-        self.good = tf.Variable(0, trainable=False, dtype=tf.int64, name="finite_steps")
-        self.growth = growth
-
-    def step(self, grads, apply):
-        """Unscale `grads`; if they are all finite, `apply(unscaled)`, else skip the step."""
-        grads = [g / self.scale for g in grads]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-
-        def good():
-            apply(grads)
-            grow = self.good + 1 >= self.growth
-            self.scale.assign(tf.where(grow, self.scale * 2.0, self.scale))
-            self.good.assign(tf.where(grow, tf.constant(0, tf.int64), self.good + 1))
-            return tf.constant(True)
-
-        def bad():
-            self.scale.assign(tf.maximum(self.scale / 2.0, 1.0))
-            self.good.assign(0)
-            return tf.constant(False)
-
-        return tf.cond(finite, good, bad)
-
-    def state(self):
-        """For the checkpoint: an exact resume goes on with the same scale."""
-        return {"loss_scale": float(self.scale.numpy()), "loss_scale_good": int(self.good.numpy())}
-
-    def restore(self, train):
-        if "loss_scale" in train:  # absent when the file was trained in another precision
-            self.scale.assign(float(train["loss_scale"]))
-            self.good.assign(int(train["loss_scale_good"]))
-
-
-class Steps:
-    """The compiled training and evaluation steps for one chunk.
-
-    Each takes (x, mask, reset, states, mix) and returns (loss_bits, states), `states` a tuple with
-    one tensor per RNN layer (SampleRNN.state_sizes), `mix` the rows' label weights (batch,
-    n_labels), n_labels 0 for an unconditional model; the states are returned as values, never
-    differentiated through across chunks (truncated BPTT). The evaluation step also returns the
-    per-label sums of srnn.model.label_bits (empty for an unconditional model)."""
-
-    def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
-        self.model, self.clip = model, clip
-        self.optimizer = None
-        # float16 gradients underflow without it; float32 and bfloat16 have the range
-        self.loss_scale = LossScale() if model.precision == "mixed_float16" else None
-        if not evaluate_only:
-            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-            self.optimizer.build(model.trainable_variables)
-        xla = use_xla(model.cfg) if xla is None else xla
-        self.train_step = tf.function(self._train, jit_compile=xla)
-        self.eval_step = tf.function(self._eval, jit_compile=xla)
-
-    def gradients(self, x, mask, reset, states, mix=None, scale=None):
-        """Loss, clipped gradients and new states (not compiled; used by tests and _train). With a
-        loss `scale` (float16): the gradients of loss * scale, unclipped (LossScale unscales them,
-        and they are clipped after)."""
-        bf = self.model.cfg.big_frame
-        with tf.GradientTape() as tape:
-            logits, states = self.model.forward(x, states, reset, mix)
-            loss = loss_bits(logits, x[:, bf:], mask)
-            target = loss if scale is None else loss * scale
-        grads = tape.gradient(target, self.model.trainable_variables)
-        return loss, clip_gradients(grads, self.clip) if scale is None else grads, states
-
-    def _train(self, x, mask, reset, states, mix=None):
-        variables = self.model.trainable_variables
-        if self.loss_scale is None:
-            loss, grads, states = self.gradients(x, mask, reset, states, mix)
-            self.optimizer.apply(grads, variables)
-        else:
-            loss, grads, states = self.gradients(x, mask, reset, states, mix, scale=self.loss_scale.scale)
-            self.loss_scale.step(grads, lambda g: self.optimizer.apply(clip_gradients(g, self.clip), variables))
-        return loss, states
-
-    def _eval(self, x, mask, reset, states, mix=None):
-        logits, states = self.model.forward(x, states, reset, mix)
-        targets = x[:, self.model.cfg.big_frame:]
-        return loss_bits(logits, targets, mask), states, self._label_bits(logits, targets, mask, mix)
-
-    def _label_bits(self, logits, targets, mask, mix):
-        if not self.model.cfg.labels:  # nothing computed: the unconditional graph stays as it was
-            return tf.zeros((0,))
-        return label_bits(logits, targets, mask, mix)
-
-    # carried states: plain tensors here, one slice per replica in DistributedSteps
-    def zero_states(self, batch):
-        return self.model.zero_states(batch)
-
-    def states_to_numpy(self, states):
-        return [np.asarray(s) for s in states]
-
-    def states_from_numpy(self, arrays):
-        return tuple(tf.constant(a) for a in arrays)
-
-
-class DistributedSteps(Steps):
-    """The same steps over the replicas of a tf.distribute strategy (build it, and the model,
-    under `strategy.scope()`).
-
-    Each replica gets its slice of the batch's rows and keeps its own carried states. The loss of
-    each replica is its masked sum over the whole batch's count of real samples, so the replicas'
-    losses and gradients add up to the one-device ones; the gradient is summed over the replicas
-    before the elementwise clip (clipping each replica's part would be another algorithm), and
-    the optimizer, which sums what the replicas give it, gets 1/replicas of the clipped sum.
-    XLA is not used here: it cannot compile the cross-replica sum on every platform."""
-
-    def __init__(self, model, strategy, learning_rate=LEARNING_RATE, clip=GRAD_CLIP):
-        check_distribute(model.precision, "mirrored")
-        super().__init__(model, learning_rate, clip, xla=False)
-        self.strategy, self.replicas = strategy, strategy.num_replicas_in_sync
-        self._train_all = tf.function(self._distributed(train=True))
-        self._eval_all = tf.function(self._distributed(train=False))
-        self.train_step = lambda *a: self._call(self._train_all, *a)
-        self.eval_step = lambda *a: self._call(self._eval_all, *a)
-
-    def _split(self, array):
-        """Per-replica row slices of a NumPy array (batch first); every worker of a cluster holds
-        the whole batch and keeps its own replicas' rows."""
-        array = np.asarray(array)
-        if array.shape[0] % self.replicas:
-            raise SrnnError(f"--batchsize {array.shape[0]} does not split over {self.replicas} replicas: "
-                            f"use a multiple of {self.replicas}")
-        rows = array.shape[0] // self.replicas
-        return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * rows:(ctx.replica_id_in_sync_group + 1) * rows]))
-
-    def zero_states(self, batch):
-        return tuple(self._split(np.zeros((batch, n), np.float32)) for n in self.model.state_sizes())
-
-    def states_to_numpy(self, states):
-        """All replicas' states as arrays; None in a cluster, where this process holds only its
-        own replicas' rows."""
-        arrays = []
-        for h in states:
-            local = self.strategy.experimental_local_results(h)
-            if len(local) != self.replicas:
-                return None
-            arrays.append(np.concatenate([np.asarray(t) for t in local]))
-        return arrays
-
-    def states_from_numpy(self, arrays):
-        return tuple(self._split(a) for a in arrays)
-
-    def _call(self, fn, x, mask, reset, states, mix=None):
-        count = tf.constant(max(float(np.sum(mask)), 1.0))
-        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
-        return fn(self._split(x), self._split(mask), reset, tuple(states), self._split(mix), count)
-
-    def _distributed(self, train):
-        model, opt, bf = self.model, self.optimizer, self.model.cfg.big_frame
-
-        def replica(x, mask, reset, states, mix, count):
-            with tf.GradientTape() as tape:
-                logits, states = model.forward(x, states, reset, mix)
-                loss = loss_bits(logits, x[:, bf:], mask, count)
-            if train:
-                grads = tape.gradient(loss, model.trainable_variables)
-                grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-                opt.apply([g / self.replicas for g in clip_gradients(grads, self.clip)], model.trainable_variables)
-                return loss, states
-            return loss, states, self._label_bits(logits, x[:, bf:], mask, mix)
-
-        def step(x, mask, reset, states, mix, count):
-            out = self.strategy.run(replica, args=(x, mask, reset, states, mix, count))
-            summed = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
-                      for t in out[:1] + out[2:]]
-            return (summed[0], out[1], *summed[1:])
-
-        return step
+Steps, DistributedSteps, LossScale = E.Steps, getattr(E, "DistributedSteps", None), getattr(E, "LossScale", None)
 
 
 class NonFiniteLoss(SrnnError):
@@ -324,7 +132,7 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 continue  # done before an interruption
             if chunk.reset:
                 pos.states = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
-            out = step(chunk.x, chunk.mask, tf.constant(chunk.reset, tf.float32), pos.states, chunk.mix)
+            out = step(chunk.x, chunk.mask, E.scalar(chunk.reset), pos.states, chunk.mix)
             loss, pos.states = float(out[0]), out[1]
             if not train and chunk.mix.shape[1]:
                 counts = chunk.mix.T.astype(np.float64) @ chunk.mask.sum(axis=1)  # real samples per label
@@ -393,7 +201,7 @@ def train(cfg, opts, log=print, splits=None):
         f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
         f"cutlen {train_feed.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}"
         f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
-    note = training_note(opts.precision, tf.config.list_physical_devices("GPU"))
+    note = training_note(opts.precision, E.gpus())
     if note:
         log(note)
     log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
@@ -420,7 +228,7 @@ def train(cfg, opts, log=print, splits=None):
     board = Board(opts.tensorboard if chief else None, log)  # one writer per cluster: the chief's
     on_step = None
     if board.writer is not None:
-        on_step = lambda loss: board.scalars(steps.optimizer.iterations.numpy(), **{"train/loss_bits": loss})  # noqa: E731
+        on_step = lambda loss: board.scalars(steps.iterations(), **{"train/loss_bits": loss})  # noqa: E731
     verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a redirected log gets one line per epoch, not per step
     with StopRequest(log) as stop:
         for epoch in range(start, opts.nepochs):
@@ -433,7 +241,10 @@ def train(cfg, opts, log=print, splits=None):
             check_position(tp, train_feed, batches, opts)
             count_before = tp.count
             try:
-                run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
+                try:
+                    run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
+                finally:  # the weights as trained, in the model's variables (the JAX engine's
+                    steps.sync()  # steps hold them until then), for saving, auditions and tests
                 train_seconds = time.time() - t0
                 vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
             except _Stop:

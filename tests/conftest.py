@@ -15,6 +15,8 @@ import soundfile as sf
 from srnn.errors import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/jax runs in a process of its own with KERAS_BACKEND=jax (tests/test_backends.py starts it)
+collect_ignore = [] if os.environ.get("KERAS_BACKEND") == "jax" else ["jax"]
 DEMO = os.path.join(ROOT, "blizzard", "tiny")
 
 

@@ -1,0 +1,40 @@
+"""The engine: the few things Keras' backends do not share, one small module per backend.
+
+The model (srnn.model, srnn.cells) and the sampler's loop body are written once in `keras.ops`;
+what each backend does its own way lives in `srnn.engine.tensorflow` or `srnn.engine.jax`: the
+scan with its tf.scan semantics, compilation, the generation loop and its per-frame random draw,
+and the training step. The backend is chosen the Keras way: `KERAS_BACKEND`, else the `backend`
+of keras.json, else TensorFlow.
+"""
+import importlib
+import json
+import os
+
+from ..errors import SrnnError
+
+ENGINES = ("tensorflow", "jax")
+UNKNOWN = ("the Keras backend is {name} (KERAS_BACKEND or keras.json): srnn runs on {engines}; set "
+           "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
+
+
+def backend():
+    """The Keras backend this process will use, read as Keras reads it, before Keras loads (so
+    that TensorFlow can be imported quietly first)."""
+    name = os.environ.get("KERAS_BACKEND")
+    if not name:
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        try:
+            with open(os.path.join(home, "keras.json")) as f:
+                name = json.load(f).get("backend")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    return name or "tensorflow"
+
+
+def load():
+    """The engine module of this process's backend (imported once; loads the framework)."""
+    name = backend()
+    if name not in ENGINES:
+        raise SrnnError(UNKNOWN.format(name=name, engines=" or ".join(ENGINES)))
+    os.environ["KERAS_BACKEND"] = name  # Keras, imported next, agrees
+    return importlib.import_module(f"{__name__}.{name}")

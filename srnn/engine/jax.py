@@ -1,0 +1,235 @@
+"""The JAX engine: lax.scan, jax.jit, the generation loop as a lax.while_loop with counter-based
+draws, and a stateless training step (srnn.train)."""
+import inspect
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from jax import lax
+
+from ..errors import SrnnError
+from ..options import LEARNING_RATE
+from .common import GRAD_CLIP
+
+NAME = "jax"
+
+
+def scan(fn, elems, initializer, reverse=False):
+    """tf.scan's semantics on lax.scan: fn(carry, x) -> carry, every carry stacked (in the order
+    of `elems`, also when `reverse`)."""
+    def step(carry, x):
+        new = fn(carry, x)
+        return new, new
+
+    return lax.scan(step, initializer, elems, reverse=reverse)[1]
+
+
+def tensor(x):
+    """A variable's value (or any array) as an array."""
+    return keras.ops.convert_to_tensor(x)
+
+
+def matvec_t(a, x):
+    """a^T x for a matrix a (n, m) and x (n,)."""
+    return jnp.matmul(tensor(x), tensor(a))
+
+
+def gather(table, indices):
+    """Rows of `table`."""
+    return jnp.take(tensor(table), indices, axis=0)
+
+
+def cross_entropy(targets, logits):
+    """Softmax cross-entropy in nats of integer `targets` under `logits` (..., q)."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logp, targets[..., None].astype("int32"), axis=-1)[..., 0]
+
+
+def function(fn, xla):
+    """`fn` compiled with jax.jit (JAX always compiles through XLA)."""
+    return jax.jit(fn)
+
+
+def row_pick(x, index):
+    """x[r, index[r]] for each row r of x (batch, n, ...)."""
+    return x[jnp.arange(x.shape[0]), index]
+
+
+def uniforms(seed, index, shape):
+    """Uniform [0, 1) numbers that are a pure function of (seed, index): a frame's draws."""
+    return jax.random.uniform(jax.random.fold_in(jax.random.key(seed), index), tuple(shape))
+
+
+def frame_loop(body, n_frames, size, frame, states):
+    """Generation's loop: `body(i, frame, states) -> (frame, states, levels, logp)` for i < n_frames
+    (traced), each step's levels and log-probabilities (batch, big frame) kept in buffers of `size`
+    steps (a Python int; zeros past n_frames). Returns (levels, logp) (size, batch, big frame), and
+    the last frame and states."""
+    levels = jnp.zeros((size, *frame.shape), jnp.int32)
+    logp = jnp.zeros((size, *frame.shape), jnp.float32)
+
+    def step(carry):
+        i, frame, states, levels, logp = carry
+        frame, states, out, lp = body(i, frame, states)
+        return i + 1, frame, states, levels.at[i].set(out), logp.at[i].set(lp)
+
+    carry = (jnp.int32(0), frame, states, levels, logp)
+    _, frame, states, levels, logp = lax.while_loop(lambda c: c[0] < n_frames, step, carry)
+    return levels, logp, frame, states
+
+
+def model_function(model, fn, xla, static=()):
+    """`fn`, which reads `model`'s weights, compiled with jax.jit. The weights' current values are
+    passed in at each call (inside a Keras StatelessScope), so the compiled function never holds
+    stale ones. `static`: the arguments (by name) that select a compilation (Python values)."""
+    signature = inspect.signature(fn)
+    variables = list(model.variables)
+
+    def run(values, fixed, given):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(**dict(fixed), **given)
+
+    jitted = jax.jit(run, static_argnums=(1,))
+
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        fixed = tuple((k, bound.arguments[k]) for k in static)
+        given = {k: v for k, v in bound.arguments.items() if k not in static}
+        return jitted([v.value for v in variables], fixed, given)
+
+    return call
+
+
+def repeat(fn, n, x):
+    """fn applied n times to x, in a loop (not unrolled)."""
+    return lax.fori_loop(0, n, lambda i, x: fn(x), x)
+
+
+def scalar(x):
+    """A float32 scalar as the compiled steps take it."""
+    return np.float32(x)
+
+
+def gpus():
+    return [d for d in jax.devices() if d.platform == "gpu"]
+
+
+# ---- training steps
+
+
+class Steps:
+    """The training and evaluation steps for one chunk, as TensorFlow's engine has them (same
+    calls, same results up to rounding), written the JAX way: each step is a pure function of the
+    weights, the optimizer's variables and the chunk, compiled once with jax.jit (the previous
+    weights' buffers donated to the new ones), differentiated by jax.value_and_grad (through the
+    cells' hand-written backward passes), clipped elementwise and applied by
+    `optimizer.stateless_apply`.
+
+    The steps keep the weights and the optimizer's variables as arrays between calls; `sync()`
+    writes them into the Keras variables (the training loop calls it after each pass, before
+    anything reads them: checkpoints, auditions, the test loss). Until the first step they are
+    read from the variables, so a resumed run's restored weights and optimizer state are taken."""
+
+    def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
+        if model.precision == "mixed_float16":
+            raise SrnnError("--precision mixed_float16 needs the TensorFlow backend (its dynamic loss scale): "
+                            "on JAX use mixed_bfloat16, or set KERAS_BACKEND=tensorflow")
+        self.model, self.clip, self.loss_scale = model, clip, None
+        self.optimizer = None
+        if not evaluate_only:
+            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+            self.optimizer.build(model.trainable_variables)
+        self._state = None  # (trainable, non-trainable, optimizer variables) as arrays, once stepping
+        self._train = jax.jit(self._train_fn, donate_argnums=(0,))
+        self._eval = jax.jit(self._eval_fn)
+
+    def _read(self):
+        """Copies of the variables' values: the training step donates its inputs' buffers, which
+        must not be the variables' own."""
+        m = self.model
+        opt = self.optimizer.variables if self.optimizer is not None else []
+        return tuple([jnp.copy(v.value) for v in vs] for vs in (m.trainable_variables, m.non_trainable_variables, opt))
+
+    def _forward(self, trainable, non_trainable, x, states, reset, mix):
+        (logits, states), non_trainable = self.model.stateless_call(trainable, non_trainable, (x, states, reset, mix))
+        return logits, states, non_trainable
+
+    def _train_fn(self, state, x, mask, reset, states, mix):
+        from ..model import loss_bits  # (the model imports this engine)
+
+        trainable, non_trainable, opt = state
+        bf = self.model.cfg.big_frame
+
+        def loss_fn(trainable):
+            logits, new_states, new_non_trainable = self._forward(trainable, non_trainable, x, states, reset, mix)
+            return loss_bits(logits, x[:, bf:], mask), (new_states, new_non_trainable)
+
+        (loss, (states, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        grads = [jnp.clip(g, -self.clip, self.clip) for g in grads]
+        trainable, opt = self.optimizer.stateless_apply(opt, grads, trainable)
+        return (trainable, non_trainable, opt), loss, tuple(states)
+
+    def _eval_fn(self, trainable, non_trainable, x, mask, reset, states, mix):
+        from ..model import label_bits, loss_bits
+
+        logits, states, _ = self._forward(trainable, non_trainable, x, states, reset, mix)
+        targets = x[:, self.model.cfg.big_frame:]
+        per_label = (label_bits(logits, targets, mask, mix) if self.model.cfg.labels else jnp.zeros((0,)))
+        return loss_bits(logits, targets, mask), tuple(states), per_label
+
+    def train_step(self, x, mask, reset, states, mix=None):
+        if self._state is None:
+            self._state = self._read()
+        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
+        self._state, loss, states = self._train(self._state, x, mask, reset, tuple(states), mix)
+        return loss, states
+
+    def eval_step(self, x, mask, reset, states, mix=None):
+        trainable, non_trainable, _ = self._state if self._state is not None else self._read()
+        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
+        return self._eval(trainable, non_trainable, x, mask, reset, tuple(states), mix)
+
+    def gradients(self, x, mask, reset, states, mix=None):
+        """Loss, clipped gradients and new states (not compiled; for tests)."""
+        from ..model import loss_bits
+
+        trainable, non_trainable, _ = self._state if self._state is not None else self._read()
+        bf = self.model.cfg.big_frame
+
+        def loss_fn(trainable):
+            logits, new_states, _ = self._forward(trainable, non_trainable, x, states, reset, mix)
+            return loss_bits(logits, x[:, bf:], mask), new_states
+
+        (loss, states), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        return loss, [jnp.clip(g, -self.clip, self.clip) for g in grads], states
+
+    def iterations(self):
+        """Optimizer steps taken (TensorBoard's step number)."""
+        if self._state is None:
+            return int(self.optimizer.iterations.value)
+        return int(self._state[2][self.optimizer.variables.index(self.optimizer.iterations)])
+
+    def sync(self):
+        """The weights and optimizer state as stepped, into the Keras variables."""
+        if self._state is None:
+            return
+        trainable, non_trainable, opt = self._state
+        m = self.model
+        for v, value in zip(m.trainable_variables + m.non_trainable_variables, trainable + non_trainable):
+            v.assign(value)
+        if self.optimizer is not None:
+            for v, value in zip(self.optimizer.variables, opt):
+                v.assign(value)
+        self._state = None  # read again at the next step: whatever was assigned meanwhile counts
+
+    # carried states: plain arrays
+    def zero_states(self, batch):
+        return self.model.zero_states(batch)
+
+    def states_to_numpy(self, states):
+        return [np.asarray(s) for s in states]
+
+    def states_from_numpy(self, arrays):
+        return tuple(jnp.asarray(a) for a in arrays)

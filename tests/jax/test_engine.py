@@ -1,0 +1,180 @@
+"""The JAX engine (run by tests/test_backends.py in a process with KERAS_BACKEND=jax; the main
+suite runs on TensorFlow and does not collect this folder). SRNN_REFERENCE names a folder that the
+TensorFlow side filled: checkpoints of small models, a chunk, and TensorFlow's losses on it; this
+side writes its own trained checkpoint and losses there for the TensorFlow side to check."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+from srnn import checkpoint
+from srnn.engine import load
+from srnn.model import SampleRNN
+from srnn.train import Steps
+
+E = load()
+REF = os.environ.get("SRNN_REFERENCE", "")
+
+
+def test_the_backend_is_jax():
+    assert E.NAME == "jax" and keras.backend.backend() == "jax"
+
+
+def reference():
+    with open(os.path.join(REF, "reference.json")) as f:
+        return json.load(f)
+
+
+def chunk(name):
+    data = np.load(os.path.join(REF, f"{name}.npz"))
+    return data["x"], data["mask"], data["mix"]
+
+
+@pytest.mark.parametrize("name", ["default", "lstm3-skip", "4-tier", "labels"])
+def test_chunk_loss_equals_tensorflows(name):
+    """The same weights (a TensorFlow checkpoint) and chunk: the loss in bits within 1e-4."""
+    ckpt = checkpoint.load(os.path.join(REF, f"{name}.h5"))
+    model = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, model)
+    x, mask, mix = chunk(name)
+    steps = Steps(model)
+    loss, _, _ = steps.eval_step(x, mask, E.scalar(1.0), steps.zero_states(len(x)), mix)
+    assert abs(float(loss) - reference()[name]) < 1e-4, (float(loss), reference()[name])
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_hand_written_backward_equals_autodiff(cell):
+    import jax
+
+    from srnn import cells
+
+    rng = np.random.default_rng(3)
+    units, gates, states = 8, *{"gru": (3, 1), "lstm": (4, 2)}[cell]
+    xp = rng.normal(size=(2, 5, gates * units)).astype(np.float32)
+    s0 = rng.normal(size=(2, states * units)).astype(np.float32) * 0.5
+    wh = rng.normal(size=(units, gates * units)).astype(np.float32) * 0.3
+    bh = rng.normal(size=(gates * units,)).astype(np.float32) * 0.1
+    parts = {"gru": cells._gru_parts, "lstm": cells._lstm_parts}[cell]
+    w_out = rng.normal(size=(2, 5, units)).astype(np.float32)
+    w_last = rng.normal(size=(2, states * units)).astype(np.float32)
+
+    def by_hand(*args):
+        outs, last = cells.CELLS[cell].sequence(*args)
+        return ops.sum(outs * w_out) + ops.sum(last * w_last)
+
+    def by_autodiff(xp, s0, wh, bh):
+        ss = E.scan(lambda carry, xt: parts(xt, carry[0], wh, bh)[:1], ops.transpose(xp, [1, 0, 2]), (s0,))[0]
+        outs = ops.transpose(ss[..., :units], [1, 0, 2])
+        return ops.sum(outs * w_out) + ops.sum(ss[-1] * w_last)
+
+    want = jax.grad(by_autodiff, argnums=(0, 1, 2, 3))(xp, s0, wh, bh)
+    got = jax.grad(by_hand, argnums=(0, 1, 2, 3))(xp, s0, wh, bh)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def teacher_forced_logp(model, levels, temps, mix=None):
+    c = model.cfg
+    x = np.concatenate([np.full((len(levels), c.big_frame), c.q_levels // 2, np.int32), levels], axis=1)
+    logits, _ = model.forward(x, model.zero_states(len(levels)), 1.0, mix)
+    logp = np.asarray(ops.log_softmax(logits / np.asarray(temps, np.float32).reshape(-1, 1, 1)))
+    return np.take_along_axis(logp, levels[..., None], -1)[..., 0]
+
+
+@pytest.mark.parametrize("name", ["default", "lstm3-skip", "labels"])
+def test_step_form_equals_chunk_form_and_a_seed_gives_the_same_audio(name):
+    ckpt = checkpoint.load(os.path.join(REF, f"{name}.h5"))
+    model = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, model)
+    mix = chunk(name)[2] if ckpt.config.labels else None
+    n = 4 * ckpt.config.big_frame
+    levels, logp = model.generate(2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
+    assert levels.shape == (2, n) and len(np.unique(levels)) > 3
+    np.testing.assert_allclose(logp, teacher_forced_logp(model, levels, [1.0, 0.8], mix), atol=1e-4)
+    again, _ = model.generate(2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
+    other, _ = model.generate(2, n, temperature=[1.0, 0.8], seed=6, mix=mix)
+    np.testing.assert_array_equal(levels, again)
+    assert not np.array_equal(levels, other)
+    # in pieces: the same draws
+    pieces = list(model.sampler().pieces(2, n, [1.0, 0.8], 5, piece=2 * ckpt.config.big_frame, mix=mix))
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces], 1), levels)
+
+
+def train_steps(model, steps, x, mask, n, states=None):
+    """n steps on the chunk, from its start (learned initial states) or from carried `states`."""
+    first = states is None
+    states = steps.zero_states(len(x)) if first else states
+    losses = []
+    for i in range(n):
+        loss, states = steps.train_step(x, mask, E.scalar(first and i == 0), states, None)
+        losses.append(float(loss))
+    return losses, states
+
+
+def test_training_lowers_the_loss_resumes_exactly_and_crosses_to_tensorflow(tmp_path):
+    """Four steps in one go == two, a checkpoint, two more from it (weights, Adam's state); the
+    trained checkpoint is left for the TensorFlow side, with this side's loss on the chunk."""
+    ckpt = checkpoint.load(os.path.join(REF, "default.h5"))
+    x, mask, _ = chunk("default")
+    keras.utils.set_random_seed(1)
+    whole = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, whole)
+    steps = Steps(whole)
+    losses, _ = train_steps(whole, steps, x, mask, 4)
+    assert losses[-1] < losses[0]
+    steps.sync()
+
+    first = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, first)
+    s1 = Steps(first)
+    head, states = train_steps(first, s1, x, mask, 2)
+    s1.sync()
+    path = str(tmp_path / "half.h5")
+    checkpoint.save(path, first, s1.optimizer, {"epoch": 0})
+    second = SampleRNN(ckpt.config)
+    half = checkpoint.load(path)
+    checkpoint.apply_weights(half, second)
+    s2 = Steps(second)
+    assert checkpoint.apply_optimizer(half, s2.optimizer)
+    tail, _ = train_steps(second, s2, x, mask, 2, states)
+    np.testing.assert_allclose(head + tail, losses, rtol=1e-6)
+    s2.sync()
+    for (_, a), (_, b) in zip(whole.named_weights(), second.named_weights()):
+        np.testing.assert_allclose(np.asarray(a.value), np.asarray(b.value), rtol=1e-5, atol=1e-7)
+    # for the TensorFlow side: the trained model and its loss on the chunk, here
+    checkpoint.save(os.path.join(REF, "jax_trained.h5"), whole, steps.optimizer, {"epoch": 0})
+    loss, _, _ = Steps(whole).eval_step(x, mask, E.scalar(1.0), steps.zero_states(len(x)), None)
+    with open(os.path.join(REF, "jax_loss.json"), "w") as f:
+        json.dump(float(loss), f)
+
+
+def test_mixed_bfloat16_trains_close_to_float32():
+    ckpt = checkpoint.load(os.path.join(REF, "default.h5"))
+    x, mask, _ = chunk("default")
+    got = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        model = SampleRNN(ckpt.config, precision=precision)
+        checkpoint.apply_weights(ckpt, model)
+        got[precision], _ = train_steps(model, Steps(model), x, mask, 3)
+    assert np.max(np.abs(np.subtract(got["float32"], got["mixed_bfloat16"]))) < 0.05, got
+
+
+def test_mixed_float16_is_tensorflows():
+    from srnn.config import ModelConfig
+    from srnn.errors import SrnnError
+
+    with pytest.raises(SrnnError, match="mixed_float16 needs the TensorFlow backend"):
+        Steps(SampleRNN(ModelConfig(slowdim=8, dim=8), precision="mixed_float16"))
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_packed_step_weights_sample(precision):
+    ckpt = checkpoint.load(os.path.join(REF, "default.h5"))
+    model = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, model)
+    levels, logp = model.sampler(precision=precision).generate(2, 40, seed=1)
+    assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
