@@ -8,9 +8,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import psutil  # noqa: E402
 
-from srnn.quiet import import_tensorflow  # noqa: E402
+import numpy as np  # noqa: E402
 
-tf = import_tensorflow()
+from srnn.engine import load  # noqa: E402
+
+E = load()  # the backend: KERAS_BACKEND (TensorFlow by default); every figure is this backend's
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
 REAL_TIME = 16000  # samples per second of 16 kHz audio
 
 # the architectures the bench scripts compare, as training flags (the model's width comes apart)
@@ -47,7 +52,8 @@ def describe_machine():
     have = cpu_flags()
     flags = " AVX-512" if "avx512f" in have else (" AVX2" if "avx2" in have else "")
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}{flags}, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; TensorFlow {tf.__version__}")
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Keras {keras.__version__} on {E.NAME} "
+          f"{sys.modules[E.NAME].__version__}")
     busy = psutil.cpu_percent(interval=1.0)
     if busy > 15:
         print(f"WARNING: the machine is busy ({busy:.0f}% CPU used by others): figures will be low")
@@ -55,16 +61,17 @@ def describe_machine():
 
 def matmul_gflops(m=16, k=1024, n=3072, seconds=2.0, dtype="float32"):
     """(m x k) @ (k x n) rate in GFLOP/s in `dtype`: the yardstick for the model's big matmuls."""
-    a = tf.cast(tf.random.normal((m, k)), dtype)
-    b = tf.cast(tf.random.normal((k, n)), dtype)
-    f = tf.function(lambda a, b: tf.matmul(a, b))
-    f(a, b).numpy()
+    rng = np.random.default_rng(0)
+    a = ops.cast(rng.normal(size=(m, k)).astype(np.float32), dtype)
+    b = ops.cast(rng.normal(size=(k, n)).astype(np.float32), dtype)
+    f = E.function(ops.matmul, xla=False)
+    np.asarray(f(a, b))
     batch = 10 if m > 1024 else 50  # calls between reads of the clock: fewer for the big product
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(batch):
             out = f(a, b)
-        out.numpy()
+        np.asarray(out)
         reps += batch
     return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
 

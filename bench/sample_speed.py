@@ -8,7 +8,8 @@
 The compiled loop is traced and compiled once per length; the figures are for a second call of
 the same length (steady state), and the first call's time is shown apart. Each configuration runs
 with its step weights in each --precision (default float32, bfloat16, int8 and auto, which says
-what it chose), side by side, with the ratio to float32.
+what it chose), side by side, with the ratio to float32. The backend is Keras' (KERAS_BACKEND=jax
+python bench/sample_speed.py for the JAX engine's rows).
 """
 import argparse
 import os

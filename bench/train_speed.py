@@ -8,6 +8,7 @@
 Each configuration runs in a fresh process, so its peak memory is its own. Every configuration runs
 in each --precision (default float32 and mixed_bfloat16), side by side, with the ratio to float32;
 the matmul yardsticks at the top say what this machine's 16-bit arithmetic can gain at most.
+The backend is Keras' (KERAS_BACKEND=jax python bench/train_speed.py for the JAX engine's rows).
 """
 import argparse
 import json
@@ -31,7 +32,7 @@ CONFIGS = [  # (architecture, dim, batch, cutlen)
 
 
 def measure(arch, dim, batch, cutlen, seconds, precision):
-    from common import model_config, peak_rss_mb, tf  # noqa: F401
+    from common import E, model_config, peak_rss_mb
 
     import numpy as np
 
@@ -45,7 +46,7 @@ def measure(arch, dim, batch, cutlen, seconds, precision):
     x = rng.integers(0, 256, (batch, cutlen + cfg.big_frame)).astype(np.int32)
     mask = np.ones((batch, cutlen), np.float32)
     states = model.zero_states(batch)
-    reset = tf.constant(0.0)
+    reset = E.scalar(0.0)
     for _ in range(3):  # compile and warm up
         loss, states = steps.train_step(x, mask, reset, states)
     float(loss)
@@ -55,7 +56,7 @@ def measure(arch, dim, batch, cutlen, seconds, precision):
         float(loss)  # the training loop reads every loss, so do we
         n += 1
     rate = n * batch * cutlen / (time.perf_counter() - t0)
-    return {"xla": use_xla(cfg), "samples_per_s": rate, "peak_rss_mb": peak_rss_mb(),
+    return {"xla": use_xla(cfg) or E.NAME == "jax", "samples_per_s": rate, "peak_rss_mb": peak_rss_mb(),
             "params": model.count_params()}
 
 

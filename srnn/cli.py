@@ -287,7 +287,7 @@ def check_backend(args):
     if name == "tensorflow":
         return
     for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),
-                             (f"--distribute {args.distribute}", args.distribute != "none", "tf.distribute")):
+                             ("--distribute multiworker", args.distribute == "multiworker", "tf.distribute")):
         if used:
             raise SrnnError(f"{flag} needs the TensorFlow backend ({what}): run it with KERAS_BACKEND=tensorflow "
                             f"(the {name} backend trains and samples)")

@@ -11,7 +11,7 @@ import tempfile
 
 
 @contextlib.contextmanager
-def _stderr_to_file():
+def stderr_to_file():
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
@@ -32,7 +32,7 @@ def import_tensorflow():
     """Import and initialise TensorFlow quietly; returns the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    with _stderr_to_file():
+    with stderr_to_file():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # triggers the CUDA probe while stderr is still captured

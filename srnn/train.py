@@ -161,11 +161,15 @@ def train(cfg, opts, log=print, splits=None):
     test_files = test_feed.files if test_feed else []
 
     ckpt = checkpoint.load(opts.load) if opts.load else None
-    strategy = make_strategy(opts.distribute, opts.devices)
+    if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
+        log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
+        strategy = None
+    else:
+        strategy = make_strategy(opts.distribute, opts.devices)
     chief = is_chief(opts.distribute)
     if not chief:
         log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
-    keras.utils.set_random_seed(opts.seed)  # initial weights; data order is seeded per epoch
+    E.seed(opts.seed)  # initial weights; data order is seeded per epoch
     lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
     if strategy is None:
         model = SampleRNN(cfg, precision=opts.precision)

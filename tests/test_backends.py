@@ -48,7 +48,8 @@ def reference_folder(folder):
 @pytest.mark.slow  # a JAX process
 def test_jax_engine_and_checkpoints_across(tmp_path):
     reference_folder(tmp_path)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # two CPU devices: DataParallel
     # (Keras' variables warn of NumPy 2's copy keyword on every read to NumPy: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                            "-W", "ignore::DeprecationWarning", os.path.join(ROOT, "tests", "jax")],
@@ -68,11 +69,12 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
 
 
 def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
-    """Before anything loads: --export and --distribute need TensorFlow; an unknown backend is named."""
+    """Before anything loads: --export and --distribute multiworker need TensorFlow; an unknown
+    backend is named."""
     jax = {"KERAS_BACKEND": "jax"}
     assert_clean_error(run_tool("train_srnn.py", "--sample", "x.h5", "--export", "out", cwd=tmp_path, env=jax),
                        "--export needs the TensorFlow backend", "KERAS_BACKEND=tensorflow")
-    assert_clean_error(run_tool("train_srnn.py", "--exp", "x", "--distribute", "mirrored", cwd=tmp_path, env=jax),
-                       "--distribute mirrored needs the TensorFlow backend")
+    assert_clean_error(run_tool("train_srnn.py", "--exp", "x", "--distribute", "multiworker", cwd=tmp_path, env=jax),
+                       "--distribute multiworker needs the TensorFlow backend")
     assert_clean_error(run_tool("train_srnn.py", "--exp", "x", cwd=tmp_path, env={"KERAS_BACKEND": "torch"}),
                        "the Keras backend is torch", "tensorflow or jax")

@@ -182,14 +182,29 @@ class Steps:
     def train_step(self, x, mask, reset, states, mix=None):
         if self._state is None:
             self._state = self._read()
-        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
-        self._state, loss, states = self._train(self._state, x, mask, reset, tuple(states), mix)
+        x, mask, states, mix = self._rows(x, mask, states, mix)
+        self._state, loss, states = self._train(self._state, x, mask, reset, states, mix)
         return loss, states
 
     def eval_step(self, x, mask, reset, states, mix=None):
         trainable, non_trainable, _ = self._state if self._state is not None else self._read()
+        x, mask, states, mix = self._rows(x, mask, states, mix)
+        return self._eval(trainable, non_trainable, x, mask, reset, states, mix)
+
+    def _rows(self, x, mask, states, mix):
+        """The chunk's arrays, split by rows over the devices under keras.distribution.DataParallel
+        (`data_parallel`): each device computes its rows' part of the one loss, and XLA sums the
+        gradients over them, so the step is the one-device step."""
         mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
-        return self._eval(trainable, non_trainable, x, mask, reset, tuple(states), mix)
+        arrays = (x, mask, tuple(states), mix)
+        distribution = keras.distribution.distribution()
+        if distribution is None:
+            return arrays
+        devices = len(distribution.device_mesh.devices.flat)
+        if len(x) % devices:
+            raise SrnnError(f"--batchsize {len(x)} does not split over {devices} devices: use a multiple of {devices}")
+        return jax.tree_util.tree_map(
+            lambda a: jax.device_put(a, distribution.get_data_layout(a.shape).backend_layout), arrays)
 
     def gradients(self, x, mask, reset, states, mix=None):
         """Loss, clipped gradients and new states (not compiled; for tests)."""
@@ -233,3 +248,29 @@ class Steps:
 
     def states_from_numpy(self, arrays):
         return tuple(jnp.asarray(a) for a in arrays)
+
+
+def data_parallel(devices=None):
+    """`--distribute mirrored` on JAX: keras.distribution.DataParallel over `devices` (names like
+    GPU:0; default every local device), set before the model is built so that its weights and the
+    optimizer's are replicated on each. Returns the number of devices."""
+    local = keras.distribution.list_devices()
+    chosen = local
+    if devices:
+        chosen = []
+        for d in devices:
+            name = d.lower().lstrip("/").replace("device:", "")
+            if name not in local:
+                raise SrnnError(f"--devices: no device {d} on this machine (it has {', '.join(local)})")
+            chosen.append(name)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+    return len(chosen)
+
+
+def seed(value):
+    """Seed Python's, NumPy's and Keras' generators (a model's initial weights). Keras seeds
+    TensorFlow too where it is installed, importing it: quietly, as srnn does everywhere."""
+    from ..quiet import stderr_to_file
+
+    with stderr_to_file():
+        keras.utils.set_random_seed(value)

@@ -292,3 +292,8 @@ class DistributedSteps(Steps):
             return (summed[0], out[1], *summed[1:])
 
         return step
+
+
+def seed(value):
+    """Seed Python's, NumPy's and Keras' generators (a model's initial weights)."""
+    keras.utils.set_random_seed(value)

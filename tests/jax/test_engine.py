@@ -178,3 +178,34 @@ def test_packed_step_weights_sample(precision):
     checkpoint.apply_weights(ckpt, model)
     levels, logp = model.sampler(precision=precision).generate(2, 40, seed=1)
     assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
+
+
+def test_data_parallel_on_two_devices_equals_one_device():
+    """--distribute mirrored on JAX: keras.distribution.DataParallel over two CPU devices (the
+    test's XLA_FLAGS) takes the same steps as one device."""
+    import jax
+
+    assert len(jax.devices()) == 2
+    ckpt = checkpoint.load(os.path.join(REF, "default.h5"))
+    x, mask, _ = chunk("default")
+    runs = []
+    for parallel in (False, True):
+        if parallel:
+            assert E.data_parallel() == 2
+        try:
+            model = SampleRNN(ckpt.config)
+            checkpoint.apply_weights(ckpt, model)
+            steps = Steps(model)
+            losses, _ = train_steps(model, steps, x, mask, 3)
+            steps.sync()
+            runs.append((losses, [np.asarray(w.value) for _, w in model.named_weights()]))
+            if parallel:  # the weights live on both devices
+                assert len(model.named_weights()[0][1].value.sharding.device_set) == 2
+                with pytest.raises(Exception, match="does not split over 2 devices"):
+                    steps.train_step(x[:1], mask[:1], E.scalar(1.0), steps.zero_states(1), None)
+        finally:
+            keras.distribution.set_distribution(None)
+    (one, w_one), (two, w_two) = runs
+    np.testing.assert_allclose(two, one, rtol=1e-5)
+    for a, b in zip(w_one, w_two):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
