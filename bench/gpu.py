@@ -1,0 +1,315 @@
+"""srnn on one GPU: training and sampling speed beside PyTorch's cuDNN GRU and the GPU's bf16
+matmul rate, measured in the same run, with the peak GPU memory of each row (issue 20, items 6-7).
+
+For a GPU machine with JAX and PyTorch but no TensorFlow and no network: here, once,
+`bash bench/gpu_wheels.sh` puts the wheels it lacks (Keras and a few small ones, 4.5 MB) in ./.whl;
+there, in the repo root, with .whl carried along (under 8 minutes on an H200):
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site && KERAS_BACKEND=jax python3 bench/gpu.py
+
+    KERAS_BACKEND=tensorflow python bench/gpu.py --quick    # CPU smoke test: tiny sizes, few steps
+    python bench/gpu.py --only train,sample                 # sections: yardstick, train, sample
+
+Rows run in a fixed order, one line each; a row that fails prints one line and the rest go on.
+"""
+import argparse
+import gc
+import os
+import platform
+import sys
+import time
+
+STARTED = time.monotonic()  # --budget-s counts the imports too
+# torch and JAX share the GPU: JAX must not take 75% of it up front, and grown on demand its
+# allocator's high-water mark is what the rows used
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from srnn.config import ModelConfig  # noqa: E402
+from srnn.memory import MIN_ROOM  # noqa: E402
+from srnn.model import SampleRNN  # noqa: E402
+from srnn.train import Steps  # noqa: E402
+
+import keras  # noqa: E402  (after srnn, which sets the backend's defaults)
+
+REAL_TIME = 16000  # samples per second of 16 kHz audio
+TARGET_TRAIN = TARGET_SAMPLE = 1e6  # issue 20's targets, target samples/s
+SIZES = {  # the issue's rows, and tiny ones for a CPU smoke test
+    False: dict(dim=1024, cutlen=512, batches=(64, 128), tiny_cutlen=512, streams=(1, 16, 256, 4096),
+                train_s=3.0, sample_s=1.5),
+    True: dict(dim=32, cutlen=64, batches=(2, 4), tiny_cutlen=64, streams=(1, 4, 16, 64),
+               train_s=0.5, sample_s=0.3),
+}
+
+
+def original(dim):
+    return ModelConfig(slowdim=dim, dim=dim)
+
+
+def music(dim):
+    return ModelConfig(slowdim=dim, dim=dim, frames=(16, 4), rnn="lstm", rnn_layers=3, skip=True)
+
+
+def say(section, name, text):
+    print(f"{section:<9} | {name:<38} | {text}", flush=True)
+
+
+def reason(e):
+    """An exception in one line: its message's first line, or its last where the first only
+    introduces a traceback (TensorFlow's 'in user code:')."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = (lines[-1] if lines[0].endswith(":") else lines[0]) if lines else ""
+    name = type(e).__name__
+    return text[:300] if text.startswith(name) else f"{name}: {text[:300]}"
+
+
+class Memory:
+    """The backend's peak GPU memory over a row. TensorFlow resets its peak per row; JAX keeps one
+    high-water mark for the process, so a row that did not raise it shows '<=' that mark."""
+
+    def __init__(self, backend):
+        self.stats = self.tf = None  # JAX's memory_stats of the GPU, or TensorFlow with a GPU
+        self.before = 0
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            self.stats = gpus[0].memory_stats if gpus else None
+        elif backend == "tensorflow":
+            tf = sys.modules["tensorflow"]  # imported by Keras already
+            self.tf = tf if tf.config.list_physical_devices("GPU") else None
+        self.gpu = self.stats is not None or self.tf is not None
+
+    def start(self):
+        if self.tf is not None:
+            self.tf.config.experimental.reset_memory_stats("GPU:0")
+        elif self.stats is not None:
+            self.before = self.stats().get("peak_bytes_in_use", 0)
+
+    def peak(self):
+        if self.tf is not None:
+            return f"peak GPU {self.tf.config.experimental.get_memory_info('GPU:0')['peak'] / 1e9:.2f} GB"
+        if self.stats is not None:
+            peak = self.stats().get("peak_bytes_in_use", 0)
+            return f"peak GPU {'' if peak > self.before else '<= '}{peak / 1e9:.2f} GB"
+        return "peak GPU n/a (no GPU)"
+
+
+class Rows:
+    """Runs rows within --budget-s: a row is skipped when less time is left than the longest row
+    so far took. Each row's figure is kept for the ratios at the end."""
+
+    def __init__(self, budget_s):
+        self.budget, self.longest, self.figures = budget_s, 0.0, {}
+
+    def run(self, section, name, key, measure):
+        left = self.budget - (time.monotonic() - STARTED)
+        if left < self.longest:
+            say(section, name, f"skipped: {left:.0f} s of --budget-s left, the longest row took {self.longest:.0f} s")
+            return
+        t0 = time.monotonic()
+        try:
+            self.figures[key], text = measure()
+            say(section, name, text)
+        except Exception as e:  # noqa: BLE001  (one line per failed row; the others still run)
+            say(section, name, f"FAILED: {reason(e)}")
+        gc.collect()  # the row's model and buffers go before the next row's peak is read
+        self.longest = max(self.longest, time.monotonic() - t0)
+
+
+def describe(backend, memory, torch):
+    say("env", "python / numpy", f"{platform.python_version()} / {np.__version__}")
+    devices = "devices not listed for this backend"
+    if backend == "jax":
+        import jax
+
+        devices = (f"jax {jax.__version__}: " + ", ".join(f"{d} ({d.device_kind})" for d in jax.devices())
+                   + f"; jax_default_matmul_precision={jax.config.jax_default_matmul_precision}")
+    elif backend == "tensorflow":
+        tf = sys.modules["tensorflow"]
+        devices = f"tensorflow {tf.__version__}: " + ", ".join(d.name for d in tf.config.list_logical_devices())
+    say("env", "keras backend / devices", f"keras {keras.__version__} on {backend}; {devices}")
+    if not memory.gpu:
+        say("env", "GPU", f"none seen by {backend}")
+    if torch is None:
+        say("env", "torch", "torch not available")
+    elif torch.cuda.is_available():
+        say("env", "torch / GPU", f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN "
+            f"{torch.backends.cudnn.version()} (TF32 in cuDNN: {torch.backends.cudnn.allow_tf32}); "
+            f"{torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+    else:
+        say("env", "torch", f"torch {torch.__version__}: no CUDA device")
+
+
+def cuda_seconds(torch, fn, reps):
+    """Mean GPU time of `fn` over `reps` calls after three warm-ups, between CUDA events."""
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / reps
+
+
+def torch_peak(torch):
+    return f"peak GPU {torch.cuda.max_memory_allocated() / 1e9:.2f} GB (torch)"
+
+
+def gru_yardstick(torch, dim, batch, cutlen, dtype):
+    """cuDNN GRUs forward and backward at the original's two frame tiers' shapes: the slow tier over
+    cutlen/8 frames of 8 samples, the mid tier over cutlen/2 vectors of `dim` (width `dim` both)."""
+    torch.cuda.reset_peak_memory_stats()
+    kw = dict(device="cuda", dtype=getattr(torch, dtype))
+    slow, mid = torch.nn.GRU(8, dim, batch_first=True, **kw), torch.nn.GRU(dim, dim, batch_first=True, **kw)
+    xs = torch.randn(batch, cutlen // 8, 8, **kw)
+    xm = torch.randn(batch, cutlen // 2, dim, requires_grad=True, **kw)  # it is the slow tier's output
+
+    def step():
+        (slow(xs)[0].float().sum() + mid(xm)[0].float().sum()).backward()
+
+    seconds = cuda_seconds(torch, step, reps=10)
+    rate = batch * cutlen / seconds
+    return rate, f"{rate:>13,.0f} samples/s | both tiers fwd+bwd {seconds * 1e3:.1f} ms | {torch_peak(torch)}"
+
+
+def matmul_yardstick(torch, n=8192):
+    torch.cuda.reset_peak_memory_stats()
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    seconds = cuda_seconds(torch, lambda: a @ b, reps=10)
+    tflops = 2 * n ** 3 / seconds / 1e12
+    return tflops, f"{tflops:>13,.0f} TFLOP/s | {seconds * 1e3:.2f} ms a product | {torch_peak(torch)}"
+
+
+def train_row(cfg, batch, cutlen, precision, seconds, memory):
+    """Target samples/s of the compiled training step, timed after compilation and warm-up; each
+    step's loss is read (as training does), which waits for the step to finish."""
+    memory.start()
+    keras.utils.set_random_seed(0)
+    model = SampleRNN(cfg, precision=precision)
+    steps = Steps(model, xla=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, cfg.q_levels, (batch, cutlen + cfg.big_frame)).astype(np.int32)
+    mask = np.ones((batch, cutlen), np.float32)
+    mix = np.zeros((batch, 0), np.float32)
+    first, later = (keras.ops.convert_to_tensor(np.float32(r)) for r in (1.0, 0.0))
+    states = steps.zero_states(batch)
+    t0 = time.perf_counter()
+    loss, states = steps.train_step(x, mask, first, states, mix)
+    float(loss)
+    compile_s = time.perf_counter() - t0
+    for _ in range(2):
+        loss, states = steps.train_step(x, mask, later, states, mix)
+    float(loss)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        loss, states = steps.train_step(x, mask, later, states, mix)
+        float(loss)
+        n += 1
+    took = (time.perf_counter() - t0) / n
+    rate = batch * cutlen / took
+    return rate, (f"{rate:>13,.0f} samples/s | step {took * 1e3:.1f} ms x {n} | first step {compile_s:.1f} s | "
+                  f"{memory.peak()}")
+
+
+def sample_row(cfg, streams, seconds, memory):
+    """Samples/s of the compiled generation loop of an untrained model (the weights do not change
+    its speed): a first call compiles, a second is timed; if that was much shorter than `seconds`,
+    a longer one is timed (up to the compiled call's room, so no new compilation)."""
+    memory.start()
+    keras.utils.set_random_seed(0)
+    model = SampleRNN(cfg)
+    sampler, bf = model.sampler(precision="float32"), model.cfg.big_frame
+    n = max(8 * bf, 8192 // streams // bf * bf)
+    t0 = time.perf_counter()
+    sampler.generate(streams, n, seed=0)
+    compile_s = time.perf_counter() - t0
+
+    def timed(n):
+        t0 = time.perf_counter()
+        sampler.generate(streams, n, seed=1)
+        return time.perf_counter() - t0
+
+    took = timed(n)
+    longer = min(MIN_ROOM, int(seconds * n / took) // bf * bf)
+    if longer > 2 * n:
+        n, took = longer, timed(longer)
+    per = n / took
+    return per * streams, (f"{per:>13,.0f} samples/s a stream, {per * streams:,.0f} in all | {n} samples in "
+                           f"{took:.2f} s | first call {compile_s:.1f} s | {memory.peak()}")
+
+
+def ratios(figures, size):
+    """The issue's targets as ratios of this run's figures."""
+    dim, batch, s_max = size["dim"], size["batches"][-1], size["streams"][-1]
+    train, gru = figures.get(("train", batch, "float32")), figures.get(("gru", batch, "float32"))
+
+    def show(name, value, target):
+        say("ratio", name, "n/a (a row it needs did not run)" if value is None else f"{value:.2f} (target >= {target})")
+
+    show(f"train d{dim} b{batch} f32 / cuDNN GRU", train and gru and train / gru, 0.5)
+    show(f"train d{dim} b{batch} f32 / 1M", train and train / TARGET_TRAIN, 1)
+    one = figures.get(("sample", 1))
+    show(f"sample d{dim} 1 stream / 16k (real time)", one and one / REAL_TIME, 1)
+    many = figures.get(("sample", s_max))
+    show(f"sample d{dim} {s_max} streams / 1M", many and many / TARGET_SAMPLE, 1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few steps: a smoke test for a CPU")
+    p.add_argument("--only", default="yardstick,train,sample", help="comma-separated sections to run")
+    p.add_argument("--budget-s", type=float, default=420.0, help="skip the rows left when time runs short")
+    args = p.parse_args()
+    sections, size = args.only.split(","), SIZES[args.quick]
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    backend = keras.backend.backend()
+    memory = Memory(backend)
+    describe(backend, memory, torch)
+    if not memory.gpu and not args.quick:
+        say("env", "GPU", "no GPU: the full sizes would take hours here; run with --quick for a smoke test")
+        return 1
+    rows = Rows(args.budget_s)
+    dim, cutlen = size["dim"], size["cutlen"]
+    say("note", "peak GPU memory", "JAX keeps one high-water mark for the process: '<=' means a row did not raise it"
+        if backend == "jax" else f"per row ({backend})")
+    if "yardstick" in sections:
+        if torch is None or not torch.cuda.is_available():
+            say("yardstick", "cuDNN GRU, bf16 matmul", "torch not available" if torch is None else "no CUDA device")
+        else:
+            for batch in size["batches"]:
+                for dtype in ("float32", "bfloat16"):
+                    rows.run("yardstick", f"cuDNN GRU d{dim} b{batch} c{cutlen} {dtype}", ("gru", batch, dtype),
+                             lambda: gru_yardstick(torch, dim, batch, cutlen, dtype))
+            rows.run("yardstick", "bf16 matmul 8192^3", ("matmul",), lambda: matmul_yardstick(torch))
+            torch.cuda.empty_cache()  # its cached blocks would be lost to JAX
+    if "train" in sections:
+        say("train", "model, batch, cutlen, precision", "target samples/s (batch * cutlen / step time)")
+        rows.run("train", f"tiny: original d32 b2 c{size['tiny_cutlen']} float32", ("tiny",),
+                 lambda: train_row(original(32), 2, size["tiny_cutlen"], "float32", size["train_s"], memory))
+        for precision in ("float32", "mixed_bfloat16"):
+            for batch in size["batches"]:
+                rows.run("train", f"original d{dim} b{batch} c{cutlen} {precision}", ("train", batch, precision),
+                         lambda: train_row(original(dim), batch, cutlen, precision, size["train_s"], memory))
+        batch = size["batches"][0]
+        rows.run("train", f"music d{dim} b{batch} c{cutlen} float32", ("music",),
+                 lambda: train_row(music(dim), batch, cutlen, "float32", size["train_s"], memory))
+    if "sample" in sections:
+        for streams in size["streams"]:
+            rows.run("sample", f"original d{dim} {streams} stream(s) float32", ("sample", streams),
+                     lambda: sample_row(original(dim), streams, size["sample_s"], memory))
+    ratios(rows.figures, size)
+    say("done", "wall time", f"{time.monotonic() - STARTED:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
