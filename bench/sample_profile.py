@@ -43,12 +43,12 @@ def weight_bytes_per_sample(model):
     total = 0.0
     for tier, w in zip(model.frame_tiers, weights):
         n = sum(size(wh) + size(bh) + (size(wx) + size(bx) if i or tier.top else 0)
-                for i, (wx, bx, wh, bh) in enumerate(w["rnn"]))
-        n += 0 if tier.top else size(w["in_wx"]) + size(w["in_bx"])
-        n += size(w["out"][0]) + size(w["out"][1]) + (0 if w["below"]["fold"] else size(w["below"]["kernel"]))
+                for i, (wx, bx, wh, bh) in enumerate(w.rnn))
+        n += 0 if tier.top else size(w.in_wx) + size(w.in_bx)
+        n += size(w.out_w) + size(w.out_b) + (0 if w.below.fold else size(w.below.kernel))
         total += n / tier.frame
     w = weights[-1]
-    total += len(w["tables"]) * model.cfg.dim + sum(size(t) for pair in (w["h2"], w["out"]) for t in pair)
+    total += len(w.tables) * model.cfg.dim + sum(size(t) for pair in (w.h2, w.out) for t in pair)
     return 4 * total
 
 

@@ -39,6 +39,8 @@ on every tier, so the chunk form computes in 16 bits around float32 weights (the
 float32); the step form always computes in float32, and its matrices may be packed in bfloat16 or
 int8 (srnn.packed).
 """
+import typing
+
 from . import engine
 from .cells import CELLS
 from .config import ModelConfig
@@ -87,6 +89,56 @@ def add_weight_norm(layer, suffix, shape, initializer):
 def _blocks(w, n):
     """The n equal column blocks of w (..., n*m)."""
     return ops.split(w, n, axis=-1)
+
+
+# ---- the step form's weights: fused once per generation (step_weights), read at every step
+
+class Projection(typing.NamedTuple):
+    """How a tier reads the vector the tier above emits: through `kernel` (and `bias`), applied by
+    the tier above after its output layer, or folded into that layer (`fold`)."""
+    kernel: object
+    bias: object = None
+    fold: bool = False
+
+
+class RNNWeights(typing.NamedTuple):
+    """One RNN layer's effective kernels: input (wx, bx) and recurrent (wh, bh)."""
+    wx: object
+    bx: object
+    wh: object
+    bh: object
+
+
+class FrameStepWeights(typing.NamedTuple):
+    """A frame tier's step: its RNN layers (the first one's input kernel used only on top), the
+    input layer folded into the first RNN's input kernel (in_wx, in_bx; not on top), the output
+    layer (out_w, out_b; with the tier below's projection folded in where `below.fold`), the tier
+    below's projection, and the label table (conditioned tiers)."""
+    rnn: list
+    in_wx: object
+    in_bx: object
+    out_w: object
+    out_b: object
+    below: Projection
+    label: object = None
+
+    def matrices(self):
+        """The matrices a step reads, for `auto`'s measure of bytes (srnn.packed); the projection
+        counts even where it is folded (the sampler's choices have always counted it)."""
+        return ([m for r in self.rnn for m in (r.wx, r.wh)] + [m for m in (self.in_wx, self.out_w) if m is not None]
+                + [self.below.kernel])
+
+
+class SampleStepWeights(typing.NamedTuple):
+    """The sample MLP's step: the embedding tables through the input layer and h1 (gathered, one
+    row a sample), h2 and the output layer, and the label vectors through h1 (conditioned)."""
+    tables: list
+    h2: tuple
+    out: tuple
+    label: object = None
+
+    def matrices(self):
+        return [self.h2[0], self.out[0]]
 
 
 # ---- the two weight layers everything is made of
@@ -262,67 +314,54 @@ class FrameTier(keras.layers.Layer):
         """How this tier reads a vector from the tier above: through its first RNN layer's input
         kernel (applied by the tier above, after its own output layer, since folding the two
         would read more bytes than it saves)."""
-        return {"kernel": self.rnns[0].input_kernel(), "fold": False}
+        return Projection(self.rnns[0].input_kernel())
 
     def step_weights(self, below, precision="float32"):
-        """The fused weights of a step, computed once per generation. `below` is the consumer's
-        cond_projection(): its input kernel, and whether to fold it into this tier's output. The
-        matrices a step multiplies are packed in `precision` once fused (srnn.packed)."""
-        w = {"rnn": [rnn.kernels() for rnn in self.rnns], "below": below}
-        wx, bx = w["rnn"][0][:2]
+        """The fused weights of a step (FrameStepWeights), computed once per generation. `below` is
+        the consumer's cond_projection(): its input kernel, and whether to fold it into this tier's
+        output. The matrices a step multiplies are packed in `precision` once fused (srnn.packed)."""
+        rnn = [RNNWeights(*r.kernels()) for r in self.rnns]
+        in_wx = in_bx = None
         if not self.top:  # the input layer folded into the first RNN layer's input kernel
-            w["in_wx"] = ops.matmul(self.inp.kernel(), wx)
-            w["in_bx"] = E.matvec_t(wx, self.inp.b) + bx
+            in_wx = ops.matmul(self.inp.kernel(), rnn[0].wx)
+            in_bx = E.matvec_t(rnn[0].wx, self.inp.b) + rnn[0].bx
         out_w, out_b = self.out.kernel(), self.out.b
-        if below["fold"]:  # e.g. the sample MLP's first hidden layer, applied to each emitted vector
-            p = below["kernel"]
+        if below.fold:  # e.g. the sample MLP's first hidden layer, applied to each emitted vector
+            p = below.kernel
             out_w = ops.concatenate([ops.matmul(block, p) for block in _blocks(out_w, self.ratio)], axis=1)
-            out_b = ops.concatenate([E.matvec_t(p, block) + below["bias"]
-                               for block in _blocks(out_b, self.ratio)], axis=0)
-        w["out"] = (out_w, out_b)
-        if self.label is not None:
-            w["label"] = self.label.table  # mix @ it: one vector per sequence, once per generation
-        return self._pack(w, precision)
-
-    @staticmethod
-    def _pack(w, precision):
+            out_b = ops.concatenate([E.matvec_t(p, block) + below.bias for block in _blocks(out_b, self.ratio)],
+                                    axis=0)
+        # the label table: mix @ it gives one vector per sequence, once per generation
+        label = self.label.table if self.label is not None else None
+        w = FrameStepWeights(rnn, in_wx, in_bx, out_w, out_b, below, label)
         if precision == "float32":
             return w
         p = lambda m: pack(m, precision)  # noqa: E731
-        w["rnn"] = [(p(wx), bx, p(wh), bh) for wx, bx, wh, bh in w["rnn"]]
-        w["out"] = (p(w["out"][0]), w["out"][1])
-        if "in_wx" in w:
-            w["in_wx"] = p(w["in_wx"])
-        if not w["below"]["fold"]:
-            w["below"] = {**w["below"], "kernel": p(w["below"]["kernel"])}
-        return w
+        return w._replace(rnn=[r._replace(wx=p(r.wx), wh=p(r.wh)) for r in rnn],
+                          in_wx=None if in_wx is None else p(in_wx), out_w=p(out_w),
+                          below=below if below.fold else below._replace(kernel=p(below.kernel)))
 
     def step(self, w, frame, cond, states, label=None):
         """One step of `w = step_weights(...)`: frame (batch, frame) scaled; cond (batch, gates*units)
         the tier above's vector already through this tier's input kernel (None on top); label
         (batch, gates*units) the sequences' label vectors (conditioned tiers). Returns (the vectors
         for the tier below, through its projection: (batch, ratio, width); states)."""
-        (wx, bx, wh, bh) = w["rnn"][0]
-        xp = matmul(frame, wx) + bx if self.top else matmul(frame, w["in_wx"]) + w["in_bx"] + cond
+        first = w.rnn[0]
+        xp = matmul(frame, first.wx) + first.bx if self.top else matmul(frame, w.in_wx) + w.in_bx + cond
         if label is not None:
             xp = xp + label
         hs, new = [], []
         for i, (rnn, state) in enumerate(zip(self.rnns, states)):
             if i:
-                wx, bx, wh, bh = w["rnn"][i]
-                xp = matmul(hs[-1], wx) + bx
-            else:
-                wh, bh = w["rnn"][0][2:]
-            state = rnn.step(xp, state, wh, bh)
+                xp = matmul(hs[-1], w.rnn[i].wx) + w.rnn[i].bx
+            state = rnn.step(xp, state, w.rnn[i].wh, w.rnn[i].bh)
             new.append(state)
             hs.append(rnn.hidden(state))
-        out_w, out_b = w["out"]
-        y = matmul(self._top_input(hs), out_w) + out_b
-        below = w["below"]
+        y = matmul(self._top_input(hs), w.out_w) + w.out_b
         B = ops.shape(y)[0]
-        if below["fold"]:
+        if w.below.fold:
             return ops.reshape(y, (B, self.ratio, -1)), new
-        y = matmul(ops.reshape(y, (B * self.ratio, self.out_units)), below["kernel"])
+        y = matmul(ops.reshape(y, (B * self.ratio, self.out_units)), w.below.kernel)
         return ops.reshape(y, (B, self.ratio, -1)), new
 
     def get_config(self):
@@ -380,28 +419,27 @@ class SampleTier(keras.layers.Layer):
     def cond_projection(self):
         """The vector from above goes only through h1 (after the tables are added), so the tier
         above folds h1 into its output layer: (dim, ratio*dim) instead of two matrices."""
-        return {"kernel": self.h1.kernel(), "bias": self.h1.b, "fold": True}
+        return Projection(self.h1.kernel(), self.h1.b, fold=True)
 
     def step_weights(self, precision="float32"):
         """The tables (gathered: one row read per sample, so kept float32), and h2 and the output
-        layer packed in `precision`."""
+        layer packed in `precision` (SampleStepWeights)."""
         w1 = self.h1.kernel()
-        w = {"tables": [ops.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
-             "h2": (pack(self.h2.kernel(), precision), self.h2.b),
-             "out": (pack(self.out.kernel(), precision), self.out.b)}
-        if self.label is not None:
-            w["label"] = ops.matmul(E.tensor(self.label.table), w1)  # and the label vectors
-        return w
+        return SampleStepWeights(
+            tables=[ops.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
+            h2=(pack(self.h2.kernel(), precision), self.h2.b),
+            out=(pack(self.out.kernel(), precision), self.out.b),
+            label=None if self.label is None else ops.matmul(E.tensor(self.label.table), w1))  # and the labels
 
     def step(self, w, prev, cond, label=None):
         """One sample: cond already through h1 (with its bias); label (batch, units) the sequences'
         label vectors through h1 (conditioned tier). Returns logits (batch, q_levels)."""
         h = cond
-        for table, p in zip(w["tables"], prev):
+        for table, p in zip(w.tables, prev):
             h = h + E.gather(table, p)
         if label is not None:
             h = h + label
-        (w2, b2), (wo, bo) = w["h2"], w["out"]
+        (w2, b2), (wo, bo) = w.h2, w.out
         h = ops.relu(matmul(ops.relu(h), w2) + b2)
         return matmul(h, wo) + bo
 
@@ -521,11 +559,37 @@ class SampleRNN(keras.Model):
         return ([t.step_weights(b, precision) for t, b in zip(self.frame_tiers, below)]
                 + [self.sample_tier.step_weights(precision)])
 
+    def frame_step(self, weights, labels, frame, states, draw):
+        """One big frame of generation in the step form: the top tier's step on the last big frame
+        `frame` (batch, big frame) of levels, then for each vector it emits the steps of the tier
+        below, down to the sample MLP, whose logits `draw(logits, j)` (j: the sample's place in
+        the frame) turns into the level that goes on. `weights` = step_weights(), `labels` =
+        label_vectors(). Returns (the new big frame (batch, big frame) of levels, the states)."""
+        c = self.cfg
+        per_tier = self._per_tier(states)
+        history = ops.unstack(frame, num=c.big_frame, axis=1)  # the previous big frame, oldest first
+        new = []
+
+        def descend(k, cond):
+            """Tier k's step (given the vector from above), then everything below it."""
+            if k == len(self.frame_tiers):
+                logits = self.sample_tier.step(weights[k], (history + new)[-c.frame:], cond, labels[k])
+                new.append(draw(logits, len(new)))
+                return
+            tier = self.frame_tiers[k]
+            ctx = frame if k == 0 else ops.stack((history + new)[-tier.frame:], 1)
+            vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, c.q_levels), cond, per_tier[k], labels[k])
+            for j in range(tier.ratio):
+                descend(k + 1, vectors[:, j])
+
+        descend(0, None)
+        return ops.stack(new, axis=1), tuple(s for tier in per_tier for s in tier)
+
     def label_vectors(self, weights, mix):
         """Per tier, each sequence's label vector in its step form (mix @ the tier's step table):
         constant through a generation, so computed once. None per tier when unconditional."""
         mix = self._mix(mix)
-        return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w["label"]) for w in weights]
+        return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w.label) for w in weights]
 
     def sampler(self, xla=True, precision="auto"):
         """The compiled generation loop (srnn.sample), one per setting; `precision` of its step

@@ -67,14 +67,9 @@ def step_bytes(weights):
     return sum(int(t.shape[0]) * int(t.shape[1]) * 4 for t in _matrices(weights))
 
 
-def _matrices(tree):
-    if isinstance(tree, dict):
-        return [m for k, v in tree.items() if k not in ("tables", "label") for m in _matrices(v)]
-    if isinstance(tree, (list, tuple)):
-        return [m for v in tree for m in _matrices(v)]
-    if hasattr(tree, "shape") and len(tree.shape) == 2:
-        return [tree]
-    return []
+def _matrices(weights):
+    """The matrices of every tier's step weights (srnn.model's FrameStepWeights, SampleStepWeights)."""
+    return [m for tier in weights for m in tier.matrices()]
 
 
 def choose(precision, weights, streams):

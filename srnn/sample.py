@@ -8,7 +8,6 @@ import numpy as np
 
 from . import engine, memory
 from .atomic import cannot_write
-from .model import scale_levels
 from .packed import choose
 from .quantize import dequantize, q_zero, soundsc
 
@@ -66,9 +65,9 @@ PRIME_CHUNK = 8192  # primer samples per pass of the frame tiers (bounds memory 
 class Sampler:
     """The compiled generation loop of one model (`SampleRNN.generate` keeps one per model).
 
-    One loop iteration (the engine's frame_loop) produces a whole big frame: one step of the top tier on the
-    last big frame (F1/F2 vectors), then for each of them the steps of the tier below, down to the
-    sample MLP, which draws each next sample. Each tier's fused step weights (`step_weights`) are
+    One loop iteration (the engine's frame_loop) produces a whole big frame (SampleRNN.frame_step:
+    one step of the top tier on the last big frame, then for each of its vectors the steps of the
+    tier below, down to the sample MLP), drawing each next sample here. Each tier's fused step weights (`step_weights`) are
     computed once before the loop. The original instead called three Keras models from Python for
     every sample.
     """
@@ -185,7 +184,7 @@ class Sampler:
         levels fed on), and the states and last big frame to go on from."""
         m = self.model
         c = m.cfg
-        bf, q = c.big_frame, c.q_levels
+        bf = c.big_frame
         B = _batch(frame)
         # One generated sample of a big model reads tens of MB of weights, so generation is
         # memory-bound: each tier fuses its consecutive linear layers here, once (see
@@ -193,7 +192,6 @@ class Sampler:
         # (`precision`, srnn.packed).
         weights = m.step_weights(precision)
         labels = m.label_vectors(weights, mix)  # each sequence's label, per tier: fixed for the whole loop
-        frame_tiers, sample_tier = m.frame_tiers, m.sample_tier
 
         def draw(logits, u, forced):
             """Next level from softmax(logits / T): argmax, or inverse-CDF with one uniform per
@@ -209,32 +207,21 @@ class Sampler:
             return nxt, given, E.row_pick(logp, given)
 
         def body(i, frame, states):
-            per_tier = m._per_tier(states)
-            history = ops.unstack(frame, num=bf, axis=1)  # the previous big frame, oldest first
             # this frame's uniforms, a pure function of (seed, frame index): same seed, same audio
             uniforms = E.uniforms(seed, i + first, (bf, B))
             forced = [None] * bf if targets is None else ops.unstack(targets[:, i], num=bf, axis=1)
-            new, picks, logps = [], [], []
+            picks, logps = [], []
 
-            def descend(k, cond):
-                """Tier k's step (given the vector from above), then everything below it."""
-                if k == len(frame_tiers):
-                    logits = sample_tier.step(weights[k], (history + new)[-c.frame:], cond, labels[k])
-                    pick, nxt, lp = draw(logits, uniforms[len(new)], forced[len(new)])
-                    new.append(nxt)
-                    picks.append(pick)
-                    logps.append(lp)
-                    return
-                tier = frame_tiers[k]
-                ctx = frame if k == 0 else ops.stack((history + new)[-tier.frame:], 1)
-                vectors, per_tier[k] = tier.step(weights[k], scale_levels(ctx, q), cond, per_tier[k], labels[k])
-                for j in range(tier.ratio):
-                    descend(k + 1, vectors[:, j])
+            def pick(logits, j):
+                """The frame's j-th sample: the level that goes on (drawn, or forced)."""
+                chosen, nxt, lp = draw(logits, uniforms[j], forced[j])
+                picks.append(chosen)
+                logps.append(lp)
+                return nxt
 
-            descend(0, None)
-            frame = ops.stack(new, axis=1)
+            frame, states = m.frame_step(weights, labels, frame, states, pick)
             out = frame if targets is None else ops.stack(picks, axis=1)
-            return frame, tuple(s for tier in per_tier for s in tier), out, ops.stack(logps, axis=1)
+            return frame, states, out, ops.stack(logps, axis=1)
 
         size = n_frames if room is None else room
         levels, logp, frame, states = E.frame_loop(body, n_frames, size, frame, tuple(states))
