@@ -13,7 +13,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import describe_machine, tf  # noqa: E402
+from common import E, describe_machine  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
@@ -40,9 +40,10 @@ def main():
     describe_machine()
     with tempfile.TemporaryDirectory() as folder:
         make_parts(folder)
-        feed = Feeder(read_prompts(folder), BATCH, CUTLEN, "linear", 16000)
+        cfg = ModelConfig(slowdim=32, dim=32)
+        feed = Feeder(read_prompts(folder), BATCH, CUTLEN, cfg)
         batches = feed.batches(seed=[0, 0])
-        steps = Steps(SampleRNN(ModelConfig(slowdim=32, dim=32)))
+        steps = Steps(SampleRNN(cfg))
         run_pass(steps, feed, batches[:1], train=True)  # compile
 
         t0 = time.perf_counter()
@@ -50,13 +51,13 @@ def main():
             feed.load(b)
         read_s = time.perf_counter() - t0
 
-        in_memory = [list(batch_chunks(feed.load(b), CUTLEN)) for b in batches]
+        in_memory = [list(batch_chunks(feed.load(b), CUTLEN, cfg.big_frame, cfg.q_levels)) for b in batches]
         n_steps = sum(len(c) for c in in_memory)
         t0 = time.perf_counter()
         for chunks in in_memory:
             states = steps.zero_states(BATCH)
             for c in chunks:
-                loss, states = steps.train_step(c.x, c.mask, tf.constant(float(c.reset)), states)
+                loss, states = steps.train_step(c.x, c.mask, E.scalar(c.reset), states)
                 float(loss)
         memory_s = time.perf_counter() - t0
 

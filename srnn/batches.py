@@ -17,10 +17,9 @@ import numpy as np
 import soundfile as sf
 
 from . import names
-from .config import BIG_FRAME
 from .errors import SrnnError, first_line
 from .labels import one_hot, vocabulary
-from .quantize import Q_LEVELS, q_zero, quantize
+from .quantize import q_zero, quantize
 
 
 @dataclasses.dataclass
@@ -111,7 +110,7 @@ def _unreadable(path, exc):
     return SrnnError(f"{path} cannot be read as audio ({first_line(exc)}): run preprocess again")
 
 
-def check_cutlen(cutlen, big_frame=BIG_FRAME):
+def check_cutlen(cutlen, big_frame):
     if cutlen <= 0 or cutlen % big_frame:
         raise SrnnError(f"--cutlen={cutlen} must be a positive multiple of {big_frame} (the top tier's frame, "
                         f"from --frames)")
@@ -153,19 +152,21 @@ def _check_format(path, sr, channels, samplerate):
         )
 
 
-def load_part(path, qtype, samplerate, q_levels=Q_LEVELS):
-    """One part as int32 levels; it must be mono at the model's sample rate."""
+def load_part(path, cfg):
+    """One part as int32 levels of the model `cfg` (its quantisation); it must be mono at the
+    model's sample rate."""
     try:
         x, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:
         raise _unreadable(path, e) from None
-    _check_format(path, sr, x.shape[1], samplerate)
-    return quantize(x[:, 0], qtype, q_levels)
+    _check_format(path, sr, x.shape[1], cfg.sample_rate)
+    return quantize(x[:, 0], cfg.qtype, cfg.q_levels)
 
 
-def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS, mix=None):
-    """Chunks for one batch of quantised sequences (list of 1-D int arrays); `mix` their label
-    weights (batch, n_labels), the same for every chunk (default: no labels)."""
+def batch_chunks(seqs, cutlen, big_frame, q_levels, mix=None):
+    """Chunks for one batch of quantised sequences (list of 1-D int arrays) for a model of that
+    big frame and number of levels; `mix` their label weights (batch, n_labels), the same for
+    every chunk (default: no labels)."""
     check_cutlen(cutlen, big_frame)
     longest = max(len(s) for s in seqs)
     padded = -(-longest // cutlen) * cutlen
@@ -186,22 +187,23 @@ def batch_chunks(seqs, cutlen, big_frame=BIG_FRAME, q_levels=Q_LEVELS, mix=None)
 class Feeder:
     """Minibatches of one split, read lazily; an epoch is an iterator of Chunks."""
 
-    def __init__(self, files, batchsize, cutlen, qtype, samplerate, split="training", warn=print, whole=False,
-                 q_levels=Q_LEVELS, big_frame=BIG_FRAME, labels=None, vocab=()):
-        """`whole`: keep a last, smaller batch instead of leaving the remainder out (for a final
-        evaluation, which has no carried state to keep the batch size for). `labels`: each file's
-        label, for a model conditioned on `vocab` (the model's labels; () trains unconditionally)."""
+    def __init__(self, files, batchsize, cutlen, cfg, split="training", warn=print, whole=False, labels=None):
+        """Batches for a model of `cfg` (its quantisation, sample rate, big frame and labels: the
+        facts are the model's, never a default here). `whole`: keep a last, smaller batch instead
+        of leaving the remainder out (for a final evaluation, which has no carried state to keep
+        the batch size for). `labels`: each file's label, for a model conditioned on cfg.labels
+        (a model without labels trains unconditionally)."""
         if batchsize <= 0:
             raise SrnnError(f"--batchsize must be positive, got {batchsize}")
-        check_cutlen(cutlen, big_frame)
+        check_cutlen(cutlen, cfg.big_frame)
         if len(files) < batchsize:
             raise SrnnError(
                 f"the {split} split has {len(files)} file(s), fewer than one batch of {batchsize}: "
                 f"change --trainstop/--validstop or lower --batchsize"
             )
         self.files, self.batchsize, self.cutlen, self.split = list(files), batchsize, cutlen, split
-        self.qtype, self.samplerate, self.q_levels, self.big_frame = qtype, samplerate, q_levels, big_frame
-        self.vocab = tuple(vocab)
+        self.cfg, self.big_frame = cfg, cfg.big_frame
+        self.vocab = tuple(cfg.labels)
         self.label_ids = {}
         if self.vocab:
             if labels is None:
@@ -213,7 +215,7 @@ class Feeder:
                 self.label_ids[f] = self.vocab.index(label)
         # every part's header, once: a missing or wrong part is reported now, not hours into
         # training, and the chunk counts of the progress bar need no more reading
-        self.frames = {f: check_part(f, samplerate) for f in self.files}
+        self.frames = {f: check_part(f, cfg.sample_rate) for f in self.files}
         self.n_batches = -(-len(files) // batchsize) if whole else len(files) // batchsize
         dropped = 0 if whole else len(files) - self.n_batches * batchsize
         if dropped:
@@ -238,7 +240,7 @@ class Feeder:
 
     def load(self, batch):
         """The quantised parts of one batch."""
-        return [load_part(f, self.qtype, self.samplerate, self.q_levels) for f in batch]
+        return [load_part(f, self.cfg) for f in batch]
 
     def mix(self, batch):
         """The label weights of one batch's files (batch, n_labels): one-hot; (batch, 0) unlabelled."""
@@ -247,7 +249,7 @@ class Feeder:
     def batch_chunks(self, seqs, batch=None):
         """The chunks of one batch (`batch`: its files, for their labels)."""
         mix = self.mix(batch) if batch is not None and self.vocab else None
-        return batch_chunks(seqs, self.cutlen, self.big_frame, self.q_levels, mix)
+        return batch_chunks(seqs, self.cutlen, self.big_frame, self.cfg.q_levels, mix)
 
     def chunks(self, batches):
         for batch in batches:
@@ -284,11 +286,8 @@ def prepare_splits(parts_dir, trainstop, validstop, batchsize, cutlen, cfg, hint
     lines = read_prompt_lines(parts_dir, hint)
     train, valid, test = split_files([p for p, _ in lines], trainstop, validstop)
     labels = dict(lines)
-    args = (cutlen, cfg.qtype, cfg.sample_rate)
-    kw = dict(q_levels=cfg.q_levels, big_frame=cfg.big_frame, warn=warn, vocab=cfg.labels)
-
     def feeder(files, batchsize, split, **more):
-        return Feeder(files, batchsize, *args, split, labels=[labels[f] for f in files], **kw, **more)
+        return Feeder(files, batchsize, cutlen, cfg, split, warn=warn, labels=[labels[f] for f in files], **more)
 
     splits = Splits(
         train=feeder(train, batchsize, "training"),

@@ -25,7 +25,7 @@ def preprocess_parser():
     )
     p.add_argument("dir", metavar="DIR", help="folder with audio files (searched recursively)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each part in seconds (default 8)")
-    p.add_argument("--samplerate", type=int, default=SAMPLE_RATE, help="sample rate of the parts in Hz (default 16000)")
+    p.add_argument("--samplerate", type=int, default=SAMPLE_RATE, help=f"sample rate of the parts in Hz (default {SAMPLE_RATE})")
     p.add_argument("--out", default=None, help="output folder (default: DIR_parts next to DIR)")
     p.add_argument("--force", action="store_true",
                    help="replace the parts (p*.wav) and prompts.txt already in the output folder; "
@@ -121,11 +121,12 @@ def train_parser():
     p.add_argument("--svepoch", type=int, default=-1,
                    help="also save weights after epochs 0, N, 2N, ... (default -1: only at the end)")
     p.add_argument("--cutlen", type=int, default=256,
-                   help="truncated-BPTT length in samples, a multiple of 8 (default 256)")
+                   help="truncated-BPTT length in samples, a multiple of the top tier's frame (the first of "
+                   "--frames: 8 by default) (default 256)")
     p.add_argument("--debug", type=int, default=0,
                    help="1: when sampling, take the most likely sample instead of drawing (default 0)")
     p.add_argument("--samplerate", type=int, default=None,
-                   help="sample rate in Hz of the parts and of generated.wav (default 16000, or the "
+                   help=f"sample rate in Hz of the parts and of generated.wav (default {SAMPLE_RATE}, or the "
                    "checkpoint's with --sample)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed for the initial weights, the data order and the sampling draws: the same "
@@ -443,7 +444,7 @@ def sample_command(args):
     if args.export:
         from .export import export
 
-        mix = f", mix) with mix's columns the labels in {args.export}/labels.txt" if c.labels else ")"
+        mix = f", mix) with mix's columns the labels in {args.export}/{names.LABELS_FILE}" if c.labels else ")"
         print(f"exported {args.sample} to {export(model, args.export)}: "
               f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed{mix}")
         return 0

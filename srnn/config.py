@@ -14,7 +14,6 @@ import math
 from .quantize import Q_LEVELS, QTYPES
 
 FRAMES = (8, 2)  # the original: a slow tier over 8 samples, a mid tier over 2
-BIG_FRAME = FRAMES[0]
 EMB_SIZE = 256  # sample-tier embedding width per previous sample
 SAMPLE_RATE = 16000
 # per RNN: blocks of `units` in its projected input (gates), and in its state (h; h and c)

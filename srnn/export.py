@@ -38,8 +38,6 @@ from .quiet import import_tensorflow
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-LABELS_FILE = "labels.txt"
-
 
 def _soundsc(x):
     """srnn.quantize.soundsc per sequence, in TensorFlow: min-max into [-peak, peak]; constant -> 0."""
@@ -124,8 +122,8 @@ def export(model, path):
         archive.write_out(staging, verbose=False)
         if c.labels:  # the columns of `mix`, one line each (the labels were checked when read)
             if any(label_problem(label) for label in c.labels):
-                raise SrnnError(f"cannot write {LABELS_FILE}: a label is not one line of text")
-            with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as f:
+                raise SrnnError(f"cannot write {names.LABELS_FILE}: a label is not one line of text")
+            with open(os.path.join(staging, names.LABELS_FILE), "w", encoding="utf-8") as f:
                 f.write("".join(f"{label}\n" for label in c.labels))
         if os.path.isdir(path):
             os.rmdir(path)  # the empty folder the user named

@@ -259,10 +259,10 @@ class FrameTier(keras.layers.Layer):
     below."""
 
     def __init__(self, frame, ratio, units, out_units, cell="gru", layers=1, skip=False, top=False,
-                 q_levels=256, n_labels=0, **kwargs):
+                 n_labels=0, **kwargs):
         super().__init__(**kwargs)
         self.frame, self.ratio, self.units, self.out_units = frame, ratio, units, out_units
-        self.skip, self.top, self.q_levels = skip, top, q_levels
+        self.skip, self.top = skip, top
         # Built here, with their known input widths, in the order the weights are drawn (the same
         # order as before tiers were layers, so a seed gives the same initial model).
         dtype = self.dtype_policy  # the tier's precision policy, for each of its layers
@@ -367,7 +367,7 @@ class FrameTier(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "frame": self.frame, "ratio": self.ratio, "units": self.units,
                 "out_units": self.out_units, "cell": self.rnns[0].cell_name, "layers": len(self.rnns),
-                "skip": self.skip, "top": self.top, "q_levels": self.q_levels,
+                "skip": self.skip, "top": self.top,
                 "n_labels": self.label.n_labels if self.label is not None else 0}
 
 
@@ -465,7 +465,7 @@ class SampleRNN(keras.Model):
         # a checkpoint and counting parameters need no dummy call).
         self.frame_tiers = [
             FrameTier(frame=f, ratio=r, units=widths[k], out_units=(widths + [c.dim])[k + 1], cell=c.rnn,
-                      layers=c.rnn_layers, skip=c.skip, top=(k == 0), q_levels=c.q_levels, n_labels=c.n_labels,
+                      layers=c.rnn_layers, skip=c.skip, top=(k == 0), n_labels=c.n_labels,
                       name=f"frame{k}", dtype=dtype)
             for k, (f, r) in enumerate(zip(c.frames, ratios))
         ]

@@ -5,8 +5,8 @@ import re
 PROMPTS = "prompts.txt"
 NO_LABEL = "none"  # prompts.txt's second column for a part without a label (the original wrote it)
 PART_RE = re.compile(r"^p(\d+)\.wav$")
-GENERATED = "generated.wav"
 COSTS = "costs.png"
+LABELS_FILE = "labels.txt"  # beside an --export: the columns of generate()'s `mix`, one label a line
 
 
 def part_name(i):

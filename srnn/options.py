@@ -15,11 +15,13 @@ SEED_LIMIT = 2 ** 32  # seeds lie in [0, 2^32): what NumPy and keras.utils.set_r
 
 
 def check_seed(seed, flag="--seed"):
-    """A seed the whole run can use (training seeds Keras and NumPy with it, sampling TensorFlow's
-    stateless draws): one line now, not a traceback later."""
+    """A seed the whole run can use (training seeds Keras and NumPy with it, sampling the engine's
+    counter-based draws): one line now, not a traceback later."""
     if not 0 <= seed < SEED_LIMIT:
         raise SrnnError(f"{flag}={seed} must lie between 0 and {SEED_LIMIT - 1}")
     return seed
+
+
 LEARNING_RATE = 1e-3  # Adam's, as the original
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from . import names
 from .atomic import write_text
 from .audio import StreamResampler, is_audio_name, read_blocks, read_rate, stream_mono, write_wav
+from .config import SAMPLE_RATE
 from .errors import SrnnError, first_line
 from .labels import check_name
 from .lock import exclusive
@@ -77,7 +78,7 @@ LABEL_MODES = ("folder",)  # where --labels takes each part's label from
 FEW_PARTS = 10  # a label with fewer parts cannot be in every tenth of prompts.txt (the default splits)
 
 
-def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=16000, force=False, log=print, labels=None):
+def make_parts(src_dir, out_dir=None, seconds=8.0, samplerate=SAMPLE_RATE, force=False, log=print, labels=None):
     """Run the whole preprocessing; returns a Summary. Raises SrnnError on bad input. `labels`:
     None (every part `none`), or "folder" (each subfolder of `src_dir` is a label).
     Two runs into one output folder at once would replace each other's parts: the second waits

@@ -5,8 +5,11 @@ import pytest
 import srnn.batches as batches
 from conftest import tone, write_audio
 from srnn.batches import Feeder, batch_chunks, read_prompts, split_files, stop_index
+from srnn.config import ModelConfig
 from srnn.errors import SrnnError
 from srnn.quantize import Q_ZERO, linear_quantize
+
+CFG = ModelConfig()  # the original's model: 8-sample big frame, 256 linear levels, 16 kHz
 
 
 def make_parts(tmp_path, lengths, sr=16000):
@@ -38,7 +41,7 @@ def test_chunk_shapes_overlap_and_reset(rng, bf, q_levels):
 
 def test_padding_is_masked(rng):
     seqs = [rng.integers(0, 256, 600), rng.integers(0, 256, 300)]
-    chunks = list(batch_chunks(seqs, cutlen=256))
+    chunks = list(batch_chunks(seqs, cutlen=256, big_frame=8, q_levels=256))
     assert len(chunks) == 3  # 600 -> padded to 768
     mask = np.concatenate([c.mask for c in chunks], axis=1)
     assert mask[0].sum() == 600 and mask[1].sum() == 300
@@ -49,9 +52,9 @@ def test_padding_is_masked(rng):
 
 def test_cutlen_must_be_multiple_of_big_frame():
     with pytest.raises(SrnnError, match="multiple of 8"):
-        list(batch_chunks([np.zeros(100, np.int32)], cutlen=100))
+        list(batch_chunks([np.zeros(100, np.int32)], cutlen=100, big_frame=8, q_levels=256))
     with pytest.raises(SrnnError, match="multiple of 16 .the top tier's frame"):
-        list(batch_chunks([np.zeros(100, np.int32)], cutlen=264, big_frame=16))
+        list(batch_chunks([np.zeros(100, np.int32)], cutlen=264, big_frame=16, q_levels=256))
 
 
 def test_prompts_with_a_byte_order_mark(tmp_path):
@@ -83,7 +86,7 @@ def test_read_prompts_missing_says_run_preprocess(tmp_path):
 def test_feeder_batches_and_remainder_warning(tmp_path):
     d = make_parts(tmp_path, [4000] * 5)
     warnings = []
-    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, qtype="linear", samplerate=16000, warn=warnings.append)
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, cfg=CFG, warn=warnings.append)
     assert feed.n_batches == 2
     assert len(warnings) == 1 and "1 training file" in warnings[0]
     b = feed.batches()
@@ -97,7 +100,7 @@ def test_feeder_batches_and_remainder_warning(tmp_path):
 def test_chunks_hold_the_quantised_files(tmp_path):
     d = make_parts(tmp_path, [2048, 2048])
     files = read_prompts(d)
-    feed = Feeder(files, batchsize=2, cutlen=512, qtype="linear", samplerate=16000)
+    feed = Feeder(files, batchsize=2, cutlen=512, cfg=CFG)
     x = np.concatenate([c.x[:, 8:] for c in feed.chunks(feed.batches())], axis=1)
     import soundfile as sf
     for b, f in enumerate(files):
@@ -107,7 +110,7 @@ def test_chunks_hold_the_quantised_files(tmp_path):
 def test_split_smaller_than_a_batch_is_an_error(tmp_path):
     d = make_parts(tmp_path, [1000] * 3)
     with pytest.raises(SrnnError, match="validation split has 1 file"):
-        Feeder(read_prompts(d)[2:], batchsize=2, cutlen=256, qtype="linear", samplerate=16000, split="validation")
+        Feeder(read_prompts(d)[2:], batchsize=2, cutlen=256, cfg=CFG, split="validation")
 
 
 def test_files_are_read_lazily_batch_by_batch(tmp_path, monkeypatch):
@@ -115,7 +118,7 @@ def test_files_are_read_lazily_batch_by_batch(tmp_path, monkeypatch):
     opened = []
     real = batches.sf.read
     monkeypatch.setattr(batches.sf, "read", lambda path, *a, **k: (opened.append(path), real(path, *a, **k))[1])
-    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, qtype="linear", samplerate=16000)
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=512, cfg=CFG)
     it = feed.chunks(feed.batches())
     assert opened == []  # nothing read up front
     next(it)
@@ -130,17 +133,17 @@ def test_wrong_rate_or_channels_is_an_error(tmp_path):
     d = tmp_path / "y_parts"
     write_audio(str(d / "p0.wav"), tone(100, 1, 8000), 8000)
     with pytest.raises(SrnnError, match="8000 Hz"):
-        batches.load_part(str(d / "p0.wav"), "linear", 16000)
+        batches.load_part(str(d / "p0.wav"), CFG)
     write_audio(str(d / "p1.wav"), tone(100, 1, 16000, channels=2), 16000)
     with pytest.raises(SrnnError, match="2 channel"):
-        batches.load_part(str(d / "p1.wav"), "linear", 16000)
+        batches.load_part(str(d / "p1.wav"), CFG)
     with pytest.raises(SrnnError, match="missing"):
-        batches.load_part(str(d / "p9.wav"), "linear", 16000)
+        batches.load_part(str(d / "p9.wav"), CFG)
 
 
 def test_prefetch_reads_at_most_one_batch_ahead_and_keeps_order(tmp_path, monkeypatch):
     d = make_parts(tmp_path, [700] * 8)
-    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, cfg=CFG)
     loaded = []
     real = feed.load
     monkeypatch.setattr(feed, "load", lambda batch: (loaded.append(batch), real(batch))[1])
@@ -160,7 +163,7 @@ def test_prefetch_reads_at_most_one_batch_ahead_and_keeps_order(tmp_path, monkey
 
 def test_prefetch_passes_reading_errors_through(tmp_path):
     d = make_parts(tmp_path, [700] * 4)
-    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, cfg=CFG)
     import os
     os.unlink(os.path.join(d, "p3.wav"))  # a part that vanishes while training runs
     it = feed.loaded(feed.batches())
@@ -173,16 +176,16 @@ def test_every_part_is_checked_before_training_starts(tmp_path):
     d = make_parts(tmp_path, [700] * 4)
     write_audio(str(tmp_path / "x_parts" / "p3.wav"), tone(100, 0.1, 8000), 8000)
     with pytest.raises(SrnnError, match="p3.wav is 8000 Hz"):
-        Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+        Feeder(read_prompts(d), batchsize=2, cutlen=256, cfg=CFG)
     (tmp_path / "x_parts" / "p3.wav").unlink()
     with pytest.raises(SrnnError, match="p3.wav .*missing"):
-        Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000)
+        Feeder(read_prompts(d), batchsize=2, cutlen=256, cfg=CFG)
 
 
 def test_a_whole_feeder_keeps_the_last_smaller_batch(tmp_path):
     d = make_parts(tmp_path, [700] * 5)
     warnings = []
-    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, qtype="linear", samplerate=16000,
+    feed = Feeder(read_prompts(d), batchsize=2, cutlen=256, cfg=CFG,
                   split="test", warn=warnings.append, whole=True)
     assert [len(b) for b in feed.batches()] == [2, 2, 1] and warnings == []
     chunks = list(feed.chunks(feed.batches()))

@@ -35,8 +35,8 @@ root = sys.argv[2]
 # the original's tiny sizes, conditioned on two labels (so the label path is distributed too)
 cfg = ModelConfig(slowdim=32, dim=32, labels=("a", "b"))
 files = read_prompts(os.path.join(root, "mini_parts"))
-feed = Feeder(files[:4], 2, 512, "linear", 16000, labels=["a", "b", "b", "a"], vocab=cfg.labels)
-valid = Feeder(files[4:8], 2, 512, "linear", 16000, labels=["a", "a", "b", "b"], vocab=cfg.labels)
+feed = Feeder(files[:4], 2, 512, cfg, labels=["a", "b", "b", "a"])
+valid = Feeder(files[4:8], 2, 512, cfg, labels=["a", "a", "b", "b"])
 chunks = list(feed.chunks(feed.batches()))[:20]
 strategy = make_strategy("mirrored", ["CPU:0", "CPU:1"])
 keras.utils.set_random_seed(1)
@@ -139,18 +139,18 @@ MEMORY = r"""
 import json, sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from srnn.batches import Feeder, batch_chunks, read_prompts
-
+from srnn.config import ModelConfig
 
 parts_dir, peaks = sys.argv[2], {}
 for n in (900, 9000):
     with open(parts_dir + "/prompts.txt", "w") as f:
         f.write("".join(f"p{i}.wav\tnone\n" for i in range(n)))
-    feed = Feeder(read_prompts(parts_dir), batchsize=100, cutlen=256, qtype="linear", samplerate=16000)
+    feed = Feeder(read_prompts(parts_dir), batchsize=100, cutlen=256, cfg=ModelConfig())
     batches = feed.batches(seed=[0, 0])  # the corpus's index (~150 bytes a part) is made before
     tracemalloc.start()
     chunks = 0
     for _, seqs in feed.loaded(batches):  # reading with prefetch, as training does
-        chunks += sum(1 for _ in batch_chunks(seqs, 256))
+        chunks += sum(1 for _ in batch_chunks(seqs, 256, 8, 256))
     peaks[n] = [tracemalloc.get_traced_memory()[1], chunks]
     tracemalloc.stop()
 print(json.dumps(peaks))

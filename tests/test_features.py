@@ -42,7 +42,7 @@ def quiet(*a, **k):
 def train_feeder(root):
     from srnn.batches import Feeder, read_prompts
 
-    return Feeder(read_prompts(str(root / "blizzard" / "mini_parts"))[:4], 2, 256, "linear", 16000)
+    return Feeder(read_prompts(str(root / "blizzard" / "mini_parts"))[:4], 2, 256, CFG)
 
 
 @pytest.fixture(scope="module")

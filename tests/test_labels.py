@@ -193,7 +193,8 @@ def test_export_takes_the_label_weights(tmp_path):
     import keras
     import tensorflow as tf
 
-    from srnn.export import LABELS_FILE, export
+    from srnn.export import export
+    from srnn.names import LABELS_FILE
     from srnn.model import SampleRNN
 
     keras.utils.set_random_seed(1)
