@@ -11,8 +11,9 @@ conditioned model (Keras turns every value into a float).
 
 The order of the list is the order of the work after an epoch: stop or not, the best checkpoint,
 costs.png, the periodic checkpoint, the audition (after the epoch's checkpoints: a side job never
-costs the epoch), the TensorBoard scalars; at the end: why training stopped, the test loss, the
-event files closed, the export.
+costs the epoch), the epoch's TensorBoard scalars (so within an epoch the event files hold the
+clips before the scalars, and a failed write's warning comes after the audition line); at the end:
+why training stopped, the test loss, the event files closed, the export.
 """
 import os
 import time

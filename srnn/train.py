@@ -182,7 +182,7 @@ class Trainer:
         self._build()
         self.history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
         self.start, self.resume = 0, None
-        self.stop_training, self.last_saved, self._best_in_model = False, None, False
+        self.stop_training, self.last_saved, self._best_in_model, self.board = False, None, False, None
         if ckpt is not None:
             self._load(ckpt)
         self._describe()
@@ -280,16 +280,12 @@ class Trainer:
         if self.chief:
             out.append(CostsPlot(os.path.join(opts.out_dir, names.COSTS)))
         out.append(PeriodicCheckpoint(self.save, opts.svepoch, opts.nepochs, log))
-        if opts.audition and self.chief:
+        if opts.audition and self.chief:  # (watch.audition looked up here, when called: tests replace it)
             out.append(Audition(lambda model, epoch: audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs,
                                                               opts.audition_seconds, seed=opts.seed),
                                 opts.audition, self.board, log))
         if test is not None:
-            # one device: the test split may end in a smaller batch, and a cluster's workers need not
-            # agree on anything for it
-            evaluator = self.steps if self.strategy is None else Steps(self.model, xla=False, evaluate_only=True)
-            out.append(TestLoss(lambda: run_pass(evaluator, test, test.batches(), False), len(test.files),
-                                self.path("best"),
+            out.append(TestLoss(lambda: self.evaluate(test), len(test.files), self.path("best"),
                                 lambda path: [checkpoint.load(path).weights[n] for n, _ in self.model.named_weights()],
                                 cfg.labels, log))
         out.append(Events(self.board, cfg.labels))
@@ -297,14 +293,22 @@ class Trainer:
             from .export import export
 
             out.append(Export(lambda model: export(model, opts.export), log))
+        # the callbacks' `model` is this Trainer; no add_history (Keras would replace self.history)
         return keras.callbacks.CallbackList(out, model=self)
+
+    def evaluate(self, feed):
+        """A pass over `feed` with the model's weights as they are (the test loss)."""
+        # one device: the test split may end in a smaller batch, and a cluster's workers need not
+        # agree on anything for it
+        evaluator = self.steps if self.strategy is None else Steps(self.model, xla=False, evaluate_only=True)
+        return run_pass(evaluator, feed, feed.batches(), False)
 
     def fit(self, callbacks):
         """The epochs from `start`, each followed by `callbacks.on_epoch_end`, until the last or until
         a callback sets `stop_training`; Ctrl-C or SIGTERM saves *_interrupted.h5. Returns the history."""
         on_step = None
-        if self.board.writer is not None:  # TensorBoard's per-step loss
-            on_step = lambda loss: callbacks.on_train_batch_end(  # noqa: E731
+        if self.board is not None and self.board.writer is not None:  # TensorBoard's per-step loss (Events);
+            on_step = lambda loss: callbacks.on_train_batch_end(  # noqa: E731  (numbered by the optimizer)
                 0, {"loss": loss, "iteration": self.steps.iterations()})
         callbacks.on_train_begin()
         with StopRequest(self.log) as stop:
