@@ -10,15 +10,16 @@ import numpy as np
 
 from . import checkpoint, engine, names
 from .distribute import is_chief, make_strategy
-from .errors import SrnnError, first_line, one_line
+from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
-from .plots import plot_costs
 from .precision import training_note
-from .watch import Board, audition, describe_clips
+from .watch import Board, audition
 
 E = engine.load()
 import keras  # noqa: E402  (after the engine has loaded its framework quietly)
 
+from .callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Events, Export,  # noqa: E402
+                        PeriodicCheckpoint, TestLoss, per_label_line)
 from .engine.common import GRAD_CLIP, use_xla  # noqa: E402,F401  (part of this module's API)
 from .model import SampleRNN  # noqa: E402
 
@@ -155,198 +156,214 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
 
 def train(cfg, opts, log=print, splits=None):
     """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the history."""
-    splits = splits or prepare(cfg, opts)
-    train_feed, valid_feed, test_feed = splits.train, splits.valid, splits.test
-    train_files, valid_files = train_feed.files, valid_feed.files
-    test_files = test_feed.files if test_feed else []
+    trainer = Trainer(cfg, opts, log, splits)
+    if trainer.start >= opts.nepochs:
+        trainer.log(f"{opts.load} has already been trained for {trainer.start} epoch(s): raise --nepochs to continue")
+        return trainer.history
+    return trainer.fit(trainer.callbacks())
 
-    ckpt = checkpoint.load(opts.load) if opts.load else None
-    if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
-        log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
-        strategy = None
-    else:
-        strategy = make_strategy(opts.distribute, opts.devices)
-    chief = is_chief(opts.distribute)
-    if not chief:
-        log = lambda *a, **k: None  # noqa: E731  (one voice per cluster: the chief's)
-    E.seed(opts.seed)  # initial weights; data order is seeded per epoch
-    lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
-    if strategy is None:
-        model = SampleRNN(cfg, precision=opts.precision)
-        xla = use_xla(cfg) if opts.xla is None else opts.xla
-        steps = Steps(model, learning_rate=lr, xla=xla)
-    else:
-        with strategy.scope():
-            model = SampleRNN(cfg, precision=opts.precision)
-            steps = DistributedSteps(model, strategy, learning_rate=lr)
-        xla = False
-        log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} "
-            f"sequence(s) each")
-    history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
-    start, resume = 0, None
-    if ckpt is not None:
-        checkpoint.apply_weights(ckpt, model)
+
+class Trainer:
+    """One training run: the model and its steps, the history, the best epoch and its weights, where
+    a resumed run starts; `fit` runs the epochs and drives the callbacks (srnn.callbacks), which see
+    it as their Keras `model`."""
+
+    def __init__(self, cfg, opts, log=print, splits=None):
+        self.cfg, self.opts = cfg, opts
+        self.splits = splits or prepare(cfg, opts)
+        ckpt = checkpoint.load(opts.load) if opts.load else None
+        if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
+            log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
+            self.strategy = None
+        else:
+            self.strategy = make_strategy(opts.distribute, opts.devices)
+        self.chief = is_chief(opts.distribute)
+        self.log = log if self.chief else lambda *a, **k: None  # one voice per cluster: the chief's
+        self._build()
+        self.history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
+        self.start, self.resume = 0, None
+        self.stop_training, self.last_saved, self._best_in_model, self.board = False, None, False, None
+        if ckpt is not None:
+            self._load(ckpt)
+        self._describe()
+        valid = self.history["valid_bits"]
+        self.best = int(np.argmin(valid)) if valid else None
+        self.best_weights = None
+        if self.best is not None and self.best == self.start - 1:  # the loaded weights are the best epoch's
+            self.best_weights = self.weights()
+
+    def _build(self):
+        cfg, opts, log = self.cfg, self.opts, self.log
+        E.seed(opts.seed)  # initial weights; data order is seeded per epoch
+        lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
+        if self.strategy is None:
+            self.model = SampleRNN(cfg, precision=opts.precision)
+            self.xla = use_xla(cfg) if opts.xla is None else opts.xla
+            self.steps = Steps(self.model, learning_rate=lr, xla=self.xla)
+        else:
+            with self.strategy.scope():
+                self.model = SampleRNN(cfg, precision=opts.precision)
+                self.steps = DistributedSteps(self.model, self.strategy, learning_rate=lr)
+            self.xla = False
+            log(f"{opts.distribute}: {self.steps.replicas} replica(s), {opts.batchsize // self.steps.replicas} "
+                f"sequence(s) each")
+
+    def _load(self, ckpt):
+        """Resume: the weights, and from a training checkpoint the optimizer, history, position in
+        the epoch, loss scale and (with --learning-rate) a new rate."""
+        opts, steps = self.opts, self.steps
+        checkpoint.apply_weights(ckpt, self.model)
         if ckpt.train and checkpoint.apply_optimizer(ckpt, steps.optimizer):
-            start = int(ckpt.train["epoch"]) + 1
-            history = {k: list(ckpt.train.get(k, [])) for k in history}
+            self.start = int(ckpt.train["epoch"]) + 1
+            self.history = {k: list(ckpt.train.get(k, [])) for k in self.history}
             if "next_batch" in ckpt.train:
-                resume = Pass.from_state(ckpt.train, steps)
+                self.resume = Pass.from_state(ckpt.train, steps)
             if steps.loss_scale is not None:
                 steps.loss_scale.restore(ckpt.train)
-            where = f", inside epoch {start} at chunk {resume.n_chunks}" if resume else ""
-            log(f"resuming from {opts.load}: {start} epoch(s) done{where}; optimizer state restored")
+            where = f", inside epoch {self.start} at chunk {self.resume.n_chunks}" if self.resume else ""
+            self.log(f"resuming from {opts.load}: {self.start} epoch(s) done{where}; optimizer state restored")
             if opts.learning_rate is not None:  # the restored state holds the old rate
                 steps.optimizer.learning_rate.assign(opts.learning_rate)
         else:
-            log(f"note: {opts.load} holds weights only; training starts at epoch 0 from them")
-    model.summary(print_fn=lambda s, line_break=True: log(s))
-    log(f"model: {cfg.describe()}; learning rate {float(steps.optimizer.learning_rate.numpy()):g}")
-    log(f"training on {len(train_files)} part(s), validating on {len(valid_files)}"
-        f"{f', testing on {len(test_files)}' if test_files else ''}; batch {opts.batchsize}, "
-        f"cutlen {train_feed.cutlen}, {opts.nepochs} epoch(s){', XLA' if xla else ''}"
-        f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
-    note = training_note(opts.precision, E.gpus())
-    if note:
-        log(note)
-    log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
-        f"only with runs of the same --qtype and --q-levels")
-    if start >= opts.nepochs:
-        log(f"{opts.load} has already been trained for {start} epoch(s): raise --nepochs to continue")
-        return history
+            self.log(f"note: {opts.load} holds weights only; training starts at epoch 0 from them")
 
-    def save(name, epoch, extra=None):
-        path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, name))
-        if chief:  # in a cluster only the chief writes; every worker holds the same weights
-            checkpoint.save(path, model, steps.optimizer,
+    def _describe(self):
+        cfg, opts, log, s = self.cfg, self.opts, self.log, self.splits
+        n_test = len(s.test.files) if s.test else 0
+        self.model.summary(print_fn=lambda line, line_break=True: log(line))
+        log(f"model: {cfg.describe()}; learning rate {self.learning_rate():g}")
+        log(f"training on {len(s.train.files)} part(s), validating on {len(s.valid.files)}"
+            f"{f', testing on {n_test}' if n_test else ''}; batch {opts.batchsize}, "
+            f"cutlen {s.train.cutlen}, {opts.nepochs} epoch(s){', XLA' if self.xla else ''}"
+            f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
+        note = training_note(opts.precision, E.gpus())
+        if note:
+            log(note)
+        log(f"losses are bits per sample with {cfg.qtype} quantisation to {cfg.q_levels} levels: compare them "
+            f"only with runs of the same --qtype and --q-levels")
+
+    def learning_rate(self):
+        return float(self.steps.optimizer.learning_rate.numpy())
+
+    def weights(self):
+        return [w.numpy() for _, w in self.model.named_weights()]
+
+    def use_best(self):
+        """The best epoch's weights into the model (once); False when they are not at hand."""
+        if self.best_weights is None:
+            return False
+        if not self._best_in_model:
+            for (_, w), value in zip(self.model.named_weights(), self.best_weights):
+                w.assign(value)
+            self._best_in_model = True
+        return True
+
+    def path(self, name):
+        return os.path.join(self.opts.out_dir, names.checkpoint_name(self.opts.exp, self.cfg.dim, name))
+
+    def save(self, name, epoch, extra=None):
+        """The checkpoint EXP_..._{name}.h5 after `epoch` (with `extra`: where in the next one); its path."""
+        opts, steps = self.opts, self.steps
+        path = self.path(name)
+        if self.chief:  # in a cluster only the chief writes; every worker holds the same weights
+            checkpoint.save(path, self.model, steps.optimizer,
                             {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
-                             "learning_rate": float(steps.optimizer.learning_rate.numpy()), **history,
+                             "learning_rate": self.learning_rate(), **self.history,
                              **(steps.loss_scale.state() if steps.loss_scale else {}), **(extra or {})})
         return path
 
-    valid = history["valid_bits"]
-    best = int(np.argmin(valid)) if valid else None
-    saved, best_weights = None, None
-    if best is not None and best == start - 1:  # the loaded weights are the best epoch's
-        best_weights = [w.numpy() for _, w in model.named_weights()]
-    started = time.time()
-    board = Board(opts.tensorboard if chief else None, log)  # one writer per cluster: the chief's
-    on_step = None
-    if board.writer is not None:
-        on_step = lambda loss: board.scalars(steps.iterations(), **{"train/loss_bits": loss})  # noqa: E731
-    verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a redirected log gets one line per epoch, not per step
-    with StopRequest(log) as stop:
-        for epoch in range(start, opts.nepochs):
-            t0 = time.time()
-            batches = train_feed.batches(seed=[opts.seed, epoch])
-            log(f"Epoch {epoch}/{opts.nepochs - 1}")
-            bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
-                                      stateful_metrics=["loss in bits"])
-            tp, resume = resume or Pass(), None
-            check_position(tp, train_feed, batches, opts)
-            count_before = tp.count
-            try:
-                try:
-                    run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
-                finally:  # the weights as trained, in the model's variables (the JAX engine's
-                    steps.sync()  # steps hold them until then), for saving, auditions and tests
-                train_seconds = time.time() - t0
-                vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
-            except _Stop:
-                path = save("interrupted", epoch - 1, tp.to_state(steps))
-                raise _interrupted(stop.signum, epoch, tp, path) from None
-            except NonFiniteLoss as e:
-                where = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
-                raise NonFiniteLoss(f"epoch {epoch}: {e}; stopped, {where}; try a lower learning rate "
-                                    f"or check the data") from None
-            history["train_bits"].append(tp.bits)
-            history["valid_bits"].append(vp.bits)
-            log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
-            log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
-            per_label = vp.label_bits(cfg.labels)
-            if per_label:
-                log(f"Epoch {epoch} valid loss per label: {_per_label(per_label)}")
-                history["valid_label_bits"].append([per_label.get(k, float("nan"))
-                                                    for k in cfg.labels])
-            log(f"Epoch {epoch} took {time.time() - t0:.1f} seconds")
-            board.scalars(epoch, **{"epoch/train_bits": tp.bits, "epoch/valid_bits": vp.bits,
-                                    "epoch/seconds": time.time() - t0,
-                                    "epoch/samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
-                                    "epoch/learning_rate": steps.optimizer.learning_rate.numpy(),
-                                    **{f"epoch/valid_bits/{k}": v for k, v in per_label.items()}})
-            if best is None or vp.bits < valid[best]:
-                best = epoch
-                best_weights = [w.numpy() for _, w in model.named_weights()]  # for the test loss
-                log(f"best so far: saved {save('best', epoch)}")
-            if chief:
-                plot_costs(os.path.join(opts.out_dir, names.COSTS), history["train_bits"], valid, best)
-            stale = epoch - best
-            patience_over = opts.patience > 0 and stale >= opts.patience
-            time_over = opts.max_minutes is not None and time.time() - started >= 60 * opts.max_minutes
-            early = patience_over or time_over
-            # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
-            if early or epoch == opts.nepochs - 1 or (opts.svepoch > 0 and epoch % opts.svepoch == 0):
-                saved = save(epoch, epoch)
-                log(f"saved {saved}")
-            # the audition after the epoch's checkpoints: a side job never costs the epoch
-            if opts.audition and (epoch + 1) % opts.audition == 0 and chief:
-                run_audition(model, opts, epoch, board, log)
-            board.flush()
-            if patience_over:
-                log(f"no better validation loss for {stale} epoch(s) (--patience {opts.patience}): "
-                    f"stopping; the best epoch is {best}")
-            elif time_over and epoch < opts.nepochs - 1:
-                log(f"{opts.max_minutes:g} minute(s) of training are over (--max-minutes): stopping; the best "
-                    f"epoch is {best}")
-            if early:
-                break
-    if test_feed is not None and best is not None and best_weights is None:
-        # the best epoch was before this run: its file holds it, if it is where training writes
-        best_path = os.path.join(opts.out_dir, names.checkpoint_name(opts.exp, cfg.dim, "best"))
-        if os.path.exists(best_path):
-            best_weights = [checkpoint.load(best_path).weights[n] for n, _ in model.named_weights()]
-        else:
-            log(f"note: no test loss: the best epoch ({best}) was before this run and {best_path} is missing")
-    if test_feed is not None and best_weights is not None:
-        for (_, w), value in zip(model.named_weights(), best_weights):
-            w.assign(value)
+    def callbacks(self):
+        """This run's callbacks, in the order of the work after an epoch (srnn.callbacks)."""
+        opts, cfg, log, test = self.opts, self.cfg, self.log, self.splits.test
+        self.board = Board(opts.tensorboard if self.chief else None, log)  # one writer per cluster: the chief's
+        out = [EarlyStop(opts.patience, opts.max_minutes, opts.nepochs, log), BestCheckpoint(self.save, log)]
+        if self.chief:
+            out.append(CostsPlot(os.path.join(opts.out_dir, names.COSTS)))
+        out.append(PeriodicCheckpoint(self.save, opts.svepoch, opts.nepochs, log))
+        if opts.audition and self.chief:  # (watch.audition looked up here, when called: tests replace it)
+            out.append(Audition(lambda model, epoch: audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs,
+                                                              opts.audition_seconds, seed=opts.seed),
+                                opts.audition, self.board, log))
+        if test is not None:
+            out.append(TestLoss(lambda: self.evaluate(test), len(test.files), self.path("best"),
+                                lambda path: [checkpoint.load(path).weights[n] for n, _ in self.model.named_weights()],
+                                cfg.labels, log))
+        out.append(Events(self.board, cfg.labels))
+        if opts.export and self.chief:
+            from .export import export
+
+            out.append(Export(lambda model: export(model, opts.export), log))
+        # the callbacks' `model` is this Trainer; no add_history (Keras would replace self.history)
+        return keras.callbacks.CallbackList(out, model=self)
+
+    def evaluate(self, feed):
+        """A pass over `feed` with the model's weights as they are (the test loss)."""
         # one device: the test split may end in a smaller batch, and a cluster's workers need not
         # agree on anything for it
-        evaluator = steps if strategy is None else Steps(model, xla=False, evaluate_only=True)
-        tested = run_pass(evaluator, test_feed, test_feed.batches(), False)
-        history["test_bits"] = test_bits = tested.bits
-        log(f"Test loss in bits {test_bits:.5f} (best model, epoch {best}, {len(test_files)} part(s))")
-        per_label = tested.label_bits(cfg.labels)
+        evaluator = self.steps if self.strategy is None else Steps(self.model, xla=False, evaluate_only=True)
+        return run_pass(evaluator, feed, feed.batches(), False)
+
+    def fit(self, callbacks):
+        """The epochs from `start`, each followed by `callbacks.on_epoch_end`, until the last or until
+        a callback sets `stop_training`; Ctrl-C or SIGTERM saves *_interrupted.h5. Returns the history."""
+        on_step = None
+        if self.board is not None and self.board.writer is not None:  # TensorBoard's per-step loss (Events);
+            on_step = lambda loss: callbacks.on_train_batch_end(  # noqa: E731  (numbered by the optimizer)
+                0, {"loss": loss, "iteration": self.steps.iterations()})
+        callbacks.on_train_begin()
+        with StopRequest(self.log) as stop:
+            for epoch in range(self.start, self.opts.nepochs):
+                callbacks.on_epoch_end(epoch, self.run_epoch(epoch, stop, on_step))
+                if self.stop_training:
+                    break
+        callbacks.on_train_end()
+        return self.history
+
+    def run_epoch(self, epoch, stop, on_step=None):
+        """One epoch's training and validation passes, its lines in the log and the history; the
+        callbacks' logs."""
+        opts, steps, log, train_feed, valid_feed = self.opts, self.steps, self.log, self.splits.train, self.splits.valid
+        t0 = time.time()
+        batches = train_feed.batches(seed=[opts.seed, epoch])
+        log(f"Epoch {epoch}/{opts.nepochs - 1}")
+        verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0  # a redirected log: a line per epoch
+        bar = keras.utils.Progbar(train_feed.count_chunks(batches), verbose=verbose, unit_name="chunk",
+                                  stateful_metrics=["loss in bits"])
+        tp, self.resume = self.resume or Pass(), None
+        check_position(tp, train_feed, batches, opts)
+        count_before = tp.count
+        try:
+            try:
+                run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
+            finally:  # the weights as trained, in the model's variables (the JAX engine's
+                steps.sync()  # steps hold them until then), for saving, auditions and tests
+            train_seconds = time.time() - t0
+            vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
+        except _Stop:
+            path = self.save("interrupted", epoch - 1, tp.to_state(steps))
+            raise _interrupted(stop.signum, epoch, tp, path) from None
+        except NonFiniteLoss as e:
+            where = f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint was written"
+            raise NonFiniteLoss(f"epoch {epoch}: {e}; stopped, {where}; try a lower learning rate "
+                                f"or check the data") from None
+        history, valid = self.history, self.history["valid_bits"]
+        history["train_bits"].append(tp.bits)
+        valid.append(vp.bits)
+        log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
+        log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
+        per_label = vp.label_bits(self.cfg.labels)
         if per_label:
-            log(f"Test loss per label: {_per_label(per_label)}")
-            history["test_label_bits"] = [per_label.get(k, float("nan")) for k in cfg.labels]
-        board.scalars(best, **{"test/bits": test_bits, **{f"test/bits/{k}": v for k, v in per_label.items()}})
-    board.close()
-    if opts.export and chief:
-        from .export import export
-
-        if best_weights is not None:  # the best epoch's model, as the test loss
-            for (_, w), value in zip(model.named_weights(), best_weights):
-                w.assign(value)
-        which = f"the best epoch ({best})" if best_weights is not None else "the last epoch"
-        log(f"exported {which} to {export(model, opts.export)}")
-    return history
-
-
-def run_audition(model, opts, epoch, board, log):
-    """The epoch's audition clips, logged and sent to TensorBoard; any failure of it (a file in the
-    place of EXP_samples, a full disk) is a warning: training goes on."""
-    try:
-        clips = audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs, opts.audition_seconds,
-                         seed=opts.seed)
-    except Exception as e:  # noqa: BLE001  (whatever it is, it must not end the training)
-        log(f"warning: the audition of epoch {epoch} failed ({one_line(first_line(e))}): training goes on")
-        return
-    log(f"Epoch {epoch} {describe_clips(clips)}")
-    board.clips(epoch, clips, model.cfg.sample_rate)
-
-
-def _per_label(bits):
-    return ", ".join(f"{label} {b:.5f}" for label, b in bits.items())
+            log(f"Epoch {epoch} valid loss per label: {per_label_line(per_label)}")
+            history["valid_label_bits"].append([per_label.get(k, float("nan")) for k in self.cfg.labels])
+        seconds = time.time() - t0
+        log(f"Epoch {epoch} took {seconds:.1f} seconds")
+        improved = self.best is None or vp.bits < valid[self.best]
+        if improved:
+            self.best, self.best_weights = epoch, self.weights()  # for the test loss and the export
+        return {"train_bits": tp.bits, "valid_bits": vp.bits, "seconds": seconds,
+                "samples_per_s": (tp.count - count_before) / max(train_seconds, 1e-9),
+                "learning_rate": self.learning_rate(), "best": self.best, "improved": improved,
+                **{f"valid_bits/{k}": v for k, v in per_label.items()}}
 
 
 def _interrupted(signum, epoch, tp, path):
