@@ -11,6 +11,8 @@ import time
 import numpy as np
 
 from . import precision
+from .distribute import KINDS
+from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE, ConfigError
 from .errors import SrnnError, first_line, run_cli
 from .quantize import QTYPES
@@ -30,7 +32,7 @@ def preprocess_parser():
     p.add_argument("--force", action="store_true",
                    help="replace the parts (p*.wav) and prompts.txt already in the output folder; "
                    "other files there are left alone")
-    p.add_argument("--labels", choices=("folder",), default=None,
+    p.add_argument("--labels", choices=LABEL_MODES, default=None,
                    help="folder: each subfolder of DIR is a label (its name; e.g. DIR/speech, DIR/music) for a "
                    "conditioned model; each label's audio is cut on its own, its parts are labelled in "
                    "prompts.txt and interleaved with the other labels' (default: no labels, `none`)")
@@ -157,7 +159,7 @@ def train_parser():
                    "labelled corpus trains a model conditioned on its labels")
     p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                    help="Adam's learning rate (default 0.001; with --load, the checkpoint's)")
-    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+    p.add_argument("--distribute", choices=KINDS, default="none",
                    help="none: one device; mirrored: one model copy per local GPU (or per --devices); "
                    "multiworker: every device of the machines named in TF_CONFIG, only the chief writes "
                    "files. --batchsize is the global batch, split over the copies (default none)")
@@ -305,11 +307,9 @@ def train_command(args):
     from .options import DEFAULT_SEED, TrainOptions, check_out_dir, prepare, preprocess_hint
 
     if args.distribute == "multiworker":
-        from .distribute import tf_config
+        from .distribute import require_tf_config
 
-        if tf_config() is None:
-            raise SrnnError("--distribute multiworker needs the TF_CONFIG environment variable that names "
-                            "the workers and this task (see the README)")
+        require_tf_config()
     elif os.environ.get("TF_CONFIG"):  # left from a cluster job: it must not make this run a silent worker
         print(f"note: TF_CONFIG is set, but only --distribute multiworker reads it: this run trains alone "
               f"(--distribute {args.distribute})", flush=True)

@@ -18,6 +18,18 @@ TASKS = ("chief", "worker")  # MultiWorkerMirroredStrategy's: it has no paramete
 EXAMPLE = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
 
 
+NO_TF_CONFIG = ("--distribute multiworker needs the TF_CONFIG environment variable that names the workers and "
+                "this task (see the README)")
+
+
+def require_tf_config():
+    """The parsed TF_CONFIG of a multi-worker run (one line when it is missing or malformed)."""
+    cfg = tf_config()
+    if cfg is None:
+        raise SrnnError(NO_TF_CONFIG)
+    return cfg
+
+
 def tf_config():
     """The parsed TF_CONFIG, or None; a malformed one is a one-line error saying what is wrong
     with it (TensorFlow's own errors come later, as tracebacks, or as a hang)."""
@@ -90,9 +102,7 @@ def make_strategy(kind, devices=None):
             if not any(k.endswith("/" + wanted) or k.endswith(":" + wanted) for k in known):
                 raise SrnnError(f"--devices: no device {d} on this machine (it has {', '.join(known)})")
         return tf.distribute.MirroredStrategy(devices=devices or None)
-    if tf_config() is None:
-        raise SrnnError("--distribute multiworker needs the TF_CONFIG environment variable that names "
-                        "the workers and this task (see the README)")
+    require_tf_config()
     if devices:
         raise SrnnError("--devices is for --distribute mirrored; a multi-worker run uses each worker's devices")
     return tf.distribute.MultiWorkerMirroredStrategy()

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import SrnnError
 from .names import NO_LABEL
 
+MODES = ("folder",)  # preprocess --labels: where each part's label comes from (each subfolder is one)
 FORBIDDEN = ":,\t\n\r/\\"  # the mixture syntax, prompts.txt's columns, and file names (generated_{label}.wav)
 MAX_LABEL_BYTES = 200  # generated_{label}_{i}.png must fit a file name (255 bytes)
 # A conditioned model without --label generates every label in turn, and its one-hot rows are

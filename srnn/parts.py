@@ -23,7 +23,7 @@ from .atomic import write_text
 from .audio import StreamResampler, is_audio_name, read_blocks, read_rate, stream_mono, write_wav
 from .config import SAMPLE_RATE
 from .errors import SrnnError, first_line
-from .labels import check_name
+from .labels import MODES, check_name
 from .lock import exclusive
 
 
@@ -74,7 +74,6 @@ def existing_parts(out_dir):
 MIN_RATE, MAX_RATE = 1000, 192000  # Hz: telephone-band speech to high-resolution audio
 MIN_PART = 64  # samples: shorter parts are no training data (and a part of 0 samples is none)
 MAX_PART_SECONDS = 3600
-LABEL_MODES = ("folder",)  # where --labels takes each part's label from
 FEW_PARTS = 10  # a label with fewer parts cannot be in every tenth of prompts.txt (the default splits)
 
 
@@ -156,7 +155,7 @@ def _make_parts(src_dir, out_dir, seconds, samplerate, force, log, labels):
         groups = [(label, files) for label, files in groups if files]
         files = [f for _, group in groups for f in group]
     else:
-        raise SrnnError(f"--labels {labels}: choose one of {', '.join(LABEL_MODES)}")
+        raise SrnnError(f"--labels {labels}: choose one of {', '.join(MODES)}")
     if not files:
         raise SrnnError(f"no audio files found in {src_dir} {NO_AUDIO}")
     check_not_input(old, out_dir, src_dir, files)
