@@ -27,7 +27,8 @@ def preprocess_parser():
     )
     p.add_argument("dir", metavar="DIR", help="folder with audio files (searched recursively)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each part in seconds (default 8)")
-    p.add_argument("--samplerate", type=int, default=SAMPLE_RATE, help=f"sample rate of the parts in Hz (default {SAMPLE_RATE})")
+    p.add_argument("--samplerate", type=int, default=SAMPLE_RATE,
+                   help=f"sample rate of the parts in Hz (default {SAMPLE_RATE})")
     p.add_argument("--out", default=None, help="output folder (default: DIR_parts next to DIR)")
     p.add_argument("--force", action="store_true",
                    help="replace the parts (p*.wav) and prompts.txt already in the output folder; "

@@ -47,7 +47,7 @@ def inverse_cdf_pick(p, u):
 
 
 def int32_seed(seed):
-    """A seed of [0, 2^32) as the int32 that TensorFlow's stateless draws take: those below 2^31
+    """A seed of [0, 2^32) as the int32 that the engines' counter-based draws take: those below 2^31
     unchanged (their audio as before), those above wrapped to negative ones, so that every seed a
     run takes (srnn.options.SEED_LIMIT) gives its own audio."""
     seed = int(seed)
@@ -67,9 +67,9 @@ class Sampler:
 
     One loop iteration (the engine's frame_loop) produces a whole big frame (SampleRNN.frame_step:
     one step of the top tier on the last big frame, then for each of its vectors the steps of the
-    tier below, down to the sample MLP), drawing each next sample here. Each tier's fused step weights (`step_weights`) are
-    computed once before the loop. The original instead called three Keras models from Python for
-    every sample.
+    tier below, down to the sample MLP), drawing each next sample here. Each tier's fused step
+    weights (`step_weights`) are computed once before the loop. The original instead called three
+    Keras models from Python for every sample.
     """
 
     def __init__(self, model, xla=True, precision="auto"):

@@ -145,12 +145,17 @@ class Steps:
         self._train = jax.jit(self._train_fn, donate_argnums=(0,))
         self._eval = jax.jit(self._eval_fn)
 
-    def _read(self):
-        """Copies of the variables' values: the training step donates its inputs' buffers, which
-        must not be the variables' own."""
+    def _read(self, copy=True):
+        """The variables' values; copies for the training step, which donates its inputs' buffers
+        (they must not be the variables' own)."""
         m = self.model
         opt = self.optimizer.variables if self.optimizer is not None else []
-        return tuple([jnp.copy(v.value) for v in vs] for vs in (m.trainable_variables, m.non_trainable_variables, opt))
+        take = jnp.copy if copy else (lambda a: a)
+        return tuple([take(v.value) for v in vs] for vs in (m.trainable_variables, m.non_trainable_variables, opt))
+
+    def _weights(self):
+        """(trainable, non-trainable) as the next step would read them, for evaluation."""
+        return (self._state if self._state is not None else self._read(copy=False))[:2]
 
     def _forward(self, trainable, non_trainable, x, states, reset, mix):
         (logits, states), non_trainable = self.model.stateless_call(trainable, non_trainable, (x, states, reset, mix))
@@ -187,7 +192,7 @@ class Steps:
         return loss, states
 
     def eval_step(self, x, mask, reset, states, mix=None):
-        trainable, non_trainable, _ = self._state if self._state is not None else self._read()
+        trainable, non_trainable = self._weights()
         x, mask, states, mix = self._rows(x, mask, states, mix)
         return self._eval(trainable, non_trainable, x, mask, reset, states, mix)
 
@@ -210,7 +215,7 @@ class Steps:
         """Loss, clipped gradients and new states (not compiled; for tests)."""
         from ..model import loss_bits
 
-        trainable, non_trainable, _ = self._state if self._state is not None else self._read()
+        trainable, non_trainable = self._weights()
         bf = self.model.cfg.big_frame
 
         def loss_fn(trainable):
@@ -224,7 +229,8 @@ class Steps:
         """Optimizer steps taken (TensorBoard's step number)."""
         if self._state is None:
             return int(self.optimizer.iterations.value)
-        return int(self._state[2][self.optimizer.variables.index(self.optimizer.iterations)])
+        where = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
+        return int(self._state[2][where])
 
     def sync(self):
         """The weights and optimizer state as stepped, into the Keras variables."""
