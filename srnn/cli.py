@@ -380,10 +380,10 @@ def train_command(args):
 
 def sample_command(args):
     from . import checkpoint, memory, names
-    from .audio import stream_mono, write_wav_blocks
+    from .audio import stream_mono
     from .options import DEFAULT_SEED
     from .labels import describe_mix
-    from .quantize import dequantize, quantize, soundsc
+    from .quantize import quantize
 
     args.nseqs = args.nseqs or 1
     temps = args.temperature
@@ -437,8 +437,7 @@ def sample_command(args):
             if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):
                 raise SrnnError(f"--prime {args.prime} is {out}, which this run writes: copy or rename the primer")
     from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
-    from .plots import plot_audio
-    from .sample import Spool
+    from .sample import Clip, write_clips
 
     model = SampleRNN(c)
     checkpoint.apply_weights(ckpt, model)
@@ -459,36 +458,29 @@ def sample_command(args):
         start = sampler.prime(primer, total, mix=mix,
                               progress=lambda done: done < len(primer) and say(
                                   f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
-    # Each sequence's levels go to a temporary file as the pieces come, and its WAV is written from
-    # that file in blocks: memory does not grow with --seconds (the scaling needs the whole range).
-    spools = [Spool() for _ in range(total)]
-    try:
-        for spool in spools:
-            spool.add(primer)  # the primer opens every sequence
+    what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
+    clips, lines = [], []
+    for (name, i, weights), temp in zip(seqs, temps):
+        wav = names.generated_name(i, args.nseqs, label=name)
+        label = f", label {describe_mix(weights, c.labels)}" if c.labels else ""
+        clips.append(Clip(wav, f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}"))
+        lines.append(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
+    took = []
+
+    def generated():
+        """The pieces as they come, saying how far a long generation is; the time it took."""
         done = 0
-        for levels, _ in sampler.pieces(total, n, temps, seed, bool(args.debug), start, mix=mix):
-            for spool, row in zip(spools, levels):
-                spool.add(row)
-            done += levels.shape[1]
+        for piece in sampler.pieces(total, n, temps, seed, bool(args.debug), start, mix=mix):
+            yield piece
+            done += piece[0].shape[1]
             if done < n:  # the end is said by the lines below
                 say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
-        took = time.time() - t0
-        what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
-        for spool, (name, i, weights), temp in zip(spools, seqs, temps):
-            wav = names.generated_name(i, args.nseqs, label=name)
-            label = f", label {describe_mix(weights, c.labels)}" if c.labels else ""
-            bounds = dict(zip(("lo", "hi"), dequantize(np.array([spool.lo, spool.hi]), c.qtype, c.q_levels)))
-            to_audio = lambda levels: soundsc(dequantize(levels, c.qtype, c.q_levels), **bounds)  # noqa: E731
-            write_wav_blocks(wav, map(to_audio, spool.blocks()), rate)
-            shown = spool.head(PICTURE_SECONDS * rate)
-            cut = "" if len(shown) == len(primer) + n else f" (the first {PICTURE_SECONDS} s)"
-            plot_audio(names.generated_name(i, args.nseqs, ".png", label=name), to_audio(shown), rate,
-                       f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}{cut}",
-                       primer_s=len(primer) / rate if primer.size else None)
-            print(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
-    finally:
-        for spool in spools:
-            spool.close()
+        took.append(time.time() - t0)
+
+    write_clips(generated(), clips, c.qtype, c.q_levels, rate, primer)
+    took = took[0]
+    for line in lines:
+        print(line)
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
           f"({total * n / took:,.0f} samples/s, compilation included; weights in "
           f"{sampler.weight_precision(total)})")
@@ -542,9 +534,6 @@ def sequences(args, ckpt):
         return [(None, i, mixes[i % len(mixes)]) for i in range(args.nseqs)]
     rows = one_hot(range(len(vocab)), len(vocab))
     return [(label, i, row) for label, row in zip(vocab, rows) for i in range(args.nseqs)]
-
-
-PICTURE_SECONDS = 60  # generated.png shows at most this much (a picture of an hour is a grey band)
 
 
 class Progress:

@@ -1,13 +1,18 @@
 """Generation: the autoregressive loop, compiled, for many sequences at once (the engine of
 `SampleRNN.generate`); the tiers' maths is theirs (srnn.model), this module only orders the steps
 and draws the samples."""
+import dataclasses
+import functools
 import math
+import os
 import tempfile
 
 import numpy as np
 
 from . import engine, memory
 from .atomic import cannot_write
+from .audio import write_wav_blocks
+from .plots import plot_audio
 from .packed import choose
 from .quantize import dequantize, q_zero, soundsc
 
@@ -236,7 +241,7 @@ class Spool:
 
     def __init__(self):
         self.file = tempfile.TemporaryFile()
-        self.lo, self.hi = np.inf, -np.inf
+        self.lo, self.hi, self.count = np.inf, -np.inf, 0
 
     def add(self, levels):
         if len(levels):
@@ -245,6 +250,7 @@ class Spool:
             except OSError as e:
                 raise cannot_write(f"a temporary file in {tempfile.gettempdir()} (set TMPDIR elsewhere)", e) from None
             self.lo, self.hi = min(self.lo, int(levels.min())), max(self.hi, int(levels.max()))
+            self.count += len(levels)
 
     def blocks(self, size=1 << 16):
         self.file.seek(0)
@@ -259,6 +265,51 @@ class Spool:
         self.file.close()
 
 
-def to_audio(levels, qtype, q_levels):
-    """Levels -> float audio scaled into [-0.475, 0.475] as the original wrote it."""
-    return soundsc(dequantize(levels, qtype, q_levels))
+def to_audio(levels, qtype, q_levels, lo=None, hi=None):
+    """Levels -> float audio scaled into [-0.475, 0.475] as the original wrote it. `lo`, `hi`: the
+    whole sequence's lowest and highest levels, when `levels` is one block of it."""
+    bounds = {} if lo is None else dict(zip(("lo", "hi"), dequantize(np.array([lo, hi]), qtype, q_levels)))
+    return soundsc(dequantize(levels, qtype, q_levels), **bounds)
+
+
+PICTURE_SECONDS = 60  # a picture shows at most this much (a picture of an hour is a grey band)
+
+
+@dataclasses.dataclass
+class Clip:
+    """One generated sequence's files: its WAV, and its picture beside it, with a title."""
+    wav: str
+    title: str
+
+    @property
+    def picture(self):
+        return os.path.splitext(self.wav)[0] + ".png"
+
+
+def write_clips(pieces, clips, qtype, q_levels, rate, primer=()):
+    """Levels to files, the one way for --sample, --audition and the tests. `pieces`: the
+    generation's (levels (sequences, n), ...) in turn, as Sampler.pieces yields them (or one
+    array's worth); each sequence's levels, after the `primer`, wait in a temporary file, so
+    memory does not grow with the length (the scaling needs the whole range), then become its
+    WAV, written in blocks, and its picture (at most PICTURE_SECONDS, the title saying so; a line
+    where the primer ends). Returns each picture's audio (the whole clip when it is short)."""
+    spools = [Spool() for _ in clips]
+    primer = np.asarray(primer)
+    try:
+        for spool in spools:
+            spool.add(primer)  # the primer opens every sequence
+        for levels, *_ in pieces:
+            for spool, row in zip(spools, levels):
+                spool.add(row)
+        shown = []
+        for spool, clip in zip(spools, clips):
+            audio = functools.partial(to_audio, qtype=qtype, q_levels=q_levels, lo=spool.lo, hi=spool.hi)
+            write_wav_blocks(clip.wav, map(audio, spool.blocks()), rate)
+            head = audio(spool.head(PICTURE_SECONDS * rate))
+            cut = "" if len(head) == spool.count else f" (the first {PICTURE_SECONDS} s)"
+            plot_audio(clip.picture, head, rate, clip.title + cut, primer_s=len(primer) / rate if primer.size else None)
+            shown.append(head)
+    finally:
+        for spool in spools:
+            spool.close()
+    return shown

@@ -12,12 +12,10 @@ import os
 import numpy as np
 
 from . import names
-from .audio import write_wav
 from .errors import first_line
 from .labels import one_hot
 from .options import audition_length
-from .plots import plot_audio
-from .quantize import dequantize, soundsc
+from .quantize import dequantize
 
 # the measures, on the dequantised signal in [-1, 1] (before the min-max scaling of the WAV)
 SILENT_RMS = 0.01  # RMS below this: near-silent
@@ -73,7 +71,10 @@ def inspect_clip(levels, qtype, q_levels, rate):
 def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0):
     """Generate `n_seqs` clips of `seconds` from the model's current weights into
     {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
-    labels in turn); returns [(path, audio, ClipReport)]."""
+    labels in turn), through srnn.sample.write_clips as --sample's; returns [(path, audio,
+    ClipReport)]."""
+    from .sample import Clip, write_clips  # (the framework is loaded: the model exists)
+
     c = model.cfg
     n = audition_length(c, seconds)
     mix = one_hot([i % c.n_labels for i in range(n_seqs)], c.n_labels) if c.labels else None
@@ -81,17 +82,12 @@ def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0)
     levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed, mix=mix)
     folder = os.path.join(out_dir, names.samples_dir(exp))
     os.makedirs(folder, exist_ok=True)
-    clips = []
-    for i in range(n_seqs):
-        audio = soundsc(dequantize(levels[i], c.qtype, c.q_levels))
-        path = os.path.join(folder, names.audition_name(epoch, i))
-        write_wav(path, audio, c.sample_rate)
-        report = inspect_clip(levels[i], c.qtype, c.q_levels, c.sample_rate)
-        plot_audio(os.path.splitext(path)[0] + ".png", audio, c.sample_rate,
-                   f"epoch {epoch}, clip {i}{f' ({c.labels[i % c.n_labels]})' if c.labels else ''}: "
-                   f"{', '.join(report.flags()) or 'no flags'}")
-        clips.append((path, audio, report))
-    return clips
+    reports = [inspect_clip(row, c.qtype, c.q_levels, c.sample_rate) for row in levels]
+    clips = [Clip(os.path.join(folder, names.audition_name(epoch, i)),
+                  f"epoch {epoch}, clip {i}{f' ({c.labels[i % c.n_labels]})' if c.labels else ''}: "
+                  f"{', '.join(report.flags()) or 'no flags'}") for i, report in enumerate(reports)]
+    audio = write_clips([(levels,)], clips, c.qtype, c.q_levels, c.sample_rate)
+    return [(clip.wav, x, report) for clip, x, report in zip(clips, audio, reports)]
 
 
 def describe_clips(clips):
