@@ -103,3 +103,14 @@ def can_write(folder):
             return None
     except OSError as e:
         return e.strerror or str(e)
+
+
+def check_outputs(paths):
+    """Each output file can be made: no folder in its place, and its folder takes new files."""
+    import errno
+
+    for path in paths:
+        if os.path.isdir(path):
+            raise cannot_write(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    for folder in {os.path.dirname(p) or "." for p in paths}:
+        require_writable(folder, paths[0], "run from a writable folder")
