@@ -28,7 +28,8 @@ ARCHITECTURES = {
 
 def model_config(arch, dim):
     """The ModelConfig of one of ARCHITECTURES with --slowdim and --dim `dim`."""
-    from srnn.cli import model_config as from_flags, train_parser
+    from srnn.cli import train_parser
+    from srnn.commands import model_config as from_flags
     from srnn.config import ModelConfig
 
     args = train_parser().parse_args(ARCHITECTURES[arch].split() + [f"--dim={dim}", f"--slowdim={dim}"])

@@ -6,7 +6,7 @@ import sys
 from . import precision
 from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
-from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE, ConfigError
+from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
 from .errors import SrnnError, run_cli
 from .quantize import QTYPES
 
@@ -209,35 +209,6 @@ def _positive(args, *flags):
             raise SrnnError(f"--{flag.replace('_', '-')}={value} must be positive and finite")
 
 
-def parse_frames(text):
-    """`8,2` -> (8, 2); a one-line error for anything else."""
-    try:
-        frames = tuple(int(f) for f in text.replace(" ", "").split(","))
-    except ValueError:
-        raise SrnnError(f"--frames {text}: expected frame sizes in samples separated by commas, "
-                        f"top tier first, e.g. --frames 8,2") from None
-    return frames
-
-
-def model_config(args, base):
-    """The model's settings: each flag given, else `base`'s (the checkpoint's, or the defaults).
-    A bad value or combination is a one-line error naming the flag."""
-    from .config import ModelConfig
-
-    pick = lambda flag, field=None: getattr(base, field or flag) if getattr(args, flag) is None \
-        else getattr(args, flag)  # noqa: E731
-    try:
-        return ModelConfig(
-            slowdim=pick("slowdim"), dim=pick("dim"), sample_rate=pick("samplerate", "sample_rate"),
-            qtype=pick("qtype"), q_levels=pick("q_levels"), emb_size=pick("emb_size"),
-            frames=base.frames if args.frames is None else parse_frames(args.frames),
-            rnn=pick("rnn"), rnn_layers=pick("rnn_layers"), skip=pick("skip"),
-            labels=base.labels,  # no flag: from the corpus (training) or the file
-        )
-    except ConfigError as e:
-        raise SrnnError(str(e)) from None
-
-
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
     _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
@@ -262,11 +233,9 @@ def check_backend(args):
     """What only the TensorFlow engine does is refused on another, before anything loads."""
     import importlib.util
 
-    from .engine import ENGINES, UNKNOWN, backend
+    from .engine import checked_backend
 
-    name = backend()
-    if name not in ENGINES:
-        raise SrnnError(UNKNOWN.format(name=name, engines=" or ".join(ENGINES)))
+    name = checked_backend()
     if name == "tensorflow":
         return
     for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import precision
+from .config import ConfigError
 from .errors import SrnnError, first_line
 
 
@@ -23,6 +24,35 @@ EXPERIMENTS = {
     "all": dict(nepochs=3, batchsize=100, trainstop=8000, validstop=9000),
 }
 OTHER_EXPERIMENT = dict(nepochs=10, batchsize=2, trainstop=0.8, validstop=0.9)
+
+
+def parse_frames(text):
+    """`8,2` -> (8, 2); a one-line error for anything else."""
+    try:
+        frames = tuple(int(f) for f in text.replace(" ", "").split(","))
+    except ValueError:
+        raise SrnnError(f"--frames {text}: expected frame sizes in samples separated by commas, "
+                        f"top tier first, e.g. --frames 8,2") from None
+    return frames
+
+
+def model_config(args, base):
+    """The model's settings: each flag given, else `base`'s (the checkpoint's, or the defaults).
+    A bad value or combination is a one-line error naming the flag."""
+    from .config import ModelConfig
+
+    pick = lambda flag, field=None: getattr(base, field or flag) if getattr(args, flag) is None \
+        else getattr(args, flag)  # noqa: E731
+    try:
+        return ModelConfig(
+            slowdim=pick("slowdim"), dim=pick("dim"), sample_rate=pick("samplerate", "sample_rate"),
+            qtype=pick("qtype"), q_levels=pick("q_levels"), emb_size=pick("emb_size"),
+            frames=base.frames if args.frames is None else parse_frames(args.frames),
+            rnn=pick("rnn"), rnn_layers=pick("rnn_layers"), skip=pick("skip"),
+            labels=base.labels,  # no flag: from the corpus (training) or the file
+        )
+    except ConfigError as e:
+        raise SrnnError(str(e)) from None
 
 
 def check_qtype_flag(args, ckpt):
@@ -52,8 +82,6 @@ def train_command(args):
     base = ckpt.config if ckpt else ModelConfig()
     if ckpt:
         check_qtype_flag(args, ckpt)
-    from .cli import model_config
-
     cfg = model_config(args, base)
     trained = (ckpt.train if ckpt else None) or {}
     seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
@@ -127,8 +155,6 @@ def sample_command(args):
     ckpt = checkpoint.load(args.sample)
     c = ckpt.config
     check_qtype_flag(args, ckpt)
-    from .cli import model_config
-
     checkpoint.check_compatible(ckpt, model_config(args, c))
     rate = args.samplerate or c.sample_rate
     n = int(round(args.seconds * rate))
@@ -203,20 +229,20 @@ def sample_command(args):
         label = f", label {describe_mix(weights, c.labels)}" if c.labels else ""
         clips.append(Clip(wav, f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}"))
         lines.append(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
-    took = []
+    took = None
 
     def generated():
         """The pieces as they come, saying how far a long generation is; the time it took."""
+        nonlocal took
         done = 0
         for piece in sampler.pieces(total, n, temps, seed, bool(args.debug), start, mix=mix):
             yield piece
             done += piece[0].shape[1]
             if done < n:  # the end is said by the lines below
                 say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
-        took.append(time.time() - t0)
+        took = time.time() - t0
 
     write_clips(generated(), clips, c.qtype, c.q_levels, rate, primer)
-    took = took[0]
     for line in lines:
         print(line)
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "

@@ -13,8 +13,6 @@ import os
 from ..errors import SrnnError
 
 ENGINES = ("tensorflow", "jax")
-UNKNOWN = ("the Keras backend is {name} (KERAS_BACKEND or keras.json): srnn runs on {engines}; set "
-           "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
 
 
 def backend():
@@ -31,10 +29,17 @@ def backend():
     return name or "tensorflow"
 
 
-def load():
-    """The engine module of this process's backend (imported once; loads the framework)."""
+def checked_backend():
+    """backend(), or a one-line error when srnn has no engine for it."""
     name = backend()
     if name not in ENGINES:
-        raise SrnnError(UNKNOWN.format(name=name, engines=" or ".join(ENGINES)))
+        raise SrnnError(f"the Keras backend is {name} (KERAS_BACKEND or keras.json): srnn runs on "
+                        f"{' or '.join(ENGINES)}; set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
+    return name
+
+
+def load():
+    """The engine module of this process's backend (imported once; loads the framework)."""
+    name = checked_backend()
     os.environ["KERAS_BACKEND"] = name  # Keras, imported next, agrees
     return importlib.import_module(f"{__name__}.{name}")

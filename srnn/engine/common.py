@@ -1,4 +1,5 @@
 """What every engine's training step shares, backend-free."""
+import numpy as np
 
 GRAD_CLIP = 1.0  # elementwise, as the reference
 
@@ -8,3 +9,19 @@ def use_xla(cfg):
     times faster); for large models the big matmuls dominate and XLA gains nothing on TensorFlow,
     so plain TensorFlow graphs are used there (JAX always compiles through XLA)."""
     return max(cfg.dim, cfg.slowdim) <= 512
+
+
+class CarriedStates:
+    """The carried TBPTT states as plain arrays, one per RNN layer (tf.distribute's steps keep one
+    slice per replica instead); for the steps' `model`."""
+
+    def zero_states(self, batch):
+        return self.model.zero_states(batch)
+
+    def states_to_numpy(self, states):
+        return [np.asarray(s) for s in states]
+
+    def states_from_numpy(self, arrays):
+        from keras import ops  # (Keras loads after the engine's framework)
+
+        return tuple(ops.convert_to_tensor(a) for a in arrays)

@@ -10,7 +10,7 @@ from jax import lax
 
 from ..errors import SrnnError
 from ..options import LEARNING_RATE
-from .common import GRAD_CLIP
+from .common import GRAD_CLIP, CarriedStates
 
 NAME = "jax"
 
@@ -119,7 +119,7 @@ def gpus():
 # ---- training steps
 
 
-class Steps:
+class Steps(CarriedStates):
     """The training and evaluation steps for one chunk, as TensorFlow's engine has them (same
     calls, same results up to rounding), written the JAX way: each step is a pure function of the
     weights, the optimizer's variables and the chunk, compiled once with jax.jit (the previous
@@ -244,16 +244,6 @@ class Steps:
             for v, value in zip(self.optimizer.variables, opt):
                 v.assign(value)
         self._state = None  # read again at the next step: whatever was assigned meanwhile counts
-
-    # carried states: plain arrays
-    def zero_states(self, batch):
-        return self.model.zero_states(batch)
-
-    def states_to_numpy(self, states):
-        return [np.asarray(s) for s in states]
-
-    def states_from_numpy(self, arrays):
-        return tuple(jnp.asarray(a) for a in arrays)
 
 
 def data_parallel(devices=None):

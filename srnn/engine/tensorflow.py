@@ -7,7 +7,7 @@ from ..errors import SrnnError
 from ..options import LEARNING_RATE
 from ..precision import check_distribute
 from ..quiet import import_tensorflow
-from .common import GRAD_CLIP, use_xla
+from .common import GRAD_CLIP, CarriedStates, use_xla
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow is initialised quietly)
@@ -139,7 +139,7 @@ class LossScale:
             self.good.assign(int(train["loss_scale_good"]))
 
 
-class Steps:
+class Steps(CarriedStates):
     """The compiled training and evaluation steps for one chunk.
 
     Each takes (x, mask, reset, states, mix) and returns (loss_bits, states), `states` a tuple with
@@ -204,16 +204,6 @@ class Steps:
 
     def sync(self):
         """Nothing to do: the variables are updated in place by each step."""
-
-    # carried states: plain tensors here, one slice per replica in DistributedSteps
-    def zero_states(self, batch):
-        return self.model.zero_states(batch)
-
-    def states_to_numpy(self, states):
-        return [np.asarray(s) for s in states]
-
-    def states_from_numpy(self, arrays):
-        return tuple(tf.constant(a) for a in arrays)
 
 
 class DistributedSteps(Steps):
