@@ -8,9 +8,12 @@ there, in the repo root, with .whl carried along (under 8 minutes on an H200):
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site && KERAS_BACKEND=jax python3 bench/gpu.py
 
     KERAS_BACKEND=tensorflow python bench/gpu.py --quick    # CPU smoke test: tiny sizes, few steps
-    python bench/gpu.py --only train,sample                 # sections: yardstick, train, sample
+    python bench/gpu.py --only train,sample                 # sections: yardstick, train, sample, why
 
 Rows run in a fixed order, one line each; a row that fails prints one line and the rest go on.
+The last section, `why`, says where a training step's time goes if the targets are missed: srnn's
+forward pass alone, the yardstick's GRUs as a plain JAX lax.scan (autodiff, no cuDNN), and the
+music model's LSTMs through PyTorch's cuDNN and through JAX's (jax.experimental.rnn).
 """
 import argparse
 import gc
@@ -34,6 +37,7 @@ from srnn.train import Steps  # noqa: E402
 
 import keras  # noqa: E402  (after srnn, which sets the backend's defaults)
 
+TORCH_DEVICE = "cuda"  # the yardsticks' device (a CPU check of their shapes may change it)
 REAL_TIME = 16000  # samples per second of 16 kHz audio
 TARGET_TRAIN = TARGET_SAMPLE = 1e6  # issue 20's targets, target samples/s
 SIZES = {  # the issue's rows, and tiny ones for a CPU smoke test
@@ -161,26 +165,37 @@ def torch_peak(torch):
     return f"peak GPU {torch.cuda.max_memory_allocated() / 1e9:.2f} GB (torch)"
 
 
-def gru_yardstick(torch, dim, batch, cutlen, dtype):
-    """cuDNN GRUs forward and backward at the original's two frame tiers' shapes: the slow tier over
-    cutlen/8 frames of 8 samples, the mid tier over cutlen/2 vectors of `dim` (width `dim` both)."""
+def tier_shapes(cfg, cutlen):
+    """Per frame tier of `cfg`: (steps in a chunk of `cutlen`, RNN input width, RNN width). The top
+    tier's RNN reads its frame of samples; the others read a `dim`-wide projection."""
+    return [(cutlen // frame, frame if k == 0 else width, width)
+            for k, (frame, width) in enumerate(zip(cfg.frames, cfg.widths()))]
+
+
+def cudnn_yardstick(torch, cfg, batch, cutlen, dtype):
+    """PyTorch's cuDNN RNNs (nn.GRU / nn.LSTM, `cfg.rnn_layers` layers) forward and backward at the
+    shapes of `cfg`'s frame tiers for one chunk (for the original: a GRU over cutlen/8 frames of 8
+    samples and one over cutlen/2 vectors of `dim`). The tiers' RNNs are the sequential part of
+    srnn's step; its dense layers and the sample MLP are not in this figure."""
     torch.cuda.reset_peak_memory_stats()
-    kw = dict(device="cuda", dtype=getattr(torch, dtype))
-    slow, mid = torch.nn.GRU(8, dim, batch_first=True, **kw), torch.nn.GRU(dim, dim, batch_first=True, **kw)
-    xs = torch.randn(batch, cutlen // 8, 8, **kw)
-    xm = torch.randn(batch, cutlen // 2, dim, requires_grad=True, **kw)  # it is the slow tier's output
+    kw = dict(device=TORCH_DEVICE, dtype=getattr(torch, dtype))
+    layer = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.rnn]
+    rnns, xs = [], []
+    for k, (steps, width_in, width) in enumerate(tier_shapes(cfg, cutlen)):
+        rnns.append(layer(width_in, width, num_layers=cfg.rnn_layers, batch_first=True, **kw))
+        xs.append(torch.randn(batch, steps, width_in, requires_grad=k > 0, **kw))  # the tier above's output
 
     def step():
-        (slow(xs)[0].float().sum() + mid(xm)[0].float().sum()).backward()
+        sum(rnn(x)[0].float().sum() for rnn, x in zip(rnns, xs)).backward()
 
     seconds = cuda_seconds(torch, step, reps=10)
     rate = batch * cutlen / seconds
-    return rate, f"{rate:>13,.0f} samples/s | both tiers fwd+bwd {seconds * 1e3:.1f} ms | {torch_peak(torch)}"
+    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {torch_peak(torch)}"
 
 
 def matmul_yardstick(torch, n=8192):
     torch.cuda.reset_peak_memory_stats()
-    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    a, b = (torch.randn(n, n, device=TORCH_DEVICE, dtype=torch.bfloat16) for _ in range(2))
     seconds = cuda_seconds(torch, lambda: a @ b, reps=10)
     tflops = 2 * n ** 3 / seconds / 1e12
     return tflops, f"{tflops:>13,.0f} TFLOP/s | {seconds * 1e3:.2f} ms a product | {torch_peak(torch)}"
@@ -244,13 +259,130 @@ def sample_row(cfg, streams, seconds, memory):
                            f"{took:.2f} s | first call {compile_s:.1f} s | {memory.peak()}")
 
 
+def jax_seconds(fn, args, reps=10):
+    """Mean wall time of the jitted `fn(*args)` over `reps` calls after three warm-ups (the last
+    result waited for: JAX runs the calls in order)."""
+    for _ in range(3):
+        jax_block(fn(*args))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = fn(*args)
+    jax_block(out)
+    return (time.perf_counter() - t0) / reps
+
+
+def jax_block(tree):
+    import jax
+
+    return jax.block_until_ready(tree)
+
+
+def jax_peak(memory):
+    return memory.peak() if memory.stats is not None else "peak GPU n/a (no GPU)"
+
+
+def scan_gru_row(cfg, batch, cutlen, memory):
+    """The yardstick's GRUs written plainly in JAX: lax.scan over a GRU cell, differentiated by
+    jax.grad (no custom backward), float32. Beside cuDNN's figure it shows what XLA's loop costs;
+    beside srnn's, what srnn adds to it (its hand-written backward, weight norm, the dense layers
+    and the sample MLP)."""
+    import jax
+    import jax.numpy as jnp
+
+    memory.start()
+    keys = iter(jax.random.split(jax.random.key(0), 16))
+    params, xs = [], []
+    for steps, width_in, width in tier_shapes(cfg, cutlen):
+        params.append(tuple(jax.random.normal(next(keys), shape, jnp.float32) * 0.02
+                            for shape in ((width_in, 3 * width), (width, 3 * width), (3 * width,))))
+        xs.append(jax.random.normal(next(keys), (batch, steps, width_in), jnp.float32))
+
+    def gru(p, x):
+        wx, wh, b = p
+        width = wh.shape[0]
+
+        def cell(h, xp):
+            hp = h @ wh
+            r = jax.nn.sigmoid(xp[:, :width] + hp[:, :width])
+            z = jax.nn.sigmoid(xp[:, width:2 * width] + hp[:, width:2 * width])
+            n = jnp.tanh(xp[:, 2 * width:] + r * hp[:, 2 * width:])
+            h = (1 - z) * n + z * h
+            return h, h
+
+        _, ys = jax.lax.scan(cell, jnp.zeros((x.shape[0], width), x.dtype), jnp.swapaxes(x @ wx + b, 0, 1))
+        return ys.sum()
+
+    step = jax.jit(jax.grad(lambda params, xs: sum(gru(p, x) for p, x in zip(params, xs)), argnums=(0, 1)))
+    seconds = jax_seconds(step, (params, xs))
+    rate = batch * cutlen / seconds
+    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {jax_peak(memory)}"
+
+
+def jax_cudnn_lstm_row(cfg, batch, cutlen, memory):
+    """JAX's cuDNN LSTM (jax.experimental.rnn.lstm: cuDNN only, no CPU path) forward and backward at
+    the shapes of `cfg`'s frame tiers, float32: whether that path would close a gap to PyTorch's."""
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import rnn
+
+    memory.start()
+    keys = iter(jax.random.split(jax.random.key(0), 16))
+    weights, xs, shapes = [], [], tier_shapes(cfg, cutlen)
+    for steps, width_in, width in shapes:
+        weights.append(rnn.init_lstm_weight(next(keys), width_in, width, cfg.rnn_layers, False))
+        xs.append(jax.random.normal(next(keys), (batch, steps, width_in), jnp.float32))
+
+    def loss(weights, xs):
+        total = 0.0
+        for w, x, (steps, width_in, width) in zip(weights, xs, shapes):
+            zeros = jnp.zeros((cfg.rnn_layers, batch, width), jnp.float32)
+            y, _, _ = rnn.lstm(x, zeros, zeros, w, jnp.full((batch,), steps, jnp.int32), input_size=width_in,
+                               hidden_size=width, num_layers=cfg.rnn_layers, dropout=0.0, bidirectional=False)
+            total = total + y.sum()
+        return total
+
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    seconds = jax_seconds(step, (weights, xs))
+    rate = batch * cutlen / seconds
+    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {jax_peak(memory)}"
+
+
+def forward_row(cfg, batch, cutlen, seconds, memory):
+    """Target samples/s of srnn's compiled evaluation step (the forward pass and the loss): beside
+    the training row, the forward's and the backward's shares of a step."""
+    memory.start()
+    keras.utils.set_random_seed(0)
+    model = SampleRNN(cfg)
+    steps = Steps(model, xla=True, evaluate_only=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, cfg.q_levels, (batch, cutlen + cfg.big_frame)).astype(np.int32)
+    mask = np.ones((batch, cutlen), np.float32)
+    mix = np.zeros((batch, 0), np.float32)
+    states = steps.zero_states(batch)
+    float(steps.eval_step(x, mask, np.float32(1), states, mix)[0])
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        loss, states, _ = steps.eval_step(x, mask, np.float32(0), states, mix)
+        float(loss)
+        n += 1
+    took = (time.perf_counter() - t0) / n
+    rate = batch * cutlen / took
+    return rate, f"{rate:>13,.0f} samples/s | step {took * 1e3:.1f} ms x {n} | {memory.peak()}"
+
+
 def ratios(figures, size):
-    """The issue's targets as ratios of this run's figures."""
+    """The issue's targets as ratios of this run's figures, then the ratios that say where a step's
+    time goes (no targets)."""
     dim, batch, s_max = size["dim"], size["batches"][-1], size["streams"][-1]
     train, gru = figures.get(("train", batch, "float32")), figures.get(("gru", batch, "float32"))
 
-    def show(name, value, target):
-        say("ratio", name, "n/a (a row it needs did not run)" if value is None else f"{value:.2f} (target >= {target})")
+    def show(name, value, target=None):
+        text = "n/a (a row it needs did not run)" if value is None else f"{value:.2f}"
+        say("ratio", name, text if value is None or target is None else f"{text} (target >= {target})")
+
+    def over(a, b):
+        a, b = figures.get(a), figures.get(b)
+        return a / b if a and b else None
 
     show(f"train d{dim} b{batch} f32 / cuDNN GRU", train and gru and train / gru, 0.5)
     show(f"train d{dim} b{batch} f32 / 1M", train and train / TARGET_TRAIN, 1)
@@ -258,12 +390,17 @@ def ratios(figures, size):
     show(f"sample d{dim} 1 stream / 16k (real time)", one and one / REAL_TIME, 1)
     many = figures.get(("sample", s_max))
     show(f"sample d{dim} {s_max} streams / 1M", many and many / TARGET_SAMPLE, 1)
+    show(f"forward's share of a train step d{dim} b{batch}", over(("train", batch, "float32"), ("forward", batch)))
+    show(f"plain JAX scan GRU / cuDNN GRU b{batch}", over(("scan_gru", batch), ("gru", batch, "float32")))
+    show(f"train d{dim} b{batch} f32 / plain JAX scan GRU", over(("train", batch, "float32"), ("scan_gru", batch)))
+    show("music train / cuDNN LSTM (torch)", over(("music",), ("lstm", "torch")))
+    show("cuDNN LSTM: JAX / torch", over(("lstm", "jax"), ("lstm", "torch")))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and few steps: a smoke test for a CPU")
-    p.add_argument("--only", default="yardstick,train,sample", help="comma-separated sections to run")
+    p.add_argument("--only", default="yardstick,train,sample,why", help="comma-separated sections to run")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip the rows left when time runs short")
     args = p.parse_args()
     sections, size = args.only.split(","), SIZES[args.quick]
@@ -288,7 +425,7 @@ def main():
             for batch in size["batches"]:
                 for dtype in ("float32", "bfloat16"):
                     rows.run("yardstick", f"cuDNN GRU d{dim} b{batch} c{cutlen} {dtype}", ("gru", batch, dtype),
-                             lambda: gru_yardstick(torch, dim, batch, cutlen, dtype))
+                             lambda: cudnn_yardstick(torch, original(dim), batch, cutlen, dtype))
             rows.run("yardstick", "bf16 matmul 8192^3", ("matmul",), lambda: matmul_yardstick(torch))
             torch.cuda.empty_cache()  # its cached blocks would be lost to JAX
     if "train" in sections:
@@ -306,6 +443,20 @@ def main():
         for streams in size["streams"]:
             rows.run("sample", f"original d{dim} {streams} stream(s) float32", ("sample", streams),
                      lambda: sample_row(original(dim), streams, size["sample_s"], memory))
+    if "why" in sections:  # last: where a step's time goes, if the budget leaves time for it
+        batch, small = size["batches"][-1], size["batches"][0]
+        rows.run("why", f"srnn forward only d{dim} b{batch} c{cutlen}", ("forward", batch),
+                 lambda: forward_row(original(dim), batch, cutlen, size["train_s"], memory))
+        if backend == "jax":
+            rows.run("why", f"plain JAX scan GRU d{dim} b{batch} c{cutlen}", ("scan_gru", batch),
+                     lambda: scan_gru_row(original(dim), batch, cutlen, memory))
+        if torch is not None and torch.cuda.is_available():
+            rows.run("why", f"cuDNN LSTM (torch) music d{dim} b{small}", ("lstm", "torch"),
+                     lambda: cudnn_yardstick(torch, music(dim), small, cutlen, "float32"))
+            torch.cuda.empty_cache()
+        if backend == "jax" and memory.gpu:  # jax.experimental.rnn has no CPU path
+            rows.run("why", f"cuDNN LSTM (JAX) music d{dim} b{small}", ("lstm", "jax"),
+                     lambda: jax_cudnn_lstm_row(music(dim), small, cutlen, memory))
     ratios(rows.figures, size)
     say("done", "wall time", f"{time.monotonic() - STARTED:.0f} s")
     return 0
