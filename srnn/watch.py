@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import names
+from . import engine, names
 from .errors import first_line
 from .labels import one_hot
 from .options import audition_length
@@ -114,6 +114,13 @@ class Board:
             from .quiet import import_tensorflow
 
             self.tf = import_tensorflow()
+            if engine.backend() != "tensorflow":
+                # TensorFlow only writes the files here: it must not take the GPU the backend trains
+                # on (its context reserves most of a GPU's memory when it starts)
+                try:
+                    self.tf.config.set_visible_devices([], "GPU")
+                except RuntimeError:  # its context has started already: too late, nothing to undo
+                    pass
             self.writer = self.tf.summary.create_file_writer(logdir)
 
     def _guard(self, action):

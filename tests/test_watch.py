@@ -57,3 +57,21 @@ def test_audition_writes_clips_and_flags_a_broken_model(tmp_path, pattern, flag)
         assert (tmp_path / "x_samples" / f"e4_{path[-5]}.png").read_bytes()[:4] == b"\x89PNG"
         assert report.flags() == [flag]
     assert describe_clips(clips) == f"audition e4_0.wav: {flag}; e4_1.wav: {flag}"
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_event_files_keep_tensorflow_off_another_backends_gpu(tmp_path, monkeypatch, backend):
+    """On JAX, TensorFlow only writes the event files: it is told to see no GPU before it starts
+    (it would reserve most of the GPU's memory that JAX trains on); on TensorFlow it is left be."""
+    from srnn import watch
+    from srnn.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    hidden = []
+    monkeypatch.setattr(watch.engine, "backend", lambda: backend)
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind: hidden.append((devices, kind)))
+    board = watch.Board(str(tmp_path / "tb"))
+    board.scalars(0, loss=1.0)
+    board.close()
+    assert hidden == ([([], "GPU")] if backend == "jax" else [])
+    assert list((tmp_path / "tb").iterdir())  # and the events are written
