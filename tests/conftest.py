@@ -17,6 +17,26 @@ from srnn.errors import run_cli
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/jax runs in a process of its own with KERAS_BACKEND=jax (tests/test_backends.py starts it)
 collect_ignore = [] if os.environ.get("KERAS_BACKEND") == "jax" else ["jax"]
+HIDDEN = ("tensorflow", "tensorboard", "tf_keras")
+
+
+def hide_tensorflow():
+    """Make TensorFlow (and tensorboard) impossible to import in this process, as if not installed:
+    the JAX process runs so (SRNN_HIDE_TENSORFLOW=1), as on the GPU machine srnn is measured on,
+    which has JAX but no TensorFlow; anything of srnn's that needs TensorFlow on JAX fails there."""
+    import importlib.machinery
+
+    assert not [m for m in sys.modules if m.partition(".")[0] in HIDDEN], "TensorFlow is imported already"
+    find_spec = importlib.machinery.PathFinder.find_spec
+
+    def find_spec_without_tensorflow(name, path=None, target=None):
+        return None if name.partition(".")[0] in HIDDEN else find_spec(name, path, target)
+
+    importlib.machinery.PathFinder.find_spec = find_spec_without_tensorflow
+
+
+if os.environ.get("SRNN_HIDE_TENSORFLOW") == "1":
+    hide_tensorflow()
 DEMO = os.path.join(ROOT, "blizzard", "tiny")
 
 

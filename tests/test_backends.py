@@ -49,8 +49,9 @@ def reference_folder(folder):
 def test_jax_engine_and_checkpoints_across(tmp_path):
     reference_folder(tmp_path)
     env = {**os.environ, "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # two CPU devices: DataParallel
-    # (Keras' variables warn of NumPy 2's copy keyword on every read to NumPy: not ours to fix)
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # two CPU devices: DataParallel
+           "SRNN_HIDE_TENSORFLOW": "1"}  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+    # (Keras' Variable.numpy() warns of NumPy 2's copy keyword on JAX: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                            "-W", "ignore::DeprecationWarning", os.path.join(ROOT, "tests", "jax")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
