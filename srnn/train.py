@@ -236,6 +236,7 @@ class Trainer:
             f"{f', testing on {n_test}' if n_test else ''}; batch {opts.batchsize}, "
             f"cutlen {s.train.cutlen}, {opts.nepochs} epoch(s){', XLA' if self.xla else ''}"
             f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
+        log(f"engine: {E.NAME} on {E.processors()}")
         note = training_note(opts.precision, E.gpus())
         if note:
             log(note)

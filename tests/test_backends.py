@@ -79,3 +79,12 @@ def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
                        "--distribute multiworker needs the TensorFlow backend")
     assert_clean_error(run_tool("train_srnn.py", "--exp", "x", cwd=tmp_path, env={"KERAS_BACKEND": "torch"}),
                        "the Keras backend is torch", "tensorflow or jax")
+
+
+def test_the_log_names_the_engine_and_what_it_computes_on(base_run):
+    from srnn.engine.common import describe_processors
+
+    assert "engine: tensorflow on CPU" in base_run[2]  # this machine has no GPU
+    assert describe_processors(["CPU"]) == "CPU"
+    assert describe_processors(["NVIDIA H200"] * 8) == "8 x NVIDIA H200"
+    assert describe_processors(["A", "B", "A"]) == "2 x A, B"

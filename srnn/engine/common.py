@@ -25,3 +25,11 @@ class CarriedStates:
         from keras import ops  # (Keras loads after the engine's framework)
 
         return tuple(ops.convert_to_tensor(a) for a in arrays)
+
+
+def describe_processors(kinds):
+    """'CPU', 'NVIDIA H200' or '8 x NVIDIA H200, NVIDIA H100': a list of processor kinds, counted."""
+    counts = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(kind if n == 1 else f"{n} x {kind}" for kind, n in counts.items())

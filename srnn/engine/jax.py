@@ -10,7 +10,7 @@ from jax import lax
 
 from ..errors import SrnnError
 from ..options import LEARNING_RATE
-from .common import GRAD_CLIP, CarriedStates
+from .common import GRAD_CLIP, CarriedStates, describe_processors
 
 NAME = "jax"
 
@@ -114,6 +114,11 @@ def scalar(x):
 
 def gpus():
     return [d for d in jax.devices() if d.platform == "gpu"]
+
+
+def processors():
+    """What JAX computes on, for the log: its GPUs by name ('2 x NVIDIA H200'), else 'CPU'."""
+    return describe_processors([d.device_kind for d in gpus()] or ["CPU"])
 
 
 # ---- training steps

@@ -7,7 +7,7 @@ from ..errors import SrnnError
 from ..options import LEARNING_RATE
 from ..precision import check_distribute
 from ..quiet import import_tensorflow
-from .common import GRAD_CLIP, CarriedStates, use_xla
+from .common import GRAD_CLIP, CarriedStates, describe_processors, use_xla
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow is initialised quietly)
@@ -89,6 +89,12 @@ def scalar(x):
 
 def gpus():
     return tf.config.list_physical_devices("GPU")
+
+
+def processors():
+    """What TensorFlow computes on, for the log: its GPUs by name ('2 x NVIDIA H200'), else 'CPU'."""
+    return describe_processors([tf.config.experimental.get_device_details(g).get("device_name", "GPU")
+                                for g in gpus()] or ["CPU"])
 
 
 # ---- training steps

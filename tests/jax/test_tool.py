@@ -26,6 +26,7 @@ def test_train_resume_and_sample_on_jax_without_tensorflow(mini_root, tmp_path):
     for name in ("mini_srnn_sz16_e0.h5", "mini_srnn_sz16_e1.h5", "mini_srnn_sz16_best.h5", "costs.png",
                  "mini_samples/e1_0.wav"):
         assert (tmp_path / name).is_file(), name
+    assert "engine: jax on CPU" in whole.stdout
     assert re.search(r"Test loss in bits \d\.\d+ \(best model, epoch \d", whole.stdout), whole.stdout[-2000:]
     e1 = checkpoint.load(str(tmp_path / "mini_srnn_sz16_e1.h5")).train
 
