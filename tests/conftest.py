@@ -17,6 +17,7 @@ from srnn.errors import run_cli
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/jax runs in a process of its own with KERAS_BACKEND=jax (tests/test_backends.py starts it)
 collect_ignore = [] if os.environ.get("KERAS_BACKEND") == "jax" else ["jax"]
+DEMO = os.path.join(ROOT, "blizzard", "tiny")
 HIDDEN = ("tensorflow", "tensorboard", "tf_keras")
 
 
@@ -37,7 +38,6 @@ def hide_tensorflow():
 
 if os.environ.get("SRNN_HIDE_TENSORFLOW") == "1":
     hide_tensorflow()
-DEMO = os.path.join(ROOT, "blizzard", "tiny")
 
 
 def run_script(script, *args, cwd=None, timeout=600, env=None):
