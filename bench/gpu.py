@@ -277,10 +277,6 @@ def jax_block(tree):
     return jax.block_until_ready(tree)
 
 
-def jax_peak(memory):
-    return memory.peak() if memory.stats is not None else "peak GPU n/a (no GPU)"
-
-
 def scan_gru_row(cfg, batch, cutlen, memory):
     """The yardstick's GRUs written plainly in JAX: lax.scan over a GRU cell, differentiated by
     jax.grad (no custom backward), float32. Beside cuDNN's figure it shows what XLA's loop costs;
@@ -315,7 +311,7 @@ def scan_gru_row(cfg, batch, cutlen, memory):
     step = jax.jit(jax.grad(lambda params, xs: sum(gru(p, x) for p, x in zip(params, xs)), argnums=(0, 1)))
     seconds = jax_seconds(step, (params, xs))
     rate = batch * cutlen / seconds
-    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {jax_peak(memory)}"
+    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {memory.peak()}"
 
 
 def jax_cudnn_lstm_row(cfg, batch, cutlen, memory):
@@ -344,7 +340,7 @@ def jax_cudnn_lstm_row(cfg, batch, cutlen, memory):
     step = jax.jit(jax.grad(loss, argnums=(0, 1)))
     seconds = jax_seconds(step, (weights, xs))
     rate = batch * cutlen / seconds
-    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {jax_peak(memory)}"
+    return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {memory.peak()}"
 
 
 def forward_row(cfg, batch, cutlen, seconds, memory):
