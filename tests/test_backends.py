@@ -81,6 +81,7 @@ def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
                        "the Keras backend is torch", "tensorflow or jax")
 
 
+@pytest.mark.slow  # the shared training run
 def test_the_log_names_the_engine_and_what_it_computes_on(base_run):
     from srnn.engine import load
     from srnn.engine.common import describe_processors
