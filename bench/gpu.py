@@ -201,13 +201,14 @@ def matmul_yardstick(torch, n=8192):
     return tflops, f"{tflops:>13,.0f} TFLOP/s | {seconds * 1e3:.2f} ms a product | {torch_peak(torch)}"
 
 
-def train_row(cfg, batch, cutlen, precision, seconds, memory):
-    """Target samples/s of the compiled training step, timed after compilation and warm-up; each
-    step's loss is read (as training does), which waits for the step to finish."""
+def step_rate(cfg, batch, cutlen, precision, seconds, memory, train=True):
+    """Target samples/s of srnn's compiled training step (or, with train=False, its evaluation
+    step: the forward pass and the loss) on a random chunk, timed after compilation and warm-up;
+    each step's loss is read (as training does), which waits for the step to finish."""
     memory.start()
     keras.utils.set_random_seed(0)
-    model = SampleRNN(cfg, precision=precision)
-    steps = Steps(model, xla=True)
+    steps = Steps(SampleRNN(cfg, precision=precision), xla=True, evaluate_only=not train)
+    step = steps.train_step if train else (lambda *a: steps.eval_step(*a)[:2])
     rng = np.random.default_rng(0)
     x = rng.integers(0, cfg.q_levels, (batch, cutlen + cfg.big_frame)).astype(np.int32)
     mask = np.ones((batch, cutlen), np.float32)
@@ -215,15 +216,15 @@ def train_row(cfg, batch, cutlen, precision, seconds, memory):
     first, later = (keras.ops.convert_to_tensor(np.float32(r)) for r in (1.0, 0.0))
     states = steps.zero_states(batch)
     t0 = time.perf_counter()
-    loss, states = steps.train_step(x, mask, first, states, mix)
+    loss, states = step(x, mask, first, states, mix)
     float(loss)
     compile_s = time.perf_counter() - t0
     for _ in range(2):
-        loss, states = steps.train_step(x, mask, later, states, mix)
+        loss, states = step(x, mask, later, states, mix)
     float(loss)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or n < 3:
-        loss, states = steps.train_step(x, mask, later, states, mix)
+        loss, states = step(x, mask, later, states, mix)
         float(loss)
         n += 1
     took = (time.perf_counter() - t0) / n
@@ -343,29 +344,6 @@ def jax_cudnn_lstm_row(cfg, batch, cutlen, memory):
     return rate, f"{rate:>13,.0f} samples/s | all tiers fwd+bwd {seconds * 1e3:.1f} ms | {memory.peak()}"
 
 
-def forward_row(cfg, batch, cutlen, seconds, memory):
-    """Target samples/s of srnn's compiled evaluation step (the forward pass and the loss): beside
-    the training row, the forward's and the backward's shares of a step."""
-    memory.start()
-    keras.utils.set_random_seed(0)
-    model = SampleRNN(cfg)
-    steps = Steps(model, xla=True, evaluate_only=True)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, cfg.q_levels, (batch, cutlen + cfg.big_frame)).astype(np.int32)
-    mask = np.ones((batch, cutlen), np.float32)
-    mix = np.zeros((batch, 0), np.float32)
-    states = steps.zero_states(batch)
-    float(steps.eval_step(x, mask, np.float32(1), states, mix)[0])
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 3:
-        loss, states, _ = steps.eval_step(x, mask, np.float32(0), states, mix)
-        float(loss)
-        n += 1
-    took = (time.perf_counter() - t0) / n
-    rate = batch * cutlen / took
-    return rate, f"{rate:>13,.0f} samples/s | step {took * 1e3:.1f} ms x {n} | {memory.peak()}"
-
-
 def ratios(figures, size):
     """The issue's targets as ratios of this run's figures, then the ratios that say where a step's
     time goes (no targets)."""
@@ -427,14 +405,14 @@ def main():
     if "train" in sections:
         say("train", "model, batch, cutlen, precision", "target samples/s (batch * cutlen / step time)")
         rows.run("train", f"tiny: original d32 b2 c{size['tiny_cutlen']} float32", ("tiny",),
-                 lambda: train_row(original(32), 2, size["tiny_cutlen"], "float32", size["train_s"], memory))
+                 lambda: step_rate(original(32), 2, size["tiny_cutlen"], "float32", size["train_s"], memory))
         for precision in ("float32", "mixed_bfloat16"):
             for batch in size["batches"]:
                 rows.run("train", f"original d{dim} b{batch} c{cutlen} {precision}", ("train", batch, precision),
-                         lambda: train_row(original(dim), batch, cutlen, precision, size["train_s"], memory))
+                         lambda: step_rate(original(dim), batch, cutlen, precision, size["train_s"], memory))
         batch = size["batches"][0]
         rows.run("train", f"music d{dim} b{batch} c{cutlen} float32", ("music",),
-                 lambda: train_row(music(dim), batch, cutlen, "float32", size["train_s"], memory))
+                 lambda: step_rate(music(dim), batch, cutlen, "float32", size["train_s"], memory))
     if "sample" in sections:
         for streams in size["streams"]:
             rows.run("sample", f"original d{dim} {streams} stream(s) float32", ("sample", streams),
@@ -442,7 +420,7 @@ def main():
     if "why" in sections:  # last: where a step's time goes, if the budget leaves time for it
         batch, small = size["batches"][-1], size["batches"][0]
         rows.run("why", f"srnn forward only d{dim} b{batch} c{cutlen}", ("forward", batch),
-                 lambda: forward_row(original(dim), batch, cutlen, size["train_s"], memory))
+                 lambda: step_rate(original(dim), batch, cutlen, "float32", size["train_s"], memory, train=False))
         if backend == "jax":
             rows.run("why", f"plain JAX scan GRU d{dim} b{batch} c{cutlen}", ("scan_gru", batch),
                      lambda: scan_gru_row(original(dim), batch, cutlen, memory))
