@@ -136,7 +136,7 @@ def train_command(args):
             print(f"note: removed {len(stale)} temporary file(s) left by an interrupted run", flush=True)
         from .train import train
 
-        train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits)
+        train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits, ckpt=ckpt)
     return 0
 
 

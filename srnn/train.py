@@ -154,9 +154,10 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
     return pos
 
 
-def train(cfg, opts, log=print, splits=None):
-    """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the history."""
-    trainer = Trainer(cfg, opts, log, splits)
+def train(cfg, opts, log=print, splits=None, ckpt=None):
+    """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the history. `ckpt`: opts.load's
+    checkpoint, if the caller has read it already."""
+    trainer = Trainer(cfg, opts, log, splits, ckpt)
     if trainer.start >= opts.nepochs:
         trainer.log(f"{opts.load} has already been trained for {trainer.start} epoch(s): raise --nepochs to continue")
         return trainer.history
@@ -168,10 +169,11 @@ class Trainer:
     a resumed run starts; `fit` runs the epochs and drives the callbacks (srnn.callbacks), which see
     it as their Keras `model`."""
 
-    def __init__(self, cfg, opts, log=print, splits=None):
+    def __init__(self, cfg, opts, log=print, splits=None, ckpt=None):
         self.cfg, self.opts = cfg, opts
         self.splits = splits or prepare(cfg, opts)
-        ckpt = checkpoint.load(opts.load) if opts.load else None
+        if ckpt is None and opts.load:
+            ckpt = checkpoint.load(opts.load)
         if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
             log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
             self.strategy = None
