@@ -191,7 +191,9 @@ class Trainer:
         valid = self.history["valid_bits"]
         self.best = int(np.argmin(valid)) if valid else None
         self.best_weights = None
-        if self.best is not None and self.best == self.start - 1:  # the loaded weights are the best epoch's
+        # the loaded weights are the best epoch's, unless they were saved inside the next epoch
+        # (an interrupted run's): then the best epoch's are in its file, as for an earlier best
+        if self.best is not None and self.best == self.start - 1 and self.resume is None:
             self.best_weights = self.weights()
 
     def _build(self):

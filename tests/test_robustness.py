@@ -258,6 +258,15 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code):
     saved = work / "mini_srnn_sz16_interrupted.h5"
     ckpt = checkpoint.load(str(saved))
     assert "next_batch" in ckpt.train and ckpt.train["epoch"] == 0  # stopped inside epoch 1
+    # its weights are epoch 1's so far, not the best epoch's (0): the test loss and an export would
+    # take the best epoch's from its own file
+    from srnn.options import TrainOptions
+    from srnn.train import Trainer
+
+    opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256, load=str(saved),
+                        parts_root=str(work / "blizzard"), out_dir=str(work))
+    trainer = Trainer(ckpt.config, opts, log=lambda *a: None, ckpt=ckpt)
+    assert trainer.resume is not None and trainer.best == 0 and trainer.best_weights is None
     if sig == signal.SIGINT:  # resuming is the same for both signals; run it once
         resumed = mini(f"--load={saved}", "--nepochs=2", cwd=work)
         assert resumed.returncode == 0, resumed.stderr
