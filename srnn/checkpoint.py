@@ -37,12 +37,15 @@ V1_LAYERS = {"slow_gru": "frame0/rnn0", "slow_out": "frame0/out", "mid_in": "fra
 V1_STATES = {"h_slow": "state_0", "h_mid": "state_1"}
 
 
+def _v1_name(name):
+    """A version 1 file's weight name (layer/weight) under version 2's."""
+    layer, sep, weight = name.partition("/")
+    return f"{V1_LAYERS.get(layer, layer)}/{weight}" if sep else name
+
+
 def _upgrade_v1(weights, train):
     """A version 1 file's weights and training position under version 2's names."""
-    renamed = {}
-    for name, value in weights.items():
-        layer, _, weight = name.partition("/")
-        renamed[f"{V1_LAYERS.get(layer, layer)}/{weight}"] = value
+    renamed = {_v1_name(name): value for name, value in weights.items()}
     if train:
         train = {V1_STATES.get(k, k): v for k, v in train.items()}
     return renamed, train
@@ -182,9 +185,6 @@ def _validate(path, f):
     memory.check(sum(obj.size * obj.dtype.itemsize for obj in objects.values() if isinstance(obj, h5py.Dataset)),
                  f"reading {path}", "use a machine with more memory")
     known = {"weights", "optimizer", "train"}
-    rename = {}
-    if version < 2:
-        rename = {f"{old}/": f"{new}/" for old, new in V1_LAYERS.items()}
     found = {}
     for name, obj in objects.items():
         top, _, rest = name.partition("/")
@@ -196,9 +196,7 @@ def _validate(path, f):
             what = f"weight {rest}" if top == "weights" else name
             raise invalid(path, f"{what} is not an array of numbers ({obj.dtype})")
         if top == "weights":
-            for old, new in rename.items():
-                rest = new + rest[len(old):] if rest.startswith(old) else rest
-            found[rest] = obj
+            found[_v1_name(rest) if version < 2 else rest] = obj
     for name, shape in shapes.items():
         if name not in found:
             raise invalid(path, f"it lacks the weight {name} of a model with {config.describe()}")
