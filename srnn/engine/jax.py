@@ -198,19 +198,23 @@ class Steps(CarriedStates):
 
     def eval_step(self, x, mask, reset, states, mix=None):
         trainable, non_trainable = self._weights()
-        x, mask, states, mix = self._rows(x, mask, states, mix)
+        x, mask, states, mix = self._rows(x, mask, states, mix, strict=False)
         return self._eval(trainable, non_trainable, x, mask, reset, states, mix)
 
-    def _rows(self, x, mask, states, mix):
+    def _rows(self, x, mask, states, mix, strict=True):
         """The chunk's arrays, split by rows over the devices under keras.distribution.DataParallel
         (`data_parallel`): each device computes its rows' part of the one loss, and XLA sums the
-        gradients over them, so the step is the one-device step."""
+        gradients over them, so the step is the one-device step. Rows that do not split evenly are
+        an error for training (--batchsize), and for evaluation (the test split's last, smaller
+        batch) stay whole: computed as on one device."""
         mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
         arrays = (x, mask, tuple(states), mix)
         distribution = keras.distribution.distribution()
         if distribution is None:
             return arrays
         devices = len(distribution.device_mesh.devices.flat)
+        if len(x) % devices and not strict:
+            return arrays
         if len(x) % devices:
             raise SrnnError(f"--batchsize {len(x)} does not split over {devices} devices: use a multiple of {devices}")
         return jax.tree_util.tree_map(

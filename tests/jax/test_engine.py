@@ -182,7 +182,7 @@ def test_packed_step_weights_sample(precision):
 
 def test_data_parallel_on_two_devices_equals_one_device():
     """--distribute mirrored on JAX: keras.distribution.DataParallel over two CPU devices (the
-    test's XLA_FLAGS) takes the same steps as one device."""
+    test's XLA_FLAGS) takes the same steps, and evaluates a batch that does not split, as one device."""
     import jax
 
     assert len(jax.devices()) == 2
@@ -198,7 +198,9 @@ def test_data_parallel_on_two_devices_equals_one_device():
             steps = Steps(model)
             losses, _ = train_steps(model, steps, x, mask, 3)
             steps.sync()
-            runs.append((losses, [np.asarray(w.value) for _, w in model.named_weights()]))
+            # one row does not split over two devices: evaluation (the test split's last batch) takes it whole
+            odd = float(steps.eval_step(x[:1], mask[:1], E.scalar(1.0), steps.zero_states(1), None)[0])
+            runs.append((losses + [odd], [np.asarray(w.value) for _, w in model.named_weights()]))
             if parallel:  # the weights live on both devices
                 assert len(model.named_weights()[0][1].value.sharding.device_set) == 2
                 with pytest.raises(Exception, match="does not split over 2 devices"):
