@@ -220,20 +220,6 @@ class Steps(CarriedStates):
         return jax.tree_util.tree_map(
             lambda a: jax.device_put(a, distribution.get_data_layout(a.shape).backend_layout), arrays)
 
-    def gradients(self, x, mask, reset, states, mix=None):
-        """Loss, clipped gradients and new states (not compiled; for tests)."""
-        from ..model import loss_bits
-
-        trainable, non_trainable = self._weights()
-        bf = self.model.cfg.big_frame
-
-        def loss_fn(trainable):
-            logits, new_states, _ = self._forward(trainable, non_trainable, x, states, reset, mix)
-            return loss_bits(logits, x[:, bf:], mask), new_states
-
-        (loss, states), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-        return loss, [jnp.clip(g, -self.clip, self.clip) for g in grads], states
-
     def iterations(self):
         """Optimizer steps taken (TensorBoard's step number)."""
         if self._state is None:
