@@ -1,4 +1,6 @@
 """What every engine's training step shares, backend-free."""
+import collections
+
 import numpy as np
 
 GRAD_CLIP = 1.0  # elementwise, as the reference
@@ -29,7 +31,4 @@ class CarriedStates:
 
 def describe_processors(kinds):
     """'CPU', 'NVIDIA H200' or '8 x NVIDIA H200, NVIDIA H100': a list of processor kinds, counted."""
-    counts = {}
-    for kind in kinds:
-        counts[kind] = counts.get(kind, 0) + 1
-    return ", ".join(kind if n == 1 else f"{n} x {kind}" for kind, n in counts.items())
+    return ", ".join(kind if n == 1 else f"{n} x {kind}" for kind, n in collections.Counter(kinds).items())

@@ -74,7 +74,7 @@ def frame_loop(body, n_frames, size, frame, states):
 def model_function(model, fn, xla, static=()):
     """`fn`, which reads `model`'s weights, compiled (a tf.function reads the variables as they
     are at each call). `static`: the arguments that select a trace (Python values)."""
-    return tf.function(fn, jit_compile=xla)
+    return function(fn, xla)
 
 
 def repeat(fn, n, x):
