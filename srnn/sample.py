@@ -185,8 +185,9 @@ class Sampler:
         drawn ones (teacher forcing: `score`); `room` (a Python int >= n_frames, see
         memory.piece_frames) the frames the outputs have room for, so that n_frames can be a
         tensor and one compilation serves every n_frames up to it (the frames past n_frames are
-        zeros). Returns levels (drawn, or the argmax picks when forced), log-probabilities (of the
-        levels fed on), and the states and last big frame to go on from."""
+        zeros; None: a TensorFlow graph's dynamic n_frames, as --export's generate() has). Returns
+        levels (drawn, or the argmax picks when forced), log-probabilities (of the levels fed on),
+        and the states and last big frame to go on from."""
         m = self.model
         c = m.cfg
         bf = c.big_frame
