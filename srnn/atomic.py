@@ -65,10 +65,16 @@ def cannot_write(path, exc):
 
     reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else first_line(exc)
     hint = "write elsewhere"  # a read-only disk, a missing folder, no permission, a folder in the way
-    # no errno: a short write (NumPy's "N requested and M written"), which is a full disk too
-    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+    if may_be_full(exc):
         reason, hint = f"{reason}; the disk may be full", "free some space or write elsewhere"
     return SrnnError(f"cannot write {path} ({reason}): {hint}; files written before are untouched")
+
+
+def may_be_full(exc):
+    """Whether a failed write may have met a full disk: no space, past a size limit or a quota, or
+    no errno at all (a short write: NumPy's "N requested and M written"; TensorFlow's own errors)."""
+    return isinstance(exc, RuntimeError) or getattr(exc, "errno", None) in (None, errno.ENOSPC, errno.EFBIG,
+                                                                           errno.EDQUOT)
 
 
 def check_new_folder(path, flag):

@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 
 from . import names
-from .atomic import check_new_folder
+from .atomic import check_new_folder, may_be_full
 from .labels import label_problem
 from .errors import SrnnError, first_line
 from .quantize import AUDIO_PEAK, dequantize, q_zero
@@ -129,8 +129,9 @@ def export(model, path):
             os.rmdir(path)  # the empty folder the user named
         os.replace(staging, path)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow says a full disk with its own errors
-        raise SrnnError(f"cannot write --export {path} ({first_line(e)}; the disk may be full): free some space "
-                        f"or choose another folder") from None
+        full = "; the disk may be full" if may_be_full(e) else ""
+        raise SrnnError(f"cannot write --export {path} ({first_line(e)}{full}): "
+                        f"{'free some space or ' if full else ''}choose another folder") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path

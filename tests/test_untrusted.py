@@ -1,5 +1,6 @@
 """Robustness, third pass (issue 22): files that lie, environments that linger, the new features'
 edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs made here."""
+import errno
 import json
 import os
 
@@ -527,6 +528,14 @@ def test_export_onto_a_full_disk_is_one_line(good, tmp_path, monkeypatch, capsys
     clean_error(capsys, run_cli(train_main, [f"--sample={good['weights']}", "--export", "exp"]),
                 "cannot write --export", "No space left on device", "the disk may be full")
     assert os.listdir(tmp_path) == []  # no staging folder, no half export
+
+    def denied(self, path, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", denied)
+    err = clean_error(capsys, run_cli(train_main, [f"--sample={good['weights']}", "--export", "exp"]),
+                      "cannot write --export", "Permission denied", "choose another folder")
+    assert "disk may be full" not in err  # said only where it may be true
+    assert os.listdir(tmp_path) == []
 
 
 # ---- 3. never lose a training to its side jobs
