@@ -166,6 +166,7 @@ def sample_command(args):
                  "lower --seconds or --nseqs")
     check_open_files(total)
     seqs = sequences(args, ckpt)
+    assert len(seqs) == total, (len(seqs), total)  # the count checked above is the generation's and its files'
     temps = [temps[i % len(temps)] for _, i, _ in seqs]
     primer = np.zeros(0, np.int32)
     if args.prime:
