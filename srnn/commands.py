@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import precision
+from .engine import backend
 from .config import ConfigError
 from .errors import SrnnError, first_line
 
@@ -92,6 +93,7 @@ def train_command(args):
     if args.precision and ckpt and args.precision != stored:
         print(f"note: {args.load} was trained in {stored}; training goes on in {args.precision}", flush=True)
     precision.check_distribute(args.precision or stored, args.distribute)
+    precision.check_engine(args.precision or stored, backend())  # (--load's precision too, before any work)
     opts = TrainOptions(
         exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
         trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,

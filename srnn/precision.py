@@ -26,6 +26,14 @@ def check_distribute(precision, distribute):
                         "(it needs no loss scaling) or one device")
 
 
+def check_engine(precision, backend):
+    """float16's dynamic loss scale is TensorFlow's (its LossScale); the other engine trains in
+    bfloat16, which needs none."""
+    if precision == "mixed_float16" and backend != "tensorflow":
+        raise SrnnError(f"--precision mixed_float16 needs the TensorFlow backend (its dynamic loss scale): "
+                        f"on {backend} use mixed_bfloat16, or set KERAS_BACKEND=tensorflow")
+
+
 def cpu_flags():
     """This machine's CPU feature flags (Linux), or an empty set where they cannot be read."""
     try:

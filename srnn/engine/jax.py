@@ -10,6 +10,7 @@ from jax import lax
 
 from ..errors import SrnnError
 from ..options import LEARNING_RATE
+from ..precision import check_engine
 from .common import GRAD_CLIP, CarriedStates, describe_processors
 
 NAME = "jax"
@@ -138,9 +139,7 @@ class Steps(CarriedStates):
     read from the variables, so a resumed run's restored weights and optimizer state are taken."""
 
     def __init__(self, model, learning_rate=LEARNING_RATE, clip=GRAD_CLIP, xla=None, evaluate_only=False):
-        if model.precision == "mixed_float16":
-            raise SrnnError("--precision mixed_float16 needs the TensorFlow backend (its dynamic loss scale): "
-                            "on JAX use mixed_bfloat16, or set KERAS_BACKEND=tensorflow")
+        check_engine(model.precision, NAME)
         self.model, self.clip, self.loss_scale = model, clip, None
         self.optimizer = None
         if not evaluate_only:
