@@ -64,7 +64,7 @@ def main():
             times[(arch, dim, streams, precision)] = took
             per = n / took
             base = times.get((arch, dim, streams, "float32"))
-            chosen = sampler.weight_precision(streams)
+            chosen = sampler.weight_precision(streams).describe()
             name = f"auto: {chosen}" if precision == "auto" else precision
             print(f"{arch:>12} {dim:>5} {streams:>7} {name:>15} {n:>8} {first:>9.1f}s {per:>13,.0f} "
                   f"{per * streams:>12,.0f} {per * streams / REAL_TIME:>12.2f} "

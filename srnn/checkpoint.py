@@ -3,7 +3,8 @@ when written by training, the optimizer state and the training history for an ex
 
 Layout:
     attrs   format="srnn-checkpoint", version, config (ModelConfig as JSON: the architecture)
-    weights/<tier>/<layer>/<weight>   float32 arrays, names from SampleRNN.named_weights()
+    weights/<tier>/<layer>/<weight>   float32 arrays, names from SampleRNN.named_weights(); a sparse
+                                      model's masks (srnn.sparse) as uint8 0/1 arrays
     optimizer/<index>                 the optimizer's variables in order (attrs: name)
     train   attrs: epoch (last completed, from 0), seed, exp, learning_rate, train_bits, ...
             datasets: arrays of the training position (state_0, state_1, ...: the carried states
@@ -22,7 +23,7 @@ import math
 import h5py
 import numpy as np
 
-from . import memory
+from . import memory, sparse
 from .atomic import atomic_path
 from .config import ModelConfig
 from .errors import SrnnError, first_line
@@ -60,9 +61,20 @@ class Checkpoint:
     train: dict = None  # epoch, seed, exp, histories; None for a weights-only file
 
 
+def _masks(config):
+    """The names of a sparse model's masks (none for a dense one)."""
+    return set(sparse.mask_suffixes(config).values()) if config.sparse_block else set()
+
+
 def _write(path, config, weights, optimizer=None, train=None):
     """The one writer of the format: config, (name, array) weights, optimizer variables, training
-    state; atomically, so a crash leaves the previous file (if any) untouched."""
+    state; atomically, so a crash leaves the previous file (if any) untouched. A sparse model's
+    config says the sparsity its masks hold, and the masks are written in a byte per weight."""
+    masks = _masks(config)
+    weights = [(name, value.astype(np.uint8) if name in masks else value) for name, value in weights]
+    if masks:
+        config = dataclasses.replace(config, sparsity=round(sparse.mask_sparsity(
+            [value for name, value in weights if name in masks]), 6))
     # The file is built in memory and written in one go: a full disk is then one OSError from a
     # plain write, never an I/O error inside HDF5 (whose half-closed objects crashed the process)
     image = io.BytesIO()
@@ -91,7 +103,8 @@ def _write(path, config, weights, optimizer=None, train=None):
 
 
 def save(path, model, optimizer=None, train=None):
-    """Write a model's checkpoint (with the optimizer state and training state, when given)."""
+    """Write a model's checkpoint (with the optimizer state and training state, when given); a
+    sparse model's config with the sparsity its masks hold now."""
     _write(path, model.cfg, [(name, np.asarray(w.numpy())) for name, w in model.named_weights()], optimizer, train)
 
 
@@ -132,6 +145,9 @@ def load(path):
                 train.update({k: f["train"][k][()] for k in f["train"]})
             if version < 2:
                 weights, train = _upgrade_v1(weights, train)
+            problem = _mask_problem(weights, config)
+            if problem:
+                raise invalid(path, problem)
             if train is not None:
                 problem = _train_problem(train, config)
                 if problem:
@@ -144,6 +160,22 @@ def load(path):
             f"not a checkpoint: use another file"
         ) from None
     return Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)
+
+
+def _mask_problem(weights, config):
+    """What is wrong with a sparse model's masks, in words, or None; the masks become float32 0/1
+    arrays in `weights` (as the model holds them)."""
+    masks = sorted(_masks(config))
+    for name in masks:
+        m = weights[name]
+        if not np.all((m == 0) | (m == 1)):
+            return f"its mask {name} holds values other than 0 and 1"
+        weights[name] = m.astype(np.float32)
+    if masks:
+        held = sparse.mask_sparsity([weights[name] for name in masks])
+        if abs(held - config.sparsity) > 1e-5:
+            return f"its masks prune {held:.6f} of their weights, but its config says sparsity {config.sparsity:.6f}"
+    return None
 
 
 def _text(value):
@@ -203,7 +235,7 @@ def _validate(path, f):
         if tuple(found[name].shape) != shape:
             raise invalid(path, f"weight {name} has shape {found[name].shape}, a model with "
                                 f"{config.describe()} needs {shape}")
-        if found[name].dtype.kind != "f":
+        if found[name].dtype.kind not in ("fu" if name in _masks(config) else "f"):
             raise invalid(path, f"weight {name} holds {found[name].dtype}, not floats")
     extra = sorted(set(found) - set(shapes))
     if extra:
@@ -341,7 +373,7 @@ def _train_problem(train, config):
         return f"has only part of the position in an epoch ({', '.join(k for k in POSITION if k in train)})"
     if "loss_scale" in train and "loss_scale_good" not in train:
         return "has a loss scale without its count of good steps"
-    return None
+    return sparse.state_problem(train)
 
 
 # the settings that shape the weights (sample_rate and qtype do not, and are checked by the CLI)
@@ -361,7 +393,11 @@ def check_compatible(ckpt, config):
 def apply_weights(ckpt, model):
     """Assign the file's weights to `model` (whose config must be compatible)."""
     check_compatible(ckpt, model.cfg)
+    new_masks = _masks(model.cfg) - _masks(ckpt.config)  # a dense file into a model to prune: nothing pruned yet
     for name, w in model.named_weights():
+        if name in new_masks:
+            w.assign(np.ones(w.shape, np.float32))
+            continue
         if name not in ckpt.weights:
             raise SrnnError(f"{ckpt.path} lacks the weight {name}: the file is incomplete; use another checkpoint")
         value = ckpt.weights[name]

@@ -9,6 +9,7 @@ from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
 from .errors import SrnnError, run_cli
 from .quantize import QTYPES
+from .sparse import DEFAULT_BLOCK, parse_block
 
 
 def preprocess_parser():
@@ -155,6 +156,23 @@ def train_parser():
                    "layers compute in 16 bits, the weights, optimizer, logits and loss stay float32 (float16 "
                    "with loss scaling; it is for GPUs). bfloat16 is faster only on GPUs and CPUs with BF16 "
                    "instructions. Stored in the checkpoint (default float32, or the checkpoint's with --load)")
+    sp = p.add_argument_group("sparsity (block-sparse weights trained in: big models sample in real time on a CPU)")
+    sp.add_argument("--sparsity", type=float, default=None, metavar="S",
+                    help="prune the large matrices to this fraction of zero weights, 0 <= S < 1 (e.g. 0.9, 0.95), "
+                    "by block magnitude, rising gradually (Zhu & Gupta's cubic schedule) from --prune-start to "
+                    "--prune-end; the masks are saved in the checkpoint and the sampler runs the pruned matrices in "
+                    "a block-sparse layout. With --load of a dense checkpoint: prunes it; of a sparse one: may "
+                    "only rise (default: dense, or the checkpoint's schedule)")
+    sp.add_argument("--prune-start", type=int, default=None, metavar="STEP",
+                    help="optimizer steps from the start of this run (or of --load's) before pruning begins "
+                    "(default: a fifth of the run's steps)")
+    sp.add_argument("--prune-end", type=int, default=None, metavar="STEP",
+                    help="optimizer steps from the start of this run by which --sparsity is reached, after which "
+                    "the masks are fixed; 0 prunes to --sparsity at once, before the first step (one-shot) "
+                    "(default: three fifths of the run's steps)")
+    sp.add_argument("--prune-block", default=None, metavar="ROWSxCOLS",
+                    help="the pruned blocks: ROWS outputs by COLS inputs; every matrix must be tiled by them "
+                    f"(default {'x'.join(map(str, DEFAULT_BLOCK))}, LPCNet's: the fastest the sampler runs)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
     w = p.add_argument_group("watching training")
@@ -221,12 +239,34 @@ def train_main(argv=None):
         from .options import check_seed
 
         check_seed(args.seed)
+    check_sparsity_flags(args)
     check_backend(args)
     from .commands import sample_command, train_command
 
     if args.sample:
         return sample_command(args)
     return train_command(args)
+
+
+def check_sparsity_flags(args):
+    """--sparsity and the pruning flags, alone (what a checkpoint says is checked with it)."""
+    if args.sparsity is not None and not 0 <= args.sparsity < 1:  # NaN fails this too
+        raise SrnnError(f"--sparsity={args.sparsity} must lie in [0, 1): the fraction of weights pruned, e.g. 0.9")
+    for flag in ("prune_start", "prune_end", "prune_block"):
+        if getattr(args, flag) is not None and args.sparsity is None:
+            raise SrnnError(f"--{flag.replace('_', '-')} needs --sparsity (the sparsity to prune to)")
+    for flag in ("prune_start", "prune_end"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            raise SrnnError(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be 0 or a positive number of "
+                            f"optimizer steps")
+    if args.prune_start is not None and args.prune_end is not None and args.prune_start > args.prune_end:
+        raise SrnnError(f"--prune-start={args.prune_start} is after --prune-end={args.prune_end}: pruning must "
+                        f"start before it ends")
+    if args.prune_block is not None:
+        block = parse_block(args.prune_block)
+        if block is None:
+            raise SrnnError(f"--prune-block {args.prune_block}: give ROWSxCOLS, two positive numbers, e.g. 16x1")
+        args.prune_block = block
 
 
 def check_backend(args):

@@ -51,6 +51,7 @@ def model_config(args, base):
             frames=base.frames if args.frames is None else parse_frames(args.frames),
             rnn=pick("rnn"), rnn_layers=pick("rnn_layers"), skip=pick("skip"),
             labels=base.labels,  # no flag: from the corpus (training) or the file
+            sparse_block=base.sparse_block, sparsity=base.sparsity,  # the file's (training: sparse_config)
         )
     except ConfigError as e:
         raise SrnnError(str(e)) from None
@@ -102,6 +103,7 @@ def train_command(args):
         audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
         precision=args.precision or stored,
+        sparsity=args.sparsity if cfg.sparse_block else None, prune_start=args.prune_start, prune_end=args.prune_end,
     )
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
@@ -112,7 +114,7 @@ def train_command(args):
         now = "--no-cond" if args.no_cond else f"{parts} has {', '.join(vocab) or 'no labels'}"
         raise SrnnError(f"{args.load} was trained on {had}, but {now}: train a new model, or give the corpus "
                         f"it was trained on")
-    cfg = dataclasses.replace(cfg, labels=vocab)
+    cfg = sparse_config(args, dataclasses.replace(cfg, labels=vocab), ckpt)
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
@@ -140,6 +142,30 @@ def train_command(args):
 
         train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits, ckpt=ckpt)
     return 0
+
+
+def sparse_config(args, cfg, ckpt):
+    """The model's sparsity settings: --load's sparse checkpoint's blocks (its sparsity may rise,
+    never fall), or --prune-block's (a new sparse model, or a dense checkpoint to prune)."""
+    from .sparse import DEFAULT_BLOCK
+
+    had = ckpt.config if ckpt else None
+    if had is not None and had.sparse_block:
+        target = float((ckpt.train or {}).get("sparsity_target", had.sparsity))
+        if args.sparsity is not None and args.sparsity < target:
+            raise SrnnError(f"{ckpt.path} is pruned towards sparsity {target:g} (reached {had.sparsity:g}): "
+                            f"--sparsity {args.sparsity:g} would lower it; give at least {target:g}, or leave "
+                            f"--sparsity out to go on with its schedule")
+        if args.prune_block is not None and tuple(args.prune_block) != had.sparse_block:
+            raise SrnnError(f"{ckpt.path} is pruned in {'x'.join(map(str, had.sparse_block))} blocks, not "
+                            f"{'x'.join(map(str, args.prune_block))}: leave --prune-block out")
+        return cfg
+    if not args.sparsity:  # none, or 0: a dense model
+        return cfg
+    try:
+        return dataclasses.replace(cfg, sparse_block=tuple(args.prune_block or DEFAULT_BLOCK), sparsity=0.0)
+    except ConfigError as e:
+        raise SrnnError(str(e)) from None
 
 
 def sample_command(args):
@@ -250,7 +276,7 @@ def sample_command(args):
         print(line)
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
           f"({total * n / took:,.0f} samples/s, compilation included; weights in "
-          f"{sampler.weight_precision(total)})")
+          f"{sampler.weight_precision(total).describe()})")
     return 0
 
 

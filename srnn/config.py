@@ -40,6 +40,10 @@ class ModelConfig:
     rnn_layers: int = 1
     skip: bool = False  # each tier's output layer reads all its RNN layers' outputs
     labels: tuple = ()  # the label vocabulary of a conditioned model (srnn.labels); () unconditional
+    # block-sparse weights (srnn.sparse): the blocks' (rows, cols), () for a dense model (no masks),
+    # and the pruned fraction of the pruned matrices that the masks hold
+    sparse_block: tuple = ()
+    sparsity: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
@@ -61,6 +65,31 @@ class ModelConfig:
         if not 1 <= self.rnn_layers <= MAX_LAYERS:
             raise ConfigError(f"--rnn-layers={self.rnn_layers} must lie between 1 and {MAX_LAYERS}")
         check_frames(self.frames)
+        object.__setattr__(self, "sparse_block", tuple(int(b) for b in self.sparse_block))
+        self._check_sparsity()
+
+    def _check_sparsity(self):
+        from .sparse import block_problem
+
+        if not self.sparse_block:
+            if self.sparsity:
+                raise ConfigError(f"sparsity {self.sparsity} without a block shape (sparse_block)")
+            return
+        if len(self.sparse_block) != 2 or min(self.sparse_block) < 1:
+            raise ConfigError(f"--prune-block {'x'.join(map(str, self.sparse_block))}: give ROWSxCOLS, e.g. 16x1")
+        if not 0 <= self.sparsity < 1:  # NaN fails this too
+            raise ConfigError(f"sparsity {self.sparsity} must lie in [0, 1)")
+        problem = block_problem(self.pruned_shapes(), self.sparse_block)
+        if problem:
+            raise ConfigError(f"--prune-block {'x'.join(map(str, self.sparse_block))}: {problem}; choose a block "
+                              f"whose rows divide every output width and whose columns every input width")
+
+    def pruned_shapes(self):
+        """{v name: (inputs, outputs)} of the matrices a sparse model prunes (srnn.sparse)."""
+        from .sparse import mask_suffixes
+
+        shapes = self.weight_shapes(masks=False)
+        return {name: shapes[name] for name in mask_suffixes(self)}
 
     @property
     def big_frame(self):
@@ -85,10 +114,10 @@ class ModelConfig:
     def n_labels(self):
         return len(self.labels)
 
-    def weight_shapes(self):
+    def weight_shapes(self, masks=True):
         """{checkpoint name: shape} of every weight, from the settings alone (no TensorFlow): what a
         checkpoint of this architecture must hold, and the parameter count. A test holds it equal
-        to the built model's named_weights()."""
+        to the built model's named_weights(). A sparse model's masks are weights too (`masks`)."""
         gates, states = RNN_BLOCKS[self.rnn]
         shapes = {}
         widths = self.widths()
@@ -114,12 +143,16 @@ class ModelConfig:
                            f"sample/{layer}/b": (width,)})
         if self.labels:
             shapes["sample/label/table"] = (self.n_labels, d)
+        if masks and self.sparse_block:
+            from .sparse import mask_suffixes
+
+            shapes.update({mask: shapes[v] for v, mask in mask_suffixes(self).items()})
         return shapes
 
     def count_params(self):
         """The model's parameter count, from the settings alone (no TensorFlow, no allocation):
         for the memory check before a model is built. A test holds it equal to Keras' count."""
-        return sum(math.prod(shape) for shape in self.weight_shapes().values())
+        return sum(math.prod(shape) for shape in self.weight_shapes(masks=False).values())
 
     def state_sizes(self):
         """The width of each RNN layer's carried state, top tier first (SampleRNN.state_sizes)."""
@@ -131,10 +164,15 @@ class ModelConfig:
         return (f"frames={','.join(map(str, self.frames))}, rnn={self.rnn} x{self.rnn_layers}"
                 f"{' with skip' if self.skip else ''}, slowdim={self.slowdim}, dim={self.dim}, "
                 f"emb_size={self.emb_size}, q_levels={self.q_levels}"
-                + (f", labels {','.join(self.labels)}" if self.labels else ""))
+                + (f", labels {','.join(self.labels)}" if self.labels else "")
+                + (f", {'x'.join(map(str, self.sparse_block))} blocks at sparsity {self.sparsity:.4f}"
+                   if self.sparse_block else ""))
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        data = dataclasses.asdict(self)
+        if not self.sparse_block:  # a dense model's description is what it was before sparsity
+            del data["sparse_block"], data["sparsity"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -150,7 +188,7 @@ class ModelConfig:
         data = {k: v for k, v in data.items() if k in known}
         for name, value in data.items():
             kind = type(known[name])
-            items = {"frames": int, "labels": str}.get(name)
+            items = {"frames": int, "labels": str, "sparse_block": int}.get(name)
             if items is not None:
                 ok = isinstance(value, (list, tuple)) and all(_is(v, items) for v in value)
             else:

@@ -44,7 +44,7 @@ import typing
 from . import engine
 from .cells import CELLS
 from .config import ModelConfig
-from .packed import matmul as matmul_2d, pack
+from .packed import matmul as matmul_2d, step_format
 
 E = engine.load()
 import keras  # noqa: E402  (after the engine has loaded its framework quietly)
@@ -86,6 +86,22 @@ def add_weight_norm(layer, suffix, shape, initializer):
     return v, g
 
 
+def add_mask(layer, suffix, shape):
+    """A pruned kernel's mask `mask{suffix}` (srnn.sparse): ones (dense) until the pruning sets it.
+    Not trained; it multiplies v inside every kernel, so a pruned weight is zero in every forward
+    pass and gets a zero gradient (srnn.prune zeroes v and its Adam moments when it prunes, after
+    which the optimizer leaves them at zero)."""
+    return layer.add_weight(name=f"mask{suffix}", shape=shape, initializer="ones", trainable=False)
+
+
+def masked(v, mask):
+    """v, with its pruned weights zeroed (a sparse model's kernels)."""
+    if mask is None:
+        return v
+    v = E.tensor(v)  # a variable read under a mixed policy comes out in the compute dtype
+    return v * ops.cast(mask, v.dtype)
+
+
 def _blocks(w, n):
     """The n equal column blocks of w (..., n*m)."""
     return ops.split(w, n, axis=-1)
@@ -95,10 +111,12 @@ def _blocks(w, n):
 
 class Projection(typing.NamedTuple):
     """How a tier reads the vector the tier above emits: through `kernel` (and `bias`), applied by
-    the tier above after its output layer, or folded into that layer (`fold`)."""
+    the tier above after its output layer, or folded into that layer (`fold`). `name`: the
+    kernel's checkpoint name (a sparse sampler's key, srnn.packed.StepFormat)."""
     kernel: object
     bias: object = None
     fold: bool = False
+    name: str = None
 
 
 class RNNWeights(typing.NamedTuple):
@@ -146,24 +164,29 @@ class SampleStepWeights(typing.NamedTuple):
 class WNDense(keras.layers.Layer):
     """A weight-normalised Dense layer; `kernel()` gives the effective matrix."""
 
-    def __init__(self, units, use_bias=True, kernel_initializer="he_uniform", **kwargs):
+    def __init__(self, units, use_bias=True, kernel_initializer="he_uniform", pruned=False, **kwargs):
         super().__init__(**kwargs)
-        self.units, self.use_bias = units, use_bias
+        self.units, self.use_bias, self.pruned = units, use_bias, pruned
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
         self.v, self.g = add_weight_norm(self, "", (input_shape[-1], self.units), self.kernel_initializer)
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros") if self.use_bias else None
+        self.mask = add_mask(self, "", (input_shape[-1], self.units)) if self.pruned else None
 
     def kernel(self):
-        return weight_norm(self.v, self.g)
+        return weight_norm(masked(self.v, self.mask), self.g)
+
+    def pruned_kernels(self):
+        """[(v, g, mask)] of this layer's pruned kernels (srnn.prune)."""
+        return [(self.v, self.g, self.mask)] if self.pruned else []
 
     def call(self, x):
         y = matmul(x, self.kernel())
         return y + self.b if self.use_bias else y
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias, "pruned": self.pruned,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
@@ -171,9 +194,10 @@ class WNRNN(keras.layers.Layer):
     """One recurrent layer (GRU or LSTM, see srnn.cells) with weight-normalised input and
     recurrent kernels and a learned, zero-initialised initial state `h0` (for the LSTM, h and c)."""
 
-    def __init__(self, units, cell="gru", **kwargs):
+    def __init__(self, units, cell="gru", pruned=(False, False), **kwargs):
         super().__init__(**kwargs)
         self.units, self.cell_name, self.cell = units, cell, CELLS[cell]
+        self.pruned = tuple(pruned)  # (input kernel, recurrent kernel) pruned (srnn.sparse)
 
     @property
     def state_size(self):
@@ -189,13 +213,19 @@ class WNRNN(keras.layers.Layer):
         self.bx = self.add_weight(name="bx", shape=(width,), initializer=bias)
         self.bh = self.add_weight(name="bh", shape=(width,), initializer="zeros")
         self.h0 = self.add_weight(name="h0", shape=(self.state_size,), initializer="zeros")
+        self.maskx = add_mask(self, "x", (input_shape[-1], width)) if self.pruned[0] else None
+        self.maskh = add_mask(self, "h", (self.units, width)) if self.pruned[1] else None
 
     def input_kernel(self):
-        return weight_norm(self.vx, self.gx)
+        return weight_norm(masked(self.vx, self.maskx), self.gx)
 
     def kernels(self):
         """(wx, bx, wh, bh) effective weights."""
-        return self.input_kernel(), self.bx, weight_norm(self.vh, self.gh), self.bh
+        return self.input_kernel(), self.bx, weight_norm(masked(self.vh, self.maskh), self.gh), self.bh
+
+    def pruned_kernels(self):
+        """[(v, g, mask)] of this layer's pruned kernels (srnn.prune)."""
+        return [k for k, on in zip(((self.vx, self.gx, self.maskx), (self.vh, self.gh, self.maskh)), self.pruned) if on]
 
     def start_state(self, state, reset):
         """The learned h0 (tiled over the batch) where `reset` is 1, the carried state otherwise.
@@ -221,7 +251,7 @@ class WNRNN(keras.layers.Layer):
         return self.cell.step(xp, state, wh, bh)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "cell": self.cell_name}
+        return {**super().get_config(), "units": self.units, "cell": self.cell_name, "pruned": self.pruned}
 
 
 class LabelTable(keras.layers.Layer):
@@ -259,10 +289,10 @@ class FrameTier(keras.layers.Layer):
     below."""
 
     def __init__(self, frame, ratio, units, out_units, cell="gru", layers=1, skip=False, top=False,
-                 n_labels=0, **kwargs):
+                 n_labels=0, sparse=False, **kwargs):
         super().__init__(**kwargs)
         self.frame, self.ratio, self.units, self.out_units = frame, ratio, units, out_units
-        self.skip, self.top = skip, top
+        self.skip, self.top, self.sparse = skip, top, sparse
         # Built here, with their known input widths, in the order the weights are drawn (the same
         # order as before tiers were layers, so a seed gives the same initial model).
         dtype = self.dtype_policy  # the tier's precision policy, for each of its layers
@@ -271,10 +301,11 @@ class FrameTier(keras.layers.Layer):
             self.inp.build((None, frame))
         self.rnns = []
         for i in range(layers):
-            rnn = WNRNN(units, cell, name=f"rnn{i}", dtype=dtype)
+            # a sparse model prunes every RNN matrix but the top tier's first input one (srnn.sparse)
+            rnn = WNRNN(units, cell, pruned=(sparse and not (top and i == 0), sparse), name=f"rnn{i}", dtype=dtype)
             rnn.build((None, None, frame if (top and i == 0) else units))
             self.rnns.append(rnn)
-        self.out = WNDense(out_units * ratio, name="out", dtype=dtype)
+        self.out = WNDense(out_units * ratio, pruned=sparse, name="out", dtype=dtype)
         self.out.build((None, units * (layers if skip else 1)))
         self.label = _label_table(n_labels, CELLS[cell].gates * units, dtype)  # into the first RNN's gates
         self.built = True
@@ -310,16 +341,18 @@ class FrameTier(keras.layers.Layer):
 
     # ---- step form
 
-    def cond_projection(self):
+    def cond_projection(self, fmt=None):
         """How this tier reads a vector from the tier above: through its first RNN layer's input
         kernel (applied by the tier above, after its own output layer, since folding the two
         would read more bytes than it saves)."""
-        return Projection(self.rnns[0].input_kernel())
+        return Projection(self.rnns[0].input_kernel(), name=f"{self.name}/{self.rnns[0].name}/vx")
 
     def step_weights(self, below, precision="float32"):
         """The fused weights of a step (FrameStepWeights), computed once per generation. `below` is
         the consumer's cond_projection(): its input kernel, and whether to fold it into this tier's
-        output. The matrices a step multiplies are packed in `precision` once fused (srnn.packed)."""
+        output. The matrices a step multiplies are packed in `precision` (a StepFormat or a
+        precision's name, srnn.packed) once fused; a block-sparse one is a pruned kernel itself."""
+        fmt = step_format(precision)
         rnn = [RNNWeights(*r.kernels()) for r in self.rnns]
         in_wx = in_bx = None
         if not self.top:  # the input layer folded into the first RNN layer's input kernel
@@ -334,12 +367,13 @@ class FrameTier(keras.layers.Layer):
         # the label table: mix @ it gives one vector per sequence, once per generation
         label = self.label.table if self.label is not None else None
         w = FrameStepWeights(rnn, in_wx, in_bx, out_w, out_b, below, label)
-        if precision == "float32":
+        if fmt == step_format("float32"):
             return w
-        p = lambda m: pack(m, precision)  # noqa: E731
-        return w._replace(rnn=[r._replace(wx=p(r.wx), wh=p(r.wh)) for r in rnn],
-                          in_wx=None if in_wx is None else p(in_wx), out_w=p(out_w),
-                          below=below if below.fold else below._replace(kernel=p(below.kernel)))
+        p = fmt.pack
+        names = [f"{self.name}/{r.name}" for r in self.rnns]
+        return w._replace(rnn=[r._replace(wx=p(r.wx, f"{n}/vx"), wh=p(r.wh, f"{n}/vh")) for r, n in zip(rnn, names)],
+                          in_wx=None if in_wx is None else p(in_wx), out_w=p(out_w, f"{self.name}/out/v"),
+                          below=below if below.fold else below._replace(kernel=p(below.kernel, below.name)))
 
     def step(self, w, frame, cond, states, label=None):
         """One step of `w = step_weights(...)`: frame (batch, frame) scaled; cond (batch, gates*units)
@@ -362,12 +396,14 @@ class FrameTier(keras.layers.Layer):
         if w.below.fold:
             return ops.reshape(y, (B, self.ratio, -1)), new
         y = matmul(ops.reshape(y, (B * self.ratio, self.out_units)), w.below.kernel)
+        if w.below.bias is not None:  # the sample MLP's h1, not folded into a sparse model's output layer
+            y = y + w.below.bias
         return ops.reshape(y, (B, self.ratio, -1)), new
 
     def get_config(self):
         return {**super().get_config(), "frame": self.frame, "ratio": self.ratio, "units": self.units,
                 "out_units": self.out_units, "cell": self.rnns[0].cell_name, "layers": len(self.rnns),
-                "skip": self.skip, "top": self.top,
+                "skip": self.skip, "top": self.top, "sparse": self.sparse,
                 "n_labels": self.label.n_labels if self.label is not None else 0}
 
 
@@ -375,9 +411,10 @@ class SampleTier(keras.layers.Layer):
     """The sample-level MLP: the previous `context` samples embedded, plus the bottom frame tier's
     vector, through two ReLU layers to q_levels logits."""
 
-    def __init__(self, context, units, q_levels, emb_size, n_labels=0, **kwargs):
+    def __init__(self, context, units, q_levels, emb_size, n_labels=0, sparse=False, **kwargs):
         super().__init__(**kwargs)
         self.context, self.units, self.q_levels, self.emb_size = context, units, q_levels, emb_size
+        self.sparse = sparse
         dtype = self.dtype_policy
         self.embedding = keras.layers.Embedding(
             q_levels, emb_size, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -385,9 +422,9 @@ class SampleTier(keras.layers.Layer):
         self.embedding.build((None,))
         self.inp = WNDense(units, use_bias=False, kernel_initializer="lecun_uniform", name="in", dtype=dtype)
         self.inp.build((None, context * emb_size))
-        self.h1 = WNDense(units, name="h1", dtype=dtype)
+        self.h1 = WNDense(units, pruned=sparse, name="h1", dtype=dtype)
         self.h1.build((None, units))
-        self.h2 = WNDense(units, name="h2", dtype=dtype)
+        self.h2 = WNDense(units, pruned=sparse, name="h2", dtype=dtype)
         self.h2.build((None, units))
         # the logits are float32 in every precision: the softmax and the loss in bits are float32's
         self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out", dtype="float32")
@@ -416,19 +453,22 @@ class SampleTier(keras.layers.Layer):
             h = h + self.label(mix)[:, None, :]
         return self.out(ops.relu(self.h2(ops.relu(self.h1(h)))))
 
-    def cond_projection(self):
+    def cond_projection(self, fmt=None):
         """The vector from above goes only through h1 (after the tables are added), so the tier
-        above folds h1 into its output layer: (dim, ratio*dim) instead of two matrices."""
-        return Projection(self.h1.kernel(), self.h1.b, fold=True)
+        above folds h1 into its output layer: (dim, ratio*dim) instead of two matrices. Not where
+        both are block-sparse: their product would be dense, more bytes than the two."""
+        name = f"{self.name}/h1/v"
+        return Projection(self.h1.kernel(), self.h1.b, fold=not step_format(fmt or "float32").is_sparse(name),
+                          name=name)
 
     def step_weights(self, precision="float32"):
         """The tables (gathered: one row read per sample, so kept float32), and h2 and the output
-        layer packed in `precision` (SampleStepWeights)."""
-        w1 = self.h1.kernel()
+        layer packed in `precision` (a StepFormat or a precision's name; SampleStepWeights)."""
+        w1, fmt = self.h1.kernel(), step_format(precision)
         return SampleStepWeights(
             tables=[ops.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
-            h2=(pack(self.h2.kernel(), precision), self.h2.b),
-            out=(pack(self.out.kernel(), precision), self.out.b),
+            h2=(fmt.pack(self.h2.kernel(), f"{self.name}/h2/v"), self.h2.b),
+            out=(fmt.pack(self.out.kernel()), self.out.b),
             label=None if self.label is None else ops.matmul(E.tensor(self.label.table), w1))  # and the labels
 
     def step(self, w, prev, cond, label=None):
@@ -445,7 +485,7 @@ class SampleTier(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "context": self.context, "units": self.units,
-                "q_levels": self.q_levels, "emb_size": self.emb_size,
+                "q_levels": self.q_levels, "emb_size": self.emb_size, "sparse": self.sparse,
                 "n_labels": self.label.n_labels if self.label is not None else 0}
 
 
@@ -466,17 +506,38 @@ class SampleRNN(keras.Model):
         self.frame_tiers = [
             FrameTier(frame=f, ratio=r, units=widths[k], out_units=(widths + [c.dim])[k + 1], cell=c.rnn,
                       layers=c.rnn_layers, skip=c.skip, top=(k == 0), n_labels=c.n_labels,
-                      name=f"frame{k}", dtype=dtype)
+                      sparse=bool(c.sparse_block), name=f"frame{k}", dtype=dtype)
             for k, (f, r) in enumerate(zip(c.frames, ratios))
         ]
         self.sample_tier = SampleTier(c.frame, c.dim, c.q_levels, c.emb_size, n_labels=c.n_labels, name="sample",
-                                      dtype=dtype)
+                                      sparse=bool(c.sparse_block), dtype=dtype)
         self.built = True
         self._samplers = {}
 
     @property
     def tiers(self):
         return self.frame_tiers + [self.sample_tier]
+
+    def prunable_kernels(self):
+        """{checkpoint name of v: a function giving its effective kernel} of the matrices a sparse
+        model prunes (srnn.sparse.mask_suffixes), whether or not this one does: the sampler looks
+        at their zeros to choose its layout."""
+        out = {}
+        for tier in self.tiers:
+            for part in tier.parts():
+                if isinstance(part, WNDense):
+                    out[f"{tier.name}/{part.name}/v"] = part.kernel
+                elif isinstance(part, WNRNN):
+                    out[f"{tier.name}/{part.name}/vx"] = part.input_kernel
+                    out[f"{tier.name}/{part.name}/vh"] = lambda part=part: part.kernels()[2]
+        from .sparse import mask_suffixes
+
+        return {name: out[name] for name in mask_suffixes(self.cfg)}
+
+    def pruned_kernels(self):
+        """{checkpoint name of v: (v, g, mask)} of a sparse model's pruned kernels (srnn.prune)."""
+        return {f"{tier.name}/{part.name}/{v.name}": (v, g, mask) for tier in self.tiers for part in tier.parts()
+                for v, g, mask in getattr(part, "pruned_kernels", list)()}
 
     def named_weights(self):
         """(name, variable) in a fixed order; checkpoint names are `tier/layer/weight`, e.g.
@@ -554,8 +615,9 @@ class SampleRNN(keras.Model):
 
     def step_weights(self, precision="float32"):
         """Every tier's fused step weights, once per generation; the matrices a step multiplies in
-        `precision` (srnn.packed: float32, bfloat16 or int8)."""
-        below = [t.cond_projection() for t in self.tiers[1:]]
+        `precision` (srnn.packed: float32, bfloat16 or int8, or a StepFormat with the block-sparse
+        layout of a pruned model's matrices)."""
+        below = [t.cond_projection(precision) for t in self.tiers[1:]]
         return ([t.step_weights(b, precision) for t, b in zip(self.frame_tiers, below)]
                 + [self.sample_tier.step_weights(precision)])
 
@@ -591,14 +653,14 @@ class SampleRNN(keras.Model):
         mix = self._mix(mix)
         return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w.label) for w in weights]
 
-    def sampler(self, xla=True, precision="auto"):
+    def sampler(self, xla=True, precision="auto", layout="auto"):
         """The compiled generation loop (srnn.sample), one per setting; `precision` of its step
-        weights (srnn.packed)."""
+        weights (srnn.packed), `layout` of the pruned matrices (auto, dense or sparse)."""
         from .sample import Sampler
 
-        if (xla, precision) not in self._samplers:
-            self._samplers[xla, precision] = Sampler(self, xla=xla, precision=precision)
-        return self._samplers[xla, precision]
+        if (xla, precision, layout) not in self._samplers:
+            self._samplers[xla, precision, layout] = Sampler(self, xla=xla, precision=precision, layout=layout)
+        return self._samplers[xla, precision, layout]
 
     def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True, mix=None):
         """Draw `n_samples` new levels for each of `n_seqs` sequences, after `primer` (1-D int

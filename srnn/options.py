@@ -50,6 +50,9 @@ class TrainOptions:
     distribute: str = "none"  # none | mirrored | multiworker (srnn.distribute)
     devices: list = None  # for mirrored: device names; None: all local GPUs (or the CPU)
     precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 (srnn.precision)
+    sparsity: float = None  # --sparsity: the target of a new pruning schedule (srnn.sparse); None: none
+    prune_start: int = None  # its first and last optimizer steps, counted from now; None: the defaults
+    prune_end: int = None
 
 
 def prepare(cfg, opts):

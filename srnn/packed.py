@@ -1,6 +1,9 @@
-"""The sampler's step weights in fewer bytes (srnn.precision says why), and the choice of format."""
+"""The sampler's step weights in fewer bytes (srnn.precision says why): fewer bytes per weight
+(bfloat16, int8), fewer weights (the block-sparse layout of a pruned model, srnn.sparse), and the
+choice of format."""
 import functools
 import time
+import typing
 
 import numpy as np
 
@@ -43,9 +46,88 @@ def pack(w, precision):
     return w if precision == "float32" else Packed(w, precision)
 
 
+class SparseMatrix:
+    """A block-sparse (n, m) matrix in the balanced layout (srnn.sparse): each block column (`rows`
+    outputs) keeps `keep` blocks of `cols` inputs, its largest ones, which for a pruned model are
+    all its nonzero blocks (`keep` is the most any column has, so nothing nonzero is dropped; a
+    column with fewer keeps some zero blocks). x @ w gathers each block column's inputs and
+    multiplies them in one dense contraction of fixed shape: `keep` / (n / cols) of the dense
+    product's weights, read in `precision` (float32, bfloat16, or int8 with a scale per output).
+    The sums run over the kept blocks in another order than the dense product's: the same value
+    up to float rounding."""
+
+    def __init__(self, w, keep, block, precision="float32"):
+        rows, cols = block
+        n, m = w.shape
+        self.shape, self.keep, self.block, self.precision = (n, m), keep, block, precision
+        # (n/cols, cols, m/rows, rows) -> each block's squared norm (n/cols, m/rows)
+        blocks = ops.reshape(w, (n // cols, cols, m // rows, rows))
+        scores = ops.transpose(ops.sum(ops.square(blocks), axis=(1, 3)))  # (m/rows, n/cols)
+        _, idx = ops.top_k(scores, keep)  # (m/rows, keep): each block column's kept input blocks
+        self.idx = ops.cast(idx, "int32")
+        # values (m/rows, keep, cols, rows): block column j's kept blocks
+        by_column = ops.transpose(blocks, (2, 0, 1, 3))  # (m/rows, n/cols, cols, rows)
+        vals = ops.take_along_axis(by_column, self.idx[:, :, None, None], axis=1)
+        self.scale = None
+        if precision == "int8":  # symmetric per output, as Packed
+            peak = ops.max(ops.abs(vals), axis=(1, 2), keepdims=True)
+            self.scale = ops.where(peak > 0, peak / INT8_MAX, ops.ones_like(peak))
+            self.vals = ops.cast(ops.clip(ops.round(vals / self.scale), -INT8_MAX, INT8_MAX), "int8")
+        elif precision == "bfloat16":
+            self.vals = ops.cast(vals, "bfloat16")
+        else:
+            self.vals = vals
+
+    def matmul(self, x):
+        rows, cols = self.block
+        n, m = self.shape
+        B = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+        xb = ops.reshape(x, (B, n // cols, cols))
+        g = ops.take(xb, self.idx, axis=1)  # (B, m/rows, keep, cols)
+        vals = ops.cast(self.vals, "float32")
+        y = ops.einsum("bjkc,jkcr->bjr", g, vals)
+        if self.scale is not None:
+            y = y * ops.reshape(self.scale, (1, m // rows, rows))
+        return ops.reshape(y, (B, m))
+
+    def bytes(self):
+        per = {"float32": 4, "bfloat16": 2, "int8": 1}[self.precision]
+        return self.shape[1] // self.block[0] * self.keep * (self.block[0] * self.block[1] * per + 4)
+
+
+class StepFormat(typing.NamedTuple):
+    """How the sampler keeps its step weights: `precision` (float32, bfloat16, int8) for every
+    matrix, and the block-sparse layout for those named in `sparse` ((v name, blocks kept per
+    block column), srnn.sparse.mask_suffixes' names) with `block` (rows, cols). Hashable: it
+    selects a compilation of the sampler."""
+    precision: str = "float32"
+    sparse: tuple = ()
+    block: tuple = ()
+
+    def is_sparse(self, name):
+        return any(n == name for n, _ in self.sparse)
+
+    def pack(self, w, name=None):
+        """The matrix `w` (the weight named `name`) in this format."""
+        for n, keep in self.sparse:
+            if n == name:
+                return SparseMatrix(w, keep, self.block, self.precision)
+        return pack(w, self.precision)
+
+    def describe(self):
+        if not self.sparse:
+            return self.precision
+        return f"{self.precision}, {len(self.sparse)} matrices block-sparse ({'x'.join(map(str, self.block))} blocks)"
+
+
+def step_format(fmt):
+    """A StepFormat from a StepFormat or a precision's name."""
+    return fmt if isinstance(fmt, StepFormat) else StepFormat(fmt)
+
+
 def matmul(x, w):
-    """x @ w for a plain or a packed matrix."""
-    return w.matmul(x) if isinstance(w, Packed) else ops.matmul(x, w)
+    """x @ w for a plain, a packed or a block-sparse matrix."""
+    return w.matmul(x) if isinstance(w, (Packed, SparseMatrix)) else ops.matmul(x, w)
 
 
 # ---- choosing the sampler's precision
@@ -63,8 +145,10 @@ PROBE_SHAPES = 3  # the largest shapes: they hold most of the bytes
 
 
 def step_bytes(weights):
-    """Bytes of float32 matrices a sampler reads per big frame: those that `pack` would shrink."""
-    return sum(int(t.shape[0]) * int(t.shape[1]) * 4 for t in _matrices(weights))
+    """Bytes of float32 matrices a sampler reads per big frame: those that `pack` would shrink (of a
+    block-sparse one, its kept blocks)."""
+    return sum(t.bytes() if isinstance(t, SparseMatrix) else int(t.shape[0]) * int(t.shape[1]) * 4
+               for t in _matrices(weights))
 
 
 def _matrices(weights):

@@ -13,7 +13,8 @@ from . import engine, memory
 from .atomic import cannot_write
 from .audio import write_wav_blocks
 from .plots import plot_audio
-from .packed import choose
+from .packed import AUTO_MIN_BYTES, StepFormat, choose
+from .sparse import DEFAULT_BLOCK, SPARSE_MIN, kept_per_column
 from .quantize import dequantize, q_zero, soundsc
 
 E = engine.load()
@@ -77,11 +78,12 @@ class Sampler:
     Keras models from Python for every sample.
     """
 
-    def __init__(self, model, xla=True, precision="auto"):
+    def __init__(self, model, xla=True, precision="auto", layout="auto"):
         # XLA fuses the ~100 small ops of a big frame into one program; measured on 2 cores it
         # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
         self.model, self.xla = model, xla
         self.precision = precision  # of the step weights (srnn.packed): float32, bfloat16, int8 or auto
+        self.layout = layout  # of the pruned matrices: auto, dense or sparse (sparse_layout)
         self._chosen = {}
         self._run = E.model_function(model, self._loop, self.xla, static=("argmax", "precision", "room"))
         self._condition = E.model_function(
@@ -113,13 +115,42 @@ class Sampler:
         return tuple(states), ops.convert_to_tensor(x[:, -bf:])
 
     def weight_precision(self, n_seqs):
-        """The step weights' precision for `n_seqs` streams: the one asked for, or auto's choice
-        (made once per number of streams)."""
-        if self.precision != "auto":
-            return self.precision
-        if n_seqs not in self._chosen:
-            self._chosen[n_seqs] = choose(self.precision, self.model.step_weights(), n_seqs)
-        return self._chosen[n_seqs]
+        """The step weights' format for `n_seqs` streams (a StepFormat): the block-sparse layout
+        where the weights are mostly zero (sparse_layout), in the precision asked for, or auto's
+        choice (made once per number of streams and layout)."""
+        sparse, block = self.sparse_layout()
+        precision = self.precision
+        if precision == "auto":
+            key = (n_seqs, sparse)
+            if key not in self._chosen:
+                self._chosen[key] = choose("auto", self.model.step_weights(StepFormat("float32", sparse, block)), n_seqs)
+            precision = self._chosen[key]
+        return StepFormat(precision, sparse, block)
+
+    def sparse_layout(self):
+        """((v name, blocks kept per block column), ...) of the matrices to run block-sparse, and the
+        block: with layout `auto` those at most SPARSE_MIN dense in blocks (a pruned model's, or a
+        dense model's that are mostly zero), with `sparse` every one the block tiles, with `dense`
+        none. A pruned model's masks say it; a dense model's weights are looked at only where they
+        are too big for the caches (AUTO_MIN_BYTES: a small model stays as it was)."""
+        cfg = self.model.cfg
+        block = cfg.sparse_block or DEFAULT_BLOCK
+        if self.layout == "dense":
+            return (), ()
+        if cfg.sparse_block:
+            mats = {name: mask.numpy() for name, (_, _, mask) in self.model.pruned_kernels().items()}
+        else:
+            shapes = cfg.pruned_shapes()
+            if self.layout == "auto" and 4 * sum(a * b for a, b in shapes.values()) < AUTO_MIN_BYTES:
+                return (), ()
+            mats = {name: np.asarray(kernel()) for name, kernel in self.model.prunable_kernels().items()
+                    if shapes[name][0] % block[1] == 0 and shapes[name][1] % block[0] == 0}
+        chosen = []
+        for name, w in mats.items():
+            keep, n_blocks = kept_per_column(w, block)
+            if self.layout == "sparse" or keep <= (1.0 - SPARSE_MIN) * n_blocks:
+                chosen.append((name, max(keep, 1)))
+        return tuple(chosen), (block if chosen else ())
 
     def initial(self, n_seqs):
         """States and context a generation starts from: the learned initial states and a big frame
@@ -149,7 +180,7 @@ class Sampler:
         temps = np.broadcast_to(np.asarray(temperature, np.float32), (n_seqs,)).copy()
         states, frame = start if start is not None else self.initial(n_seqs)
         states, frame, mix = tuple(states), ops.cast(frame, "int32"), _weights(mix)
-        precision = self.weight_precision(n_seqs)
+        precision = self.weight_precision(n_seqs)  # the step weights' StepFormat
         per_call, room = memory.piece_frames(n_samples, bf, piece)
         total = max(1, math.ceil(n_samples / bf))
         done = 0

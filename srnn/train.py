@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, engine, names
+from . import checkpoint, engine, names, sparse
 from .distribute import is_chief, make_strategy
 from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
@@ -118,12 +118,14 @@ def check_position(pos, feeder, batches, opts):
                         f"resume with the corpus and flags it was trained with")
 
 
-def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True, on_step=None):
+def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefetch=True, on_step=None,
+             before_step=None):
     """One pass over `batches` (training or evaluation), from `pos` on; updates and returns `pos`.
 
     The loss is the mean in bits over the pass's real samples. A signal seen by `stop` raises
     _Stop after the current step, with `pos` at the next chunk, so the pass can be resumed exactly.
-    `on_step(loss)` is called after every step (TensorBoard's per-step loss).
+    `on_step(loss)` is called after every step (TensorBoard's per-step loss), `before_step()`
+    before each (the pruning, srnn.prune).
     """
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
@@ -133,6 +135,8 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 continue  # done before an interruption
             if chunk.reset:
                 pos.states = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
+            if before_step is not None:
+                before_step()
             out = step(chunk.x, chunk.mask, E.scalar(chunk.reset), pos.states, chunk.mix)
             loss, pos.states = float(out[0]), out[1]
             if not train and chunk.mix.shape[1]:
@@ -187,6 +191,7 @@ class Trainer:
         self.stop_training, self.last_saved, self._best_in_model, self.board = False, None, False, None
         if ckpt is not None:
             self._load(ckpt)
+        self.pruner = self._pruner(ckpt)
         self._describe()
         valid = self.history["valid_bits"]
         self.best = int(np.argmin(valid)) if valid else None
@@ -231,6 +236,34 @@ class Trainer:
         else:
             self.log(f"note: {opts.load} holds weights only; training starts at epoch 0 from them")
 
+    def _pruner(self, ckpt):
+        """A sparse model's Pruner (srnn.prune) on its schedule: the checkpoint's, or a new one
+        from the flags (a fresh run, a dense checkpoint to prune, a higher --sparsity), counted
+        from the optimizer's step now; None for a dense model."""
+        from .prune import Pruner
+
+        cfg, opts = self.cfg, self.opts
+        if not cfg.sparse_block:
+            return None
+        pruner = Pruner(self.model, self.steps, None, cfg.sparse_block)
+        now, reached = self.steps.iterations(), pruner.reached()
+        stored = sparse.Schedule.from_state(ckpt.train) if ckpt is not None and ckpt.train else None
+        if opts.sparsity is None or (stored is not None and opts.sparsity == stored.target
+                                     and opts.prune_start is None and opts.prune_end is None):
+            # go on as the checkpoint did (a weights-only file: its masks, fixed)
+            pruner.schedule = stored or sparse.Schedule(reached, now, now, reached)
+        else:
+            feed = self.splits.train
+            run = feed.count_chunks(feed.batches(seed=[opts.seed, self.start])) * max(opts.nepochs - self.start, 1)
+            start = now + sparse.default_steps(opts.prune_start, sparse.DEFAULT_START, run)
+            end = now + sparse.default_steps(opts.prune_end, sparse.DEFAULT_END, run)
+            if opts.prune_end is None:
+                end = max(end, start)  # a --prune-start past the default end: prune at once there
+            if opts.prune_start is None:
+                start = min(start, end)  # an early --prune-end: start at once
+            pruner.schedule = sparse.Schedule(opts.sparsity, start, end, reached)
+        return pruner
+
     def _describe(self):
         cfg, opts, log, s = self.cfg, self.opts, self.log, self.splits
         n_test = len(s.test.files) if s.test else 0
@@ -241,6 +274,12 @@ class Trainer:
             f"cutlen {s.train.cutlen}, {opts.nepochs} epoch(s){', XLA' if self.xla else ''}"
             f"{'' if opts.precision == 'float32' else ', ' + opts.precision}")
         log(f"engine: {E.NAME} on {E.processors()}")
+        if self.pruner is not None:
+            s, (rows, cols) = self.pruner.schedule, cfg.sparse_block
+            when = (f"at optimizer step {s.start} (one-shot)" if s.start == s.end else
+                    f"from optimizer step {s.start} to {s.end} (cubic; masks updated every {s.every} step(s))")
+            log(f"pruning: sparsity {self.pruner.reached():.4f} now, {s.target:g} {when}, in {rows}x{cols} blocks "
+                f"(balanced: each {rows} outputs keep the same number of blocks)")
         note = training_note(opts.precision, E.gpus())
         if note:
             log(note)
@@ -274,7 +313,8 @@ class Trainer:
             checkpoint.save(path, self.model, steps.optimizer,
                             {"epoch": epoch, "seed": opts.seed, "exp": opts.exp, "precision": opts.precision,
                              "learning_rate": self.learning_rate(), **self.history,
-                             **(steps.loss_scale.state() if steps.loss_scale else {}), **(extra or {})})
+                             **(steps.loss_scale.state() if steps.loss_scale else {}),
+                             **(self.pruner.schedule.to_state() if self.pruner else {}), **(extra or {})})
         return path
 
     def callbacks(self):
@@ -339,7 +379,8 @@ class Trainer:
         count_before = tp.count
         try:
             try:
-                run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step)
+                run_pass(steps, train_feed, batches, True, tp, bar, stop, on_step=on_step,
+                         before_step=self.pruner.before_step if self.pruner else None)
             finally:  # the weights as trained, in the model's variables (the JAX engine's
                 steps.sync()  # steps hold them until then), for saving, auditions and tests
             train_seconds = time.time() - t0
@@ -356,6 +397,9 @@ class Trainer:
         valid.append(vp.bits)
         log(f"Epoch {epoch} training loss in bits {tp.bits:.5f} ({tp.n_chunks} chunks)")
         log(f"Epoch {epoch} valid loss in bits {vp.bits:.5f}")
+        if self.pruner is not None:
+            log(f"Epoch {epoch} sparsity {self.pruner.reached():.4f} (of {self.pruner.schedule.target:g}; "
+                f"optimizer step {steps.iterations()})")
         per_label = vp.label_bits(self.cfg.labels)
         if per_label:
             log(f"Epoch {epoch} valid loss per label: {per_label_line(per_label)}")

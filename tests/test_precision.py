@@ -223,8 +223,8 @@ def test_reduced_sampler_generates(demo_model):
     b, _ = s.generate(2, 256, seed=4)
     assert np.array_equal(a, b) and a.min() >= 0 and a.max() < demo_model.cfg.q_levels
     assert np.all(np.isfinite(logp)) and np.all(logp <= 0)
-    assert s.weight_precision(2) == "int8"
-    assert demo_model.sampler().weight_precision(2) == "float32"  # auto: dim 128 stays in cache
+    assert s.weight_precision(2).precision == "int8"
+    assert demo_model.sampler().weight_precision(2) == ("float32", (), ())  # auto: dim 128 stays in cache
 
 
 @pytest.mark.parametrize("arch", ["lstm3-skip", "emb32-q64-labels"])

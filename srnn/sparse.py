@@ -1,0 +1,186 @@
+"""Block sparsity, trained in (WaveRNN's recipe): which matrices are pruned, the schedule by which
+their sparsity rises, and the balanced block masks. NumPy only: the CLI checks the flags with it
+before a framework loads, and the masks are computed on the host between training steps.
+
+A weight matrix is stored (inputs, outputs); a block is `rows` outputs by `cols` inputs, named
+ROWSxCOLS as LPCNet and WaveRNN name theirs (16x1: 16 outputs of one input). Masks are
+**balanced**: every block column (the `rows` outputs of one block) keeps the same number of
+blocks, so the sampler's product is a gather of the kept inputs and a dense product of one fixed
+shape (srnn.packed.SparseMatrix), which XLA runs well on every backend.
+
+Which matrices: those that dominate a generated sample's bytes (every RNN layer's recurrent
+matrix and its input matrix where the input is a vector of the model's width, every frame tier's
+output layer, the sample MLP's two hidden layers). Dense stay: the top tier's first input matrix
+(it reads 8 samples: 8 rows), each lower tier's input layer (frame rows), the sample MLP's input
+layer (it becomes lookup tables, one row read per sample), its 256-way output layer (small, and
+every logit matters), biases, gains, initial states, label tables.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+DEFAULT_BLOCK = (16, 1)  # rows (outputs) x cols (inputs): LPCNet's; bench/sparse_layouts.py measured it fastest
+PRUNE_UPDATES = 100  # mask updates over a gradual schedule (Zhu & Gupta prune every 100-1000 steps)
+DEFAULT_START, DEFAULT_END = 0.2, 0.6  # fractions of a run's optimizer steps, when not given
+SPARSE_MIN = 0.5  # a matrix at least this sparse (in blocks) is sampled in the block-sparse layout
+
+
+def mask_suffixes(cfg):
+    """{weight-norm `v` name: its mask's name} of every pruned matrix of a model of `cfg`, in the
+    checkpoint's names (`frame0/rnn0/vh` -> `frame0/rnn0/maskh`)."""
+    out = {}
+    for k in range(len(cfg.frames)):
+        tier = f"frame{k}"
+        for layer in range(cfg.rnn_layers):
+            rnn = f"{tier}/rnn{layer}"
+            if k or layer:  # the top tier's first layer reads the frame itself: frame rows
+                out[f"{rnn}/vx"] = f"{rnn}/maskx"
+            out[f"{rnn}/vh"] = f"{rnn}/maskh"
+        out[f"{tier}/out/v"] = f"{tier}/out/mask"
+    out["sample/h1/v"] = "sample/h1/mask"
+    out["sample/h2/v"] = "sample/h2/mask"
+    return out
+
+
+def parse_block(text):
+    """`16x1` -> (16, 1); None for anything else."""
+    rows, sep, cols = str(text).lower().partition("x")
+    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+        return None
+    return int(rows), int(cols)
+
+
+def block_problem(shapes, block):
+    """The first pruned matrix that `block` (rows, cols) does not tile, in words, or None.
+    `shapes`: {v name: (inputs, outputs)}."""
+    rows, cols = block
+    for name, (n_in, n_out) in shapes.items():
+        if n_out % rows or n_in % cols:
+            return f"{name} is {n_in} inputs x {n_out} outputs, which {rows}x{cols} blocks do not tile"
+    return None
+
+
+def kept_blocks(n_blocks, sparsity):
+    """Blocks a block column keeps at `sparsity`: at least one (an output with no input would be a
+    constant, and the weight norm's column norm would be zero)."""
+    return max(1, min(n_blocks, int(round((1.0 - sparsity) * n_blocks))))
+
+
+def block_scores(w, block):
+    """Each block's squared magnitude (inputs/cols, outputs/rows) of a matrix w (inputs, outputs)."""
+    rows, cols = block
+    n_in, n_out = w.shape
+    w = np.asarray(w, np.float64).reshape(n_in // cols, cols, n_out // rows, rows)
+    return np.square(w).sum(axis=(1, 3))
+
+
+def expand(block_mask, block):
+    """A (inputs/cols, outputs/rows) block mask as the (inputs, outputs) float32 mask."""
+    rows, cols = block
+    return np.repeat(np.repeat(block_mask, cols, axis=0), rows, axis=1).astype(np.float32)
+
+
+def balanced_mask(w, mask, sparsity, block):
+    """The mask at `sparsity`: in each block column the largest blocks of w (the effective weights)
+    among those `mask` keeps, so a pruned block never comes back while the sparsity rises. Ties go
+    to the lower input index (a stable sort), so the mask is a function of the weights alone."""
+    alive = block_scores(mask, block) > 0
+    scores = np.where(alive, block_scores(np.asarray(w) * np.asarray(mask), block), -1.0)  # pruned ones last
+    keep = kept_blocks(scores.shape[0], sparsity)
+    order = np.argsort(-scores, axis=0, kind="stable")[:keep]  # per block column: its `keep` largest
+    kept = np.zeros(scores.shape, bool)
+    np.put_along_axis(kept, order, True, axis=0)
+    return expand(kept, block)
+
+
+def random_mask(shape, density, block, rng):
+    """A balanced mask of `density` with random blocks (the speed benchmarks': any mask runs as fast)."""
+    rows, cols = block
+    nb_in, nb_out = shape[0] // cols, shape[1] // rows
+    keep = kept_blocks(nb_in, 1.0 - density)
+    kept = np.zeros((nb_in, nb_out), bool)
+    for j in range(nb_out):
+        kept[rng.choice(nb_in, keep, replace=False), j] = True
+    return expand(kept, block)
+
+
+def kept_per_column(w, block):
+    """The most nonzero blocks in any block column of w, and the number of blocks a column has:
+    what a balanced layout of w must hold (srnn.packed.SparseMatrix)."""
+    nonzero = block_scores(w, block) > 0
+    return int(nonzero.sum(axis=0).max(initial=0)), nonzero.shape[0]
+
+
+def mask_sparsity(masks):
+    """The pruned fraction of the masked matrices' weights (0 for none)."""
+    total = sum(m.size for m in masks)
+    return 0.0 if not total else 1.0 - float(sum(np.count_nonzero(m) for m in masks)) / total
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Zhu & Gupta's cubic schedule (WaveRNN's): from `initial` at optimizer step `start` the
+    sparsity rises to `target` at `end`, fast at first and slowly at the end (the weights that are
+    left have time to take over), s(t) = target + (initial - target) * (1 - (t - start) /
+    (end - start))^3; fixed after `end`. start == end prunes at once (one-shot). The masks are
+    updated PRUNE_UPDATES times over the schedule (every `every` steps)."""
+    target: float
+    start: int
+    end: int
+    initial: float = 0.0
+
+    @property
+    def every(self):
+        return max(1, (self.end - self.start) // PRUNE_UPDATES)
+
+    def at(self, step):
+        """The sparsity the masks should have for optimizer step `step` (a step numbered from 0
+        is computed with the masks of the last update at or before it)."""
+        if step < self.start:
+            return self.initial
+        if step >= self.end:
+            return self.target
+        last = self.start + (step - self.start) // self.every * self.every
+        return self.target + (self.initial - self.target) * (1.0 - (last - self.start) / (self.end - self.start)) ** 3
+
+    def to_state(self):
+        return {"sparsity_target": self.target, "prune_start": self.start, "prune_end": self.end,
+                "sparsity_initial": self.initial}
+
+    @classmethod
+    def from_state(cls, train):
+        if "sparsity_target" not in train:
+            return None
+        return cls(float(train["sparsity_target"]), int(train["prune_start"]), int(train["prune_end"]),
+                   float(train["sparsity_initial"]))
+
+
+STATE_KEYS = ("sparsity_target", "prune_start", "prune_end", "sparsity_initial")
+
+
+def state_problem(train):
+    """What is wrong with a checkpoint's schedule, in words, or None (the file may be crafted)."""
+    present = [k for k in STATE_KEYS if k in train]
+    if not present:
+        return None
+    if len(present) != len(STATE_KEYS):
+        return f"has only part of the pruning schedule ({', '.join(present)})"
+    for key in ("sparsity_target", "sparsity_initial"):
+        v = train[key]
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1):
+            return f"says {key} is {v!r}, not a sparsity in [0, 1)"
+    for key in ("prune_start", "prune_end"):
+        v = train[key]
+        if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2 ** 62):
+            return f"says {key} is {v!r}, not an optimizer step"
+    if train["prune_start"] > train["prune_end"]:
+        return "has a pruning schedule that ends before it starts"
+    if train["sparsity_initial"] > train["sparsity_target"]:
+        return "has a pruning schedule whose sparsity falls"
+    return None
+
+
+def default_steps(value, fraction, run_steps):
+    """--prune-start / --prune-end: the flag's steps, else `fraction` of the run's steps."""
+    return int(value) if value is not None else int(math.floor(fraction * run_steps))
