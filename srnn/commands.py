@@ -103,7 +103,7 @@ def train_command(args):
         audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
         precision=args.precision or stored,
-        sparsity=args.sparsity if cfg.sparse_block else None, prune_start=args.prune_start, prune_end=args.prune_end,
+        prune_start=args.prune_start, prune_end=args.prune_end,
     )
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
@@ -115,6 +115,7 @@ def train_command(args):
         raise SrnnError(f"{args.load} was trained on {had}, but {now}: train a new model, or give the corpus "
                         f"it was trained on")
     cfg = sparse_config(args, dataclasses.replace(cfg, labels=vocab), ckpt)
+    opts.sparsity = args.sparsity if cfg.sparse_block else None  # None: no new schedule
     if ckpt:
         checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads

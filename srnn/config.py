@@ -165,8 +165,8 @@ class ModelConfig:
                 f"{' with skip' if self.skip else ''}, slowdim={self.slowdim}, dim={self.dim}, "
                 f"emb_size={self.emb_size}, q_levels={self.q_levels}"
                 + (f", labels {','.join(self.labels)}" if self.labels else "")
-                + (f", {'x'.join(map(str, self.sparse_block))} blocks at sparsity {self.sparsity:.4f}"
-                   if self.sparse_block else ""))
+                + (f", pruned in {'x'.join(map(str, self.sparse_block))} blocks" if self.sparse_block else "")
+                + (f" to sparsity {self.sparsity:.4f}" if self.sparsity else ""))
 
     def to_json(self):
         data = dataclasses.asdict(self)

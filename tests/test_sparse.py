@@ -1,0 +1,290 @@
+"""Block-sparse weights (issue 26): the schedule, the masks, training with them (masks hold after
+steps, exact resume mid-schedule, pruning a dense checkpoint on --load), the sparse sampler against
+the dense one on the same weights, and every bad input. Small models, in-process."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_tool
+from srnn import checkpoint, sparse
+from srnn.config import ModelConfig
+from srnn.errors import SrnnError
+from test_untrusted import TRAIN, clean_error, no_xla, write_parts  # noqa: F401  (no_xla: a fixture)
+
+SPARSE_CFG = ModelConfig(slowdim=32, dim=32, sparse_block=(16, 1))
+
+
+# ---- the schedule and the masks (NumPy only)
+
+def test_cubic_schedule_values():
+    s = sparse.Schedule(target=0.9, start=100, end=300)  # every 2 steps
+    assert s.every == 2
+    assert s.at(0) == s.at(99) == 0.0
+    assert s.at(100) == 0.0  # the first update point: the cubic starts at the initial sparsity
+    assert s.at(200) == pytest.approx(0.9 - 0.9 * 0.5 ** 3)  # half-way: 0.7875, most of it done
+    assert s.at(201) == s.at(200)  # between updates the masks stay
+    assert s.at(300) == s.at(10 ** 6) == 0.9
+    assert s.at(299) < 0.9
+    rising = [s.at(t) for t in range(100, 301)]
+    assert rising == sorted(rising)
+    again = sparse.Schedule(target=0.95, start=0, end=1000, initial=0.5)  # a higher target on --load
+    assert again.at(0) == 0.5 and again.at(500) == pytest.approx(0.95 - 0.45 * 0.125)
+    one_shot = sparse.Schedule(target=0.95, start=0, end=0)
+    assert one_shot.at(0) == 0.95
+
+
+def test_balanced_mask_keeps_the_largest_blocks_and_never_brings_one_back(rng):
+    w = rng.normal(size=(64, 48)).astype(np.float32)
+    block = (16, 1)  # 16 outputs x 1 input
+    mask = sparse.balanced_mask(w, np.ones_like(w), 0.75, block)
+    kept = mask.reshape(64, 3, 16)
+    assert np.all(kept.min(axis=2) == kept.max(axis=2))  # whole blocks
+    assert np.all(kept[:, :, 0].sum(axis=0) == 16)  # each block column keeps 16 of 64 blocks
+    scores = np.square(w.reshape(64, 3, 16)).sum(axis=2)
+    for j in range(3):  # the kept ones are the largest of their column
+        assert scores[kept[:, j, 0] == 1, j].min() > scores[kept[:, j, 0] == 0, j].max()
+    # the weights change, the sparsity rises: a pruned block stays pruned even if it grew large
+    w2 = w * 1.0
+    w2[mask == 0] = 100.0
+    tighter = sparse.balanced_mask(w2, mask, 0.9, block)
+    assert np.all(tighter <= mask) and sparse.mask_sparsity([tighter]) == pytest.approx(1 - 6 / 64)
+    assert sparse.kept_per_column(tighter, block) == (6, 64)
+
+
+def test_config_lists_the_masks_and_refuses_a_block_that_does_not_tile():
+    from srnn.config import ConfigError
+
+    shapes = SPARSE_CFG.weight_shapes()
+    assert shapes["frame0/rnn0/maskh"] == (32, 96) and shapes["sample/h2/mask"] == (32, 32)
+    assert "frame0/rnn0/maskx" not in shapes and "sample/out/mask" not in shapes  # they stay dense
+    assert SPARSE_CFG.count_params() == ModelConfig(slowdim=32, dim=32).count_params()
+    assert "sparse_block" not in json.loads(ModelConfig().to_json())  # a dense model's config as before
+    with pytest.raises(ConfigError, match="--prune-block 64x1: .* do not tile"):
+        ModelConfig(slowdim=32, dim=32, sparse_block=(64, 1))
+
+
+# ---- training with masks
+
+def _pruned_sparse_model(engine_steps=True, sparsity=0.75):
+    from srnn.model import SampleRNN
+    from srnn.prune import Pruner
+    from srnn.train import Steps
+
+    model = SampleRNN(SPARSE_CFG)
+    steps = Steps(model, xla=False)
+    pruner = Pruner(model, steps, sparse.Schedule(sparsity, 0, 0), SPARSE_CFG.sparse_block)
+    return model, steps, pruner
+
+
+def test_masks_hold_after_optimizer_steps(rng):
+    """Pruned weights are zero in the variables after every step (v, the effective kernel and
+    Adam's moments), and the masks do not move."""
+    model, steps, pruner = _pruned_sparse_model()
+    x = rng.integers(0, 256, size=(2, 64 + 8)).astype(np.int32)
+    mask = np.ones((2, 64), np.float32)
+    states = steps.zero_states(2)
+    masks0 = {n: m.numpy().copy() for n, (_, _, m) in model.pruned_kernels().items()}
+    for i in range(4):
+        assert pruner.before_step() == (i == 0)  # one-shot: pruned before the first step only
+        loss, states = steps.train_step(x, mask, np.float32(i == 0), states, None)[:2]
+        for name, (v, _, m) in model.pruned_kernels().items():
+            if i == 0:
+                masks0[name] = m.numpy().copy()
+            assert np.array_equal(m.numpy(), masks0[name]), name
+            assert not np.any(v.numpy()[m.numpy() == 0]), name
+    assert pruner.reached() == pytest.approx(0.75)
+    kernel = model.sample_tier.h2.kernel().numpy()
+    assert np.mean(kernel == 0) == pytest.approx(0.75) and np.isfinite(float(loss))
+
+
+def test_sparse_sampler_equals_dense_sampler_on_pruned_weights(rng):
+    """The block-sparse layout draws the same levels as the dense product of the same (pruned)
+    weights, and teacher-forced NLL agrees within 0.01 bits, in each precision."""
+    model, _, pruner = _pruned_sparse_model(sparsity=0.9)
+    pruner.before_step()
+    sparse_s, dense_s = model.sampler(layout="auto"), model.sampler(layout="dense")
+    fmt = sparse_s.weight_precision(2)
+    assert len(fmt.sparse) == 7 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
+    a, _ = sparse_s.generate(2, 400, seed=5)
+    b, _ = dense_s.generate(2, 400, seed=5)
+    assert np.mean(a == b) > 0.99, np.mean(a == b)  # equal but for rare float ties
+    for precision in ("float32", "int8"):
+        ns = -model.sampler(precision=precision).score(a)[1].mean() * np.log2(np.e)
+        nd = -model.sampler(precision=precision, layout="dense").score(a)[1].mean() * np.log2(np.e)
+        assert abs(ns - nd) < 0.01, (precision, ns, nd)
+
+
+def test_a_dense_model_that_is_mostly_zero_samples_sparse(rng):
+    """auto looks at a big dense model's zeros; `sparse` forces the layout on any model."""
+    from srnn.model import SampleRNN
+
+    model = SampleRNN(ModelConfig(slowdim=32, dim=32))
+    assert model.sampler().weight_precision(1).sparse == ()  # small: not even looked at
+    fmt = model.sampler(layout="sparse").weight_precision(1)
+    assert len(fmt.sparse) == 7 and all(keep == 32 for _, keep in fmt.sparse)  # dense: every block kept
+
+
+def _train(tmp_path, *extra, exp="t", nepochs=1, load=None):
+    args = [a if not a.startswith("--exp") else f"--exp={exp}" for a in TRAIN]
+    return run_tool("train_srnn.py", *args, f"--nepochs={nepochs}", *extra, *(["--load", load] if load else []),
+                    cwd=tmp_path)
+
+
+def _losses(path):
+    train = checkpoint.load(str(path)).train
+    return train["train_bits"], train["valid_bits"]
+
+
+def test_training_resumes_exactly_mid_schedule_and_saves_masks(tmp_path, no_xla):
+    """Two epochs in one run, and one + --load one, with the schedule running across the epoch
+    boundary: the same losses and masks; the log and the config say the sparsity reached."""
+    write_parts(tmp_path, n=2, seconds=0.05)  # 13 chunks an epoch
+    flags = ["--sparsity", "0.75", "--prune-start", "3", "--prune-end", "20", "--svepoch", "1"]
+    whole = _train(tmp_path, *flags, nepochs=2, exp="t")
+    assert whole.returncode == 0, whole.stderr
+    assert "pruning: sparsity 0.0000 now, 0.75 from optimizer step 3 to 20" in whole.stdout
+    assert "Epoch 1 sparsity 0.7500 (of 0.75; optimizer step 26)" in whole.stdout
+    (tmp_path / "blizzard" / "u_parts").symlink_to(tmp_path / "blizzard" / "t_parts")
+    first = _train(tmp_path, *flags, nepochs=1, exp="u")
+    assert first.returncode == 0, first.stderr
+    e0 = checkpoint.load(str(tmp_path / "u_srnn_sz16_e0.h5"))
+    assert 0 < e0.config.sparsity < 0.75  # the schedule was half-way at the end of epoch 0
+    rest = _train(tmp_path, nepochs=2, exp="u", load="u_srnn_sz16_e0.h5")
+    assert rest.returncode == 0, rest.stderr
+    assert _losses(tmp_path / "t_srnn_sz16_e1.h5") == _losses(tmp_path / "u_srnn_sz16_e1.h5")
+    a, b = (checkpoint.load(str(tmp_path / f"{e}_srnn_sz16_e1.h5")) for e in "tu")
+    assert a.config.sparsity == b.config.sparsity == 0.75
+    for name in SPARSE_CFG.weight_shapes():
+        if name.endswith(("mask", "maskx", "maskh")):
+            assert np.array_equal(a.weights[name], b.weights[name]), name
+    with h5py.File(tmp_path / "t_srnn_sz16_e1.h5") as f:
+        assert f["weights/sample/h2/mask"].dtype == np.uint8
+    # sampled with the block-sparse layout, chosen from the masks
+    out = run_tool("train_srnn.py", "--sample", "t_srnn_sz16_e1.h5", "--seconds", "0.05", cwd=tmp_path)
+    assert out.returncode == 0 and "block-sparse (16x1 blocks)" in out.stdout, out.stdout + out.stderr
+
+
+def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
+    write_parts(tmp_path, n=2, seconds=0.05)
+    assert _train(tmp_path).returncode == 0
+    dense = checkpoint.load(str(tmp_path / "t_srnn_sz16_e0.h5"))
+    assert not dense.config.sparse_block
+    (tmp_path / "blizzard" / "p_parts").symlink_to(tmp_path / "blizzard" / "t_parts")
+    out = _train(tmp_path, "--sparsity", "0.5", "--prune-end", "0", exp="p", nepochs=2, load="t_srnn_sz16_e0.h5")
+    assert out.returncode == 0, out.stderr
+    assert "0.5 at optimizer step 13 (one-shot)" in out.stdout and "Epoch 1 sparsity 0.5000" in out.stdout
+    pruned = checkpoint.load(str(tmp_path / "p_srnn_sz16_e1.h5"))
+    assert pruned.config.sparse_block == (16, 1) and pruned.config.sparsity == 0.5
+    assert pruned.train["prune_start"] == pruned.train["prune_end"] == 13
+    # the sparsity may rise on --load, never fall
+    worse = _train(tmp_path, "--sparsity", "0.25", exp="p", nepochs=3, load="p_srnn_sz16_e1.h5")
+    assert worse.returncode != 0 and "would lower it; give at least 0.5" in worse.stderr
+    assert not (tmp_path / "p_srnn_sz16_e2.h5").exists()
+
+
+# ---- bad input: one line, nothing written
+
+@pytest.mark.parametrize("flags, words", [
+    (["--sparsity", "1"], ["--sparsity=1.0 must lie in [0, 1)"]),
+    (["--sparsity", "-0.1"], ["--sparsity=-0.1 must lie in [0, 1)"]),
+    (["--sparsity", "nan"], ["--sparsity=nan must lie in [0, 1)"]),
+    (["--prune-start", "5"], ["--prune-start needs --sparsity"]),
+    (["--prune-block", "4x4"], ["--prune-block needs --sparsity"]),
+    (["--sparsity", "0.9", "--prune-start", "9", "--prune-end", "5"], ["--prune-start=9 is after --prune-end=5"]),
+    (["--sparsity", "0.9", "--prune-end", "-1"], ["--prune-end=-1 must be 0 or a positive"]),
+    (["--sparsity", "0.9", "--prune-block", "16"], ["--prune-block 16: give ROWSxCOLS"]),
+    (["--sparsity", "0.9", "--prune-block", "32x1"], ["--prune-block 32x1:", "do not tile"]),
+])
+def test_bad_sparsity_flags(tmp_path, capsys, flags, words):
+    from srnn.cli import train_main
+    from srnn.errors import run_cli
+
+    write_parts(tmp_path, n=2)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = run_cli(train_main, TRAIN + flags)
+    finally:
+        os.chdir(cwd)
+    clean_error(capsys, code, *words)
+    assert not list(tmp_path.glob("*.h5")) and not (tmp_path / "costs.png").exists()
+
+
+def test_sparsity_that_is_not_a_number_is_a_usage_error(capsys):
+    from srnn.cli import train_parser
+
+    with pytest.raises(SystemExit) as e:
+        train_parser().parse_args(["--sparsity", "lots"])
+    assert e.value.code == 2 and "--sparsity: invalid float value: 'lots'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def sparse_file(tmp_path_factory):
+    """A checkpoint of a pruned (untrained) sparse model."""
+    from srnn.model import SampleRNN
+    from srnn.prune import prune_to
+
+    model = SampleRNN(ModelConfig(slowdim=16, dim=16, sparse_block=(16, 1)))
+    prune_to(model, 0.5, (16, 1))
+    path = str(tmp_path_factory.mktemp("sparse") / "s.h5")
+    checkpoint.save(path, model)
+    return path
+
+
+def _crafted(src, tmp_path, edit):
+    path = tmp_path / "x.h5"
+    path.write_bytes(open(src, "rb").read())
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return str(path)
+
+
+def _replace(name, value):
+    def edit(f):
+        del f[name]
+        f.create_dataset(name, data=value)
+    return edit
+
+
+def _set_sparsity(value):
+    def edit(f):
+        data = json.loads(f.attrs["config"])
+        data["sparsity"] = value
+        f.attrs["config"] = json.dumps(data)
+    return edit
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_replace("weights/sample/h2/mask", np.ones((16, 8), np.uint8)), ["weight sample/h2/mask has shape (16, 8)"]),
+    (_replace("weights/sample/h2/mask", np.full((16, 16), 2, np.uint8)), ["mask sample/h2/mask holds values other"]),
+    (_replace("weights/sample/h2/mask", np.full((16, 16), 0.5, np.float32)), ["holds values other than 0 and 1"]),
+    (_set_sparsity(0.9), ["its masks prune 0.500000", "says sparsity 0.900000"]),
+    (_set_sparsity(1.5), ["sparsity 1.5 must lie in [0, 1)"]),
+    (lambda f: f.__delitem__("weights/sample/h2/mask"), ["lacks the weight sample/h2/mask"]),
+])
+def test_crafted_sparse_checkpoints_are_refused(sparse_file, tmp_path, edit, words):
+    path = _crafted(sparse_file, tmp_path, edit)
+    with pytest.raises(SrnnError) as e:
+        checkpoint.load(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path} is not a valid srnn checkpoint: ") and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_crafted_schedule_is_refused(sparse_file, tmp_path):
+    from srnn.model import SampleRNN
+    from srnn.train import Steps
+
+    ckpt = checkpoint.load(sparse_file)
+    model = SampleRNN(ckpt.config)
+    checkpoint.apply_weights(ckpt, model)
+    train = {"epoch": 0, "sparsity_target": 0.5, "prune_start": 10, "prune_end": 5, "sparsity_initial": 0.0}
+    path = str(tmp_path / "sched.h5")
+    checkpoint.save(path, model, Steps(model, xla=False).optimizer, train)
+    with pytest.raises(SrnnError, match="pruning schedule that ends before it starts"):
+        checkpoint.load(path)
