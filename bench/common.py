@@ -93,3 +93,25 @@ def peak_rss_mb():
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sparse_model(arch, dim, density, block=None, seed=0):
+    """A model of `arch` at `dim` whose pruned matrices (srnn.sparse) keep `density` of their
+    blocks at random (balanced): the speed of a pruned model, whatever it learnt. Density 1: the
+    dense model (no masks)."""
+    import dataclasses
+
+    from srnn import sparse
+    from srnn.model import SampleRNN
+
+    cfg = model_config(arch, dim)
+    if density >= 1:
+        return SampleRNN(cfg)
+    block = block or sparse.DEFAULT_BLOCK
+    model = SampleRNN(dataclasses.replace(cfg, sparse_block=block))
+    rng = np.random.default_rng(seed)
+    for v, _, mask in model.pruned_kernels().values():
+        m = sparse.random_mask(tuple(v.shape), density, block, rng)
+        mask.assign(m)
+        v.assign(v.numpy() * m)
+    return model

@@ -4,6 +4,7 @@
     python bench/train_speed.py --quick    # fewer steps
     python bench/train_speed.py --only original   # rows whose name starts with this
     python bench/train_speed.py --precision float32,mixed_bfloat16,mixed_float16
+    python bench/train_speed.py --sparse --only original   # a step with masks (95 % pruned) against dense
 
 Each configuration runs in a fresh process, so its peak memory is its own. Every configuration runs
 in each --precision (default float32 and mixed_bfloat16), side by side, with the ratio to float32;
@@ -31,8 +32,8 @@ CONFIGS = [  # (architecture, dim, batch, cutlen)
 ]
 
 
-def measure(arch, dim, batch, cutlen, seconds, precision):
-    from common import E, model_config, peak_rss_mb
+def measure(arch, dim, batch, cutlen, seconds, precision, density=1.0):
+    from common import E, model_config, peak_rss_mb, sparse_model
 
     import numpy as np
 
@@ -40,8 +41,25 @@ def measure(arch, dim, batch, cutlen, seconds, precision):
     from srnn.train import Steps, use_xla
 
     cfg = model_config(arch, dim)
-    model = SampleRNN(cfg, precision=precision)
-    steps = Steps(model)
+    if density < 1:  # masks in every kernel, and the pruner's check before every step (its schedule done)
+        from srnn.prune import Pruner
+        from srnn.sparse import Schedule
+
+        assert precision == "float32"
+        model = sparse_model(arch, dim, density)
+        cfg = model.cfg
+        steps = Steps(model)
+        pruner = Pruner(model, steps, Schedule(1 - density, 0, 0, 1 - density), cfg.sparse_block)
+        step = steps.train_step
+
+        def train_step(*a):
+            pruner.before_step()
+            return step(*a)
+
+        steps.train_step = train_step
+    else:
+        model = SampleRNN(cfg, precision=precision)
+        steps = Steps(model)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, cutlen + cfg.big_frame)).astype(np.int32)
     mask = np.ones((batch, cutlen), np.float32)
@@ -66,13 +84,18 @@ def main():
     p.add_argument("--only", default="", help="run only the rows whose architecture starts with this")
     p.add_argument("--precision", default="float32,mixed_bfloat16",
                    help="comma-separated --precision values to run each configuration in")
+    p.add_argument("--sparse", action="store_true",
+                   help="each configuration dense and with 95 %% of its pruned matrices masked (float32)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     seconds = 4.0 if args.quick else 10.0
     if args.one:
-        arch, dim, batch, cutlen, precision = args.one.split(",")
-        print(json.dumps(measure(arch, int(dim), int(batch), int(cutlen), seconds, precision)))
+        arch, dim, batch, cutlen, precision = args.one.split(",")[:5]
+        density = float(args.one.split(",")[5]) if len(args.one.split(",")) > 5 else 1.0
+        print(json.dumps(measure(arch, int(dim), int(batch), int(cutlen), seconds, precision, density)))
         return
+    if args.sparse:
+        args.precision = "float32,sparse 0.95"
     from common import REAL_TIME, describe_machine, yardsticks
 
     describe_machine()
@@ -85,7 +108,9 @@ def main():
             continue
         base = None
         for precision in args.precision.split(","):
-            out = subprocess.run([sys.executable, __file__, "--one", f"{arch},{dim},{batch},{cutlen},{precision}"]
+            one = (f"{arch},{dim},{batch},{cutlen},{precision}" if not precision.startswith("sparse") else
+                   f"{arch},{dim},{batch},{cutlen},float32,{1 - float(precision.split()[1]):g}")
+            out = subprocess.run([sys.executable, __file__, "--one", one]
                                  + (["--quick"] if args.quick else []), capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-2000:])

@@ -427,7 +427,7 @@ class SampleTier(keras.layers.Layer):
         self.h2 = WNDense(units, pruned=sparse, name="h2", dtype=dtype)
         self.h2.build((None, units))
         # the logits are float32 in every precision: the softmax and the loss in bits are float32's
-        self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", name="out", dtype="float32")
+        self.out = WNDense(q_levels, kernel_initializer="lecun_uniform", pruned=sparse, name="out", dtype="float32")
         self.out.build((None, units))
         self.label = _label_table(n_labels, units, dtype)  # added where the tier above's vector is
         self.built = True
@@ -468,7 +468,7 @@ class SampleTier(keras.layers.Layer):
         return SampleStepWeights(
             tables=[ops.matmul(t, w1) for t in self.tables()],  # the tables through h1 too
             h2=(fmt.pack(self.h2.kernel(), f"{self.name}/h2/v"), self.h2.b),
-            out=(fmt.pack(self.out.kernel()), self.out.b),
+            out=(fmt.pack(self.out.kernel(), f"{self.name}/out/v"), self.out.b),
             label=None if self.label is None else ops.matmul(E.tensor(self.label.table), w1))  # and the labels
 
     def step(self, w, prev, cond, label=None):

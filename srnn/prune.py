@@ -30,7 +30,7 @@ class Pruner:
         self.kept = {name: self._kept(mask.numpy()) for name, (_, _, mask) in self.kernels.items()}
 
     def _kept(self, mask):
-        return sparse.kept_per_column(mask, self.block)[0]
+        return sparse.kept_per_column(mask, self.block, whole_blocks=True)[0]
 
     def _due(self, step):
         """The sparsity for `step`, if some mask keeps more blocks than it allows; else None."""

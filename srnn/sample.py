@@ -147,7 +147,7 @@ class Sampler:
                     if shapes[name][0] % block[1] == 0 and shapes[name][1] % block[0] == 0}
         chosen = []
         for name, w in mats.items():
-            keep, n_blocks = kept_per_column(w, block)
+            keep, n_blocks = kept_per_column(w, block, whole_blocks=bool(cfg.sparse_block))
             if self.layout == "sparse" or keep <= (1.0 - SPARSE_MIN) * n_blocks:
                 chosen.append((name, max(keep, 1)))
         return tuple(chosen), (block if chosen else ())

@@ -8,19 +8,25 @@ ROWSxCOLS as LPCNet and WaveRNN name theirs (16x1: 16 outputs of one input). Mas
 blocks, so the sampler's product is a gather of the kept inputs and a dense product of one fixed
 shape (srnn.packed.SparseMatrix), which XLA runs well on every backend.
 
-Which matrices: those that dominate a generated sample's bytes (every RNN layer's recurrent
-matrix and its input matrix where the input is a vector of the model's width, every frame tier's
-output layer, the sample MLP's two hidden layers). Dense stay: the top tier's first input matrix
-(it reads 8 samples: 8 rows), each lower tier's input layer (frame rows), the sample MLP's input
-layer (it becomes lookup tables, one row read per sample), its 256-way output layer (small, and
-every logit matters), biases, gains, initial states, label tables.
+Which matrices: those that make a generated sample's bytes (every RNN layer's recurrent matrix
+and its input matrix where the input is a vector of the model's width, every frame tier's output
+layer, the sample MLP's two hidden layers and its q_levels-way output layer). The output layer is
+read at every sample: at dim 1024 it is 1 MB, and left dense it alone held one stream of a 95 %
+sparse model to 10,000 samples/s (bench/sample_speed.py; 22,000 pruned, in 32x1 blocks). Dense
+stay: the top tier's first input matrix (it reads 8 samples: 8 rows), each lower tier's input
+layer (frame rows), the sample MLP's input layer (it becomes lookup tables, one row read per
+sample), biases, gains, initial states, label tables: small, or not read as matrices.
 """
 import dataclasses
 import math
 
 import numpy as np
 
-DEFAULT_BLOCK = (16, 1)  # rows (outputs) x cols (inputs): LPCNet's; bench/sparse_layouts.py measured it fastest
+# rows (outputs) x cols (inputs). Wide blocks of one input run fastest in the sampler (a gather of
+# the kept inputs, then one batched matmul: bench/sparse_layouts.py); at dim 1024, 95 % sparse, one
+# stream: 16x1 (LPCNet's) 15,000 samples/s, 32x1 22,000, 64x1 24,000 (bench/sample_speed.py
+# --sparse). 32x1 is real time and tiles every width that is a multiple of 32.
+DEFAULT_BLOCK = (32, 1)
 PRUNE_UPDATES = 100  # mask updates over a gradual schedule (Zhu & Gupta prune every 100-1000 steps)
 DEFAULT_START, DEFAULT_END = 0.2, 0.6  # fractions of a run's optimizer steps, when not given
 SPARSE_MIN = 0.5  # a matrix at least this sparse (in blocks) is sampled in the block-sparse layout
@@ -40,6 +46,7 @@ def mask_suffixes(cfg):
         out[f"{tier}/out/v"] = f"{tier}/out/mask"
     out["sample/h1/v"] = "sample/h1/mask"
     out["sample/h2/v"] = "sample/h2/mask"
+    out["sample/out/v"] = "sample/out/mask"
     return out
 
 
@@ -105,10 +112,12 @@ def random_mask(shape, density, block, rng):
     return expand(kept, block)
 
 
-def kept_per_column(w, block):
+def kept_per_column(w, block, whole_blocks=False):
     """The most nonzero blocks in any block column of w, and the number of blocks a column has:
-    what a balanced layout of w must hold (srnn.packed.SparseMatrix)."""
-    nonzero = block_scores(w, block) > 0
+    what a balanced layout of w must hold (srnn.packed.SparseMatrix). `whole_blocks`: w is a mask,
+    each block all ones or all zeros, so one element a block says it (fast on a big model)."""
+    rows, cols = block
+    nonzero = (np.asarray(w)[::cols, ::rows] != 0) if whole_blocks else block_scores(w, block) > 0
     return int(nonzero.sum(axis=0).max(initial=0)), nonzero.shape[0]
 
 

@@ -58,7 +58,8 @@ def test_config_lists_the_masks_and_refuses_a_block_that_does_not_tile():
 
     shapes = SPARSE_CFG.weight_shapes()
     assert shapes["frame0/rnn0/maskh"] == (32, 96) and shapes["sample/h2/mask"] == (32, 32)
-    assert "frame0/rnn0/maskx" not in shapes and "sample/out/mask" not in shapes  # they stay dense
+    assert "frame0/rnn0/maskx" not in shapes and "sample/in/mask" not in shapes  # they stay dense
+    assert shapes["sample/out/mask"] == (32, 256)  # read every sample: pruned too
     assert SPARSE_CFG.count_params() == ModelConfig(slowdim=32, dim=32).count_params()
     assert "sparse_block" not in json.loads(ModelConfig().to_json())  # a dense model's config as before
     with pytest.raises(ConfigError, match="--prune-block 64x1: .* do not tile"):
@@ -106,7 +107,7 @@ def test_sparse_sampler_equals_dense_sampler_on_pruned_weights(rng):
     pruner.before_step()
     sparse_s, dense_s = model.sampler(layout="auto"), model.sampler(layout="dense")
     fmt = sparse_s.weight_precision(2)
-    assert len(fmt.sparse) == 7 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
+    assert len(fmt.sparse) == 8 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
     a, _ = sparse_s.generate(2, 400, seed=5)
     b, _ = dense_s.generate(2, 400, seed=5)
     assert np.mean(a == b) > 0.99, np.mean(a == b)  # equal but for rare float ties
@@ -123,7 +124,7 @@ def test_a_dense_model_that_is_mostly_zero_samples_sparse(rng):
     model = SampleRNN(ModelConfig(slowdim=32, dim=32))
     assert model.sampler().weight_precision(1).sparse == ()  # small: not even looked at
     fmt = model.sampler(layout="sparse").weight_precision(1)
-    assert len(fmt.sparse) == 7 and all(keep == 32 for _, keep in fmt.sparse)  # dense: every block kept
+    assert len(fmt.sparse) == 8 and all(keep == 32 for _, keep in fmt.sparse)  # dense: every block kept
 
 
 def _train(tmp_path, *extra, exp="t", nepochs=1, load=None):
@@ -141,7 +142,7 @@ def test_training_resumes_exactly_mid_schedule_and_saves_masks(tmp_path, no_xla)
     """Two epochs in one run, and one + --load one, with the schedule running across the epoch
     boundary: the same losses and masks; the log and the config say the sparsity reached."""
     write_parts(tmp_path, n=2, seconds=0.05)  # 13 chunks an epoch
-    flags = ["--sparsity", "0.75", "--prune-start", "3", "--prune-end", "20", "--svepoch", "1"]
+    flags = ["--sparsity", "0.75", "--prune-start", "3", "--prune-end", "20", "--svepoch", "1", "--prune-block", "16x1"]
     whole = _train(tmp_path, *flags, nepochs=2, exp="t")
     assert whole.returncode == 0, whole.stderr
     assert "pruning: sparsity 0.0000 now, 0.75 from optimizer step 3 to 20" in whole.stdout
@@ -172,7 +173,8 @@ def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
     dense = checkpoint.load(str(tmp_path / "t_srnn_sz16_e0.h5"))
     assert not dense.config.sparse_block
     (tmp_path / "blizzard" / "p_parts").symlink_to(tmp_path / "blizzard" / "t_parts")
-    out = _train(tmp_path, "--sparsity", "0.5", "--prune-end", "0", exp="p", nepochs=2, load="t_srnn_sz16_e0.h5")
+    out = _train(tmp_path, "--sparsity", "0.5", "--prune-end", "0", "--prune-block", "16x1", exp="p", nepochs=2,
+                 load="t_srnn_sz16_e0.h5")
     assert out.returncode == 0, out.stderr
     assert "0.5 at optimizer step 13 (one-shot)" in out.stdout and "Epoch 1 sparsity 0.5000" in out.stdout
     pruned = checkpoint.load(str(tmp_path / "p_srnn_sz16_e1.h5"))
@@ -195,7 +197,8 @@ def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
     (["--sparsity", "0.9", "--prune-start", "9", "--prune-end", "5"], ["--prune-start=9 is after --prune-end=5"]),
     (["--sparsity", "0.9", "--prune-end", "-1"], ["--prune-end=-1 must be 0 or a positive"]),
     (["--sparsity", "0.9", "--prune-block", "16"], ["--prune-block 16: give ROWSxCOLS"]),
-    (["--sparsity", "0.9", "--prune-block", "32x1"], ["--prune-block 32x1:", "do not tile"]),
+    (["--sparsity", "0.9", "--prune-block", "64x1"], ["--prune-block 64x1:", "do not tile"]),
+    (["--sparsity", "0.9"], ["--prune-block 32x1: frame0/rnn0/vh is 16 inputs x 48 outputs, which 32x1 blocks"]),
 ])
 def test_bad_sparsity_flags(tmp_path, capsys, flags, words):
     from srnn.cli import train_main
