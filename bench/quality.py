@@ -6,6 +6,7 @@ the shipped demo corpus, over several seeds, and the best epoch's valid and test
     python bench/quality.py --only music    # rows whose name starts with this
     python bench/quality.py --only "original tiny" --epochs 4 --seeds 1 \
         --precision float32,mixed_bfloat16,mixed_float16   # precisions, the same steps each
+    python bench/quality.py --only sparse --epochs 8 --seeds 1 --sample   # what a large sparse model buys
 
 The corpus is the demo cut into 8 s parts as the README's first command does (13 parts): the
 original's tiny split, 4 parts to train, 2 to validate, the 7 others to test. Each run is a fresh
@@ -32,12 +33,31 @@ RUNS = {
     "2-tier GRU": "--frames 16 --slowdim 64 --dim 64 --cutlen 512 --batchsize 2",
     "music (LSTM x3, skip)": "--frames 16,4 --rnn lstm --rnn-layers 3 --skip --slowdim 32 --dim 32 --cutlen 512 "
                              "--batchsize 2",
+    # issue 26: at equal epochs, a small dense model, a 4x wider one with 1/16 of its pruned matrices'
+    # weights (about the small one's count), and the wide one dense
+    "sparse: dense dim 128": "--slowdim 128 --dim 128 --cutlen 512 --batchsize 2",
+    "sparse: dim 512, 93.75 %": "--slowdim 512 --dim 512 --cutlen 512 --batchsize 2 --sparsity 0.9375",
+    "sparse: dense dim 512": "--slowdim 512 --dim 512 --cutlen 512 --batchsize 2",
 }
+SAMPLE_RATE_CODE = """
+import sys, time
+from srnn import checkpoint
+from srnn.model import SampleRNN
+ckpt = checkpoint.load(sys.argv[1])
+model = SampleRNN(ckpt.config)
+checkpoint.apply_weights(ckpt, model)
+sampler = model.sampler()
+sampler.generate(1, 16000, seed=0)  # compiled
+t = time.perf_counter()
+sampler.generate(1, 16000, seed=1)
+print(16000 / (time.perf_counter() - t))
+"""
 SEEDS = (1, 2, 3)
 
 
-def run(work, name, flags, seed, budget):
-    """One training run; `budget` the flags that end it (--max-minutes, or --nepochs)."""
+def run(work, name, flags, seed, budget, sample=False):
+    """One training run; `budget` the flags that end it (--max-minutes, or --nepochs); with `sample`,
+    the best epoch's sampling rate (one stream, compiled, 1 s of audio)."""
     out = os.path.join(work, f"run_{abs(hash((name, seed)))}")
     os.makedirs(out)
     os.symlink(os.path.join(work, "blizzard"), os.path.join(out, "blizzard"))
@@ -49,9 +69,17 @@ def run(work, name, flags, seed, budget):
         raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-2000:]}")
     valid = [float(v) for v in re.findall(r"Epoch \d+ valid loss in bits ([\d.]+)", proc.stdout)]
     test = float(re.search(r"Test loss in bits ([\d.]+)", proc.stdout).group(1))
-    params = int(re.search(r"Total params: ([\d,]+)", proc.stdout).group(1).replace(",", ""))
+    params = int(re.search(r"Trainable params: ([\d,]+)", proc.stdout).group(1).replace(",", ""))
+    sparsity = re.findall(r"Epoch \d+ sparsity ([\d.]+)", proc.stdout)
+    took = time.time() - t0
+    rate = None
+    if sample:
+        best = [f for f in os.listdir(out) if f.endswith("_best.h5")][0]
+        rate = float(subprocess.run([sys.executable, "-c", SAMPLE_RATE_CODE, os.path.join(out, best)], cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout.split()[-1])
     shutil.rmtree(out)
-    return {"valid": min(valid), "test": test, "epochs": len(valid), "params": params, "took": time.time() - t0}
+    return {"valid": min(valid), "test": test, "epochs": len(valid), "params": params, "took": took,
+            "sparsity": float(sparsity[-1]) if sparsity else 0.0, "rate": rate}
 
 
 def spread(values):
@@ -65,6 +93,8 @@ def main():
     p.add_argument("--only", default="", help="run only the rows whose name starts with this")
     p.add_argument("--epochs", type=int, default=None,
                    help="train this many epochs per run instead of --minutes (the same steps for every row)")
+    p.add_argument("--sample", action="store_true",
+                   help="also measure each run's best epoch's sampling rate (one stream, samples/s)")
     p.add_argument("--precision", default="float32",
                    help="comma-separated --precision values: a row per architecture and precision (default float32)")
     args = p.parse_args()
@@ -82,18 +112,19 @@ def main():
         per_run = f"{args.epochs} epoch(s)" if args.epochs else f"{args.minutes:g} minute(s)"
         print(f"{per_run} of training per run, seeds {', '.join(map(str, range(1, args.seeds + 1)))}; "
               f"bits per sample of the best epoch (mean ± standard deviation over seeds)")
-        print(f"{'architecture':<24} {'precision':>14} {'params':>8} {'epochs':>7} {'minutes':>7} {'valid bits':>14} "
-              f"{'test bits':>14}  flags")
+        print(f"{'architecture':<24} {'precision':>14} {'params':>10} {'sparsity':>8} {'epochs':>7} {'minutes':>7} "
+              f"{'valid bits':>14} {'test bits':>14} {'samples/s':>10}  flags")
         for name, flags in RUNS.items():
             if not name.startswith(args.only):
                 continue
             for precision in precisions:
-                rows = [run(work, name, f"{flags} --precision {precision}", seed, budget)
+                rows = [run(work, name, f"{flags} --precision {precision}", seed, budget, args.sample)
                         for seed in range(1, args.seeds + 1)]
-                print(f"{name:<24} {precision:>14} {rows[0]['params']:>8,} "
+                rate = f"{statistics.mean(r['rate'] for r in rows):,.0f}" if args.sample else "-"
+                print(f"{name:<24} {precision:>14} {rows[0]['params']:>10,} {rows[0]['sparsity']:>8.4f} "
                       f"{statistics.mean(r['epochs'] for r in rows):>7.0f} "
                       f"{statistics.mean(r['took'] for r in rows) / 60:>7.1f} {spread([r['valid'] for r in rows]):>14} "
-                      f"{spread([r['test'] for r in rows]):>14}  {flags}", flush=True)
+                      f"{spread([r['test'] for r in rows]):>14} {rate:>10}  {flags}", flush=True)
 
 
 if __name__ == "__main__":

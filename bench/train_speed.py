@@ -75,7 +75,7 @@ def measure(arch, dim, batch, cutlen, seconds, precision, density=1.0):
         n += 1
     rate = n * batch * cutlen / (time.perf_counter() - t0)
     return {"xla": use_xla(cfg) or E.NAME == "jax", "samples_per_s": rate, "peak_rss_mb": peak_rss_mb(),
-            "params": model.count_params()}
+            "params": int(sum(np.prod(v.shape) for v in model.trainable_variables))}  # masks are not parameters
 
 
 def main():

@@ -244,7 +244,7 @@ def sample_command(args):
         return 0
     t0 = time.time()
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    sampler = model.sampler(precision=args.sample_precision)
+    sampler = model.sampler(precision=args.sample_precision, layout=args.sample_layout)
     say = Progress()
     start = None
     mix = np.stack([m for _, _, m in seqs]) if c.labels else None

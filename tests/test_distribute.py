@@ -29,11 +29,14 @@ from srnn.distribute import make_strategy
 from srnn.errors import SrnnError
 from srnn.labels import one_hot
 from srnn.model import SampleRNN
+from srnn.prune import Pruner
+from srnn.sparse import Schedule
 from srnn.train import DistributedSteps, Steps, run_pass
 
 root = sys.argv[2]
-# the original's tiny sizes, conditioned on two labels (so the label path is distributed too)
-cfg = ModelConfig(slowdim=32, dim=32, labels=("a", "b"))
+# the original's tiny sizes, conditioned on two labels (so the label path is distributed too), pruned
+# along a schedule between the steps (so the masks' updates are distributed too)
+cfg = ModelConfig(slowdim=32, dim=32, labels=("a", "b"), sparse_block=(16, 1))
 files = read_prompts(os.path.join(root, "mini_parts"))
 feed = Feeder(files[:4], 2, 512, cfg, labels=["a", "b", "b", "a"])
 valid = Feeder(files[4:8], 2, 512, cfg, labels=["a", "a", "b", "b"])
@@ -44,16 +47,21 @@ one = Steps(SampleRNN(cfg), xla=False)
 keras.utils.set_random_seed(1)
 with strategy.scope():
     steps = DistributedSteps(SampleRNN(cfg), strategy)
-result = {"step_losses": {}, "valid": {}}
+result = {"step_losses": {}, "valid": {}, "sparsity": {}, "pruned_nonzero": 0}
 for name, st in (("one", one), ("two", steps)):
     # training steps from the same weights on the same chunks, then a validation pass (the
     # evaluation step, with its per-label sums reduced over the replicas)
     result["step_losses"][name] = []
+    pruner = Pruner(st.model, st, Schedule(0.5, 2, 6), cfg.sparse_block)
     for c in chunks:
         if c.reset:
             states = st.zero_states(2)
+        pruner.before_step()
         loss, states = st.train_step(c.x, c.mask, tf.constant(float(c.reset)), states, c.mix)
         result["step_losses"][name].append(float(loss))
+        result["pruned_nonzero"] += sum(int(np.count_nonzero(v.numpy()[m.numpy() == 0]))
+                                        for v, _, m in st.model.pruned_kernels().values())
+    result["sparsity"][name] = pruner.reached()
     vp = run_pass(st, valid, valid.batches(), False)
     result["valid"][name] = [vp.bits, vp.label_bits(cfg.labels)]
 result["weight_diff"] = max(float(np.abs(a.numpy() - b.numpy()).max())
@@ -77,6 +85,8 @@ def test_mirrored_on_two_devices_equals_one_device(mini_root, tmp_path):
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     np.testing.assert_allclose(result["step_losses"]["one"], result["step_losses"]["two"], atol=1e-5)
     assert result["weight_diff"] < 1e-5
+    # pruned on both alike, and the pruned weights stay zero after every step, mirrored or not
+    assert result["sparsity"]["one"] == result["sparsity"]["two"] == 0.5 and result["pruned_nonzero"] == 0
     (one_bits, one_labels), (two_bits, two_labels) = result["valid"]["one"], result["valid"]["two"]
     assert abs(one_bits - two_bits) < 1e-5
     assert set(one_labels) == set(two_labels) == {"a", "b"} and one_labels["a"] != one_labels["b"]
