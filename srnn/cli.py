@@ -8,7 +8,7 @@ from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
 from .errors import SrnnError, run_cli
-from .quantize import QTYPES
+from .quantize import QTYPES, SCALINGS
 from .sparse import DEFAULT_BLOCK, parse_block
 
 
@@ -212,6 +212,11 @@ def train_parser():
                    "fewer bytes to read per sample, only the weights rounded, the sums float32); auto: "
                    "float32 for a small model, else whichever this machine runs fastest, measured at start "
                    "(default auto)")
+    g.add_argument("--scaling", choices=SCALINGS, default="peak",
+                   help="how the written audio is scaled into [-0.475, 0.475] (the WAVs and pictures of --sample and "
+                   "--audition, and --export's audio): peak keeps silence at zero and puts the largest magnitude at "
+                   "0.475; minmax is the original's min-max scaling, which moves zero where the generated range is "
+                   "lopsided (a DC offset, a click at each end) (default peak)")
     g.add_argument("--sample-layout", choices=("auto", "dense", "sparse"), default="auto",
                    help="how the sampler multiplies the prunable matrices: sparse runs those at most half dense in "
                    "blocks as a gather and a dense product of the kept blocks (fewer weights read per sample: a "

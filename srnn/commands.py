@@ -103,7 +103,7 @@ def train_command(args):
         audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
         distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
         precision=args.precision or stored,
-        prune_start=args.prune_start, prune_end=args.prune_end,
+        prune_start=args.prune_start, prune_end=args.prune_end, scaling=args.scaling,
     )
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
@@ -239,7 +239,7 @@ def sample_command(args):
         from .export import export
 
         mix = f", mix) with mix's columns the labels in {args.export}/{names.LABELS_FILE}" if c.labels else ")"
-        print(f"exported {args.sample} to {export(model, args.export)}: "
+        print(f"exported {args.sample} to {export(model, args.export, args.scaling)}: "
               f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed{mix}")
         return 0
     t0 = time.time()
@@ -272,7 +272,7 @@ def sample_command(args):
                 say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
         took = time.time() - t0
 
-    write_clips(generated(), clips, c.qtype, c.q_levels, rate, primer)
+    write_clips(generated(), clips, c.qtype, c.q_levels, rate, primer, scaling=args.scaling)
     for line in lines:
         print(line)
     print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "

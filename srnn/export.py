@@ -6,8 +6,8 @@ The SavedModel holds the weights and one compiled endpoint,
                                                        "audio": float32 (n_seqs, n_samples)}
 
 the same loop as `train_srnn.py --sample` (so the same levels for the same seed), followed by the
-checkpoint's dequantisation and the original's scaling into [-0.475, 0.475]. Loading it needs
-TensorFlow only:
+checkpoint's dequantisation and the scaling into [-0.475, 0.475] that --sample's WAVs have (silence
+at zero, or the original's min-max with --scaling minmax). Loading it needs TensorFlow only:
 
     import tensorflow as tf
     m = tf.saved_model.load("DIR")
@@ -39,8 +39,13 @@ tf = import_tensorflow()
 import keras  # noqa: E402
 
 
-def _soundsc(x):
-    """srnn.quantize.soundsc per sequence, in TensorFlow: min-max into [-peak, peak]; constant -> 0."""
+def _scale(x, scaling, zero):
+    """srnn.quantize.scale_audio per sequence, in TensorFlow. peak: `zero` at 0, the largest
+    magnitude at +-peak; minmax: min-max into [-peak, peak]; constant (or silent) -> 0."""
+    if scaling == "peak":
+        x = x - zero
+        top = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
+        return tf.where(top > 0, x * (AUDIO_PEAK / tf.maximum(top, 1e-30)), tf.zeros_like(x))
     lo = tf.reduce_min(x, axis=1, keepdims=True)
     hi = tf.reduce_max(x, axis=1, keepdims=True)
     scaled = (x - lo) / tf.maximum(hi - lo, 1e-30) * (2.0 * AUDIO_PEAK) - AUDIO_PEAK
@@ -77,15 +82,17 @@ def input_checks(n_seqs, n_samples, temperature, mix=None):
     return checks
 
 
-def export(model, path):
+def export(model, path, scaling="peak"):
     """Write `model` as a SavedModel with the `generate` endpoint into the folder `path` (a new or
-    empty folder; written next to it first and renamed, so a failure leaves nothing half-made)."""
+    empty folder; written next to it first and renamed, so a failure leaves nothing half-made);
+    its audio scaled by `scaling` (srnn.quantize.SCALINGS)."""
     path = os.path.abspath(os.fspath(path))
     check_new_folder(path, "--export")
     c = model.cfg
     bf = c.big_frame
     # levels -> float, from the checkpoint's own quantisation (the NumPy functions, tabulated)
-    table = tf.constant(dequantize(np.arange(c.q_levels), c.qtype, c.q_levels).astype(np.float32))
+    values = dequantize(np.arange(c.q_levels), c.qtype, c.q_levels).astype(np.float32)
+    table, zero = tf.constant(values), float(values[q_zero(c.q_levels)])
     sampler = model.sampler(xla=True)
 
     def generate(n_seqs, n_samples, temperature, seed, mix=None):
@@ -98,7 +105,7 @@ def export(model, path):
             frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
             levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame, 0, mix)[0]
         levels = levels[:, :n_samples]
-        return {"levels": levels, "audio": _soundsc(tf.gather(table, levels))}
+        return {"levels": levels, "audio": _scale(tf.gather(table, levels), scaling, zero)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

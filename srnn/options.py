@@ -53,6 +53,7 @@ class TrainOptions:
     sparsity: float = None  # --sparsity: the target of a new pruning schedule (srnn.sparse); None: none
     prune_start: int = None  # its first and last optimizer steps, counted from now; None: the defaults
     prune_end: int = None
+    scaling: str = "peak"  # of the audition clips and the export's audio (srnn.quantize.SCALINGS)
 
 
 def prepare(cfg, opts):

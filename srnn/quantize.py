@@ -112,6 +112,32 @@ def dequantize(q, qtype="linear", q_levels=Q_LEVELS):
     return _CODECS[qtype][1](q, q_levels)
 
 
+# How written audio is scaled (--scaling): `peak` (the default) keeps silence at zero and puts the
+# largest magnitude at +-AUDIO_PEAK; `minmax` is the original's soundsc, whose min-max scaling moves
+# zero whenever the generated range is lopsided (silences at +0.04 and a click at each end: the
+# outputs of srnn before it had --scaling, and of the original, were scaled so).
+SCALINGS = ("peak", "minmax")
+
+
+def scale_audio(x, scaling="peak", zero=0.0, lo=None, hi=None, peak=AUDIO_PEAK):
+    """Dequantised audio `x` as it is written. peak: `zero` (the silent level's value) at 0 and the
+    largest magnitude at +-peak (silence -> zeros); minmax: soundsc. `lo`/`hi`: the whole signal's
+    range, when `x` is one block of it."""
+    if scaling == "minmax":
+        return soundsc(x, peak, lo, hi)
+    if scaling != "peak":
+        raise ValueError(f"unknown scaling {scaling!r}; expected one of {', '.join(SCALINGS)}")
+    x = np.asarray(x, np.float64) - zero
+    if x.size == 0:
+        return x.astype(np.float32)
+    lo = x.min() if lo is None else lo - zero
+    hi = x.max() if hi is None else hi - zero
+    top = max(abs(lo), abs(hi))
+    if not top > 0:
+        return np.zeros(x.shape, np.float32)
+    return (x * (peak / top)).astype(np.float32)
+
+
 def soundsc(x, peak=AUDIO_PEAK, lo=None, hi=None):
     """Min-max scale into [-peak, peak] for writing, as the original did; constant -> zeros.
     `lo`/`hi`: the whole signal's range, when `x` is one block of it."""

@@ -15,7 +15,7 @@ from .audio import write_wav_blocks
 from .plots import plot_audio
 from .packed import AUTO_MIN_BYTES, StepFormat, choose
 from .sparse import DEFAULT_BLOCK, SPARSE_MIN, kept_per_column
-from .quantize import dequantize, q_zero, soundsc
+from .quantize import dequantize, q_zero, scale_audio
 
 E = engine.load()
 from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
@@ -297,11 +297,13 @@ class Spool:
         self.file.close()
 
 
-def to_audio(levels, qtype, q_levels, lo=None, hi=None):
-    """Levels -> float audio scaled into [-0.475, 0.475] as the original wrote it. `lo`, `hi`: the
-    whole sequence's lowest and highest levels, when `levels` is one block of it."""
+def to_audio(levels, qtype, q_levels, lo=None, hi=None, scaling="peak"):
+    """Levels -> float audio in [-0.475, 0.475] as it is written (srnn.quantize.scale_audio:
+    silence at zero by default, or the original's min-max). `lo`, `hi`: the whole sequence's
+    lowest and highest levels, when `levels` is one block of it."""
     bounds = {} if lo is None else dict(zip(("lo", "hi"), dequantize(np.array([lo, hi]), qtype, q_levels)))
-    return soundsc(dequantize(levels, qtype, q_levels), **bounds)
+    zero = float(dequantize(np.array([q_zero(q_levels)]), qtype, q_levels)[0])
+    return scale_audio(dequantize(levels, qtype, q_levels), scaling, zero, **bounds)
 
 
 PICTURE_SECONDS = 60  # a picture shows at most this much (a picture of an hour is a grey band)
@@ -318,13 +320,14 @@ class Clip:
         return os.path.splitext(self.wav)[0] + ".png"
 
 
-def write_clips(pieces, clips, qtype, q_levels, rate, primer=()):
+def write_clips(pieces, clips, qtype, q_levels, rate, primer=(), scaling="peak"):
     """Levels to files, the one way for --sample, --audition and the tests. `pieces`: the
     generation's (levels (sequences, n), ...) in turn, as Sampler.pieces yields them (or one
     array's worth); each sequence's levels, after the `primer`, wait in a temporary file, so
     memory does not grow with the length (the scaling needs the whole range), then become its
     WAV, written in blocks, and its picture (at most PICTURE_SECONDS, the title saying so; a line
-    where the primer ends). Returns each picture's audio (the whole clip when it is short)."""
+    where the primer ends), scaled by `scaling` (to_audio). Returns each picture's audio (the whole
+    clip when it is short)."""
     spools = [Spool() for _ in clips]
     primer = np.asarray(primer)
     try:
@@ -335,7 +338,8 @@ def write_clips(pieces, clips, qtype, q_levels, rate, primer=()):
                 spool.add(row)
         shown = []
         for spool, clip in zip(spools, clips):
-            audio = functools.partial(to_audio, qtype=qtype, q_levels=q_levels, lo=spool.lo, hi=spool.hi)
+            audio = functools.partial(to_audio, qtype=qtype, q_levels=q_levels, lo=spool.lo, hi=spool.hi,
+                                      scaling=scaling)
             write_wav_blocks(clip.wav, map(audio, spool.blocks()), rate)
             head = audio(spool.head(PICTURE_SECONDS * rate))
             cut = "" if len(head) == spool.count else f" (the first {PICTURE_SECONDS} s)"

@@ -327,7 +327,8 @@ class Trainer:
         out.append(PeriodicCheckpoint(self.save, opts.svepoch, opts.nepochs, log))
         if opts.audition and self.chief:  # (watch.audition looked up here, when called: tests replace it)
             out.append(Audition(lambda model, epoch: audition(model, opts.out_dir, opts.exp, epoch, opts.audition_seqs,
-                                                              opts.audition_seconds, seed=opts.seed),
+                                                              opts.audition_seconds, seed=opts.seed,
+                                                              scaling=opts.scaling),
                                 opts.audition, self.board, log))
         if test is not None:
             out.append(TestLoss(lambda: self.evaluate(test), len(test.files), self.path("best"),
@@ -337,7 +338,7 @@ class Trainer:
         if opts.export and self.chief:
             from .export import export
 
-            out.append(Export(lambda model: export(model, opts.export), log))
+            out.append(Export(lambda model: export(model, opts.export, opts.scaling), log))
         # the callbacks' `model` is this Trainer; no add_history (Keras would replace self.history)
         return keras.callbacks.CallbackList(out, model=self)
 

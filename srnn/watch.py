@@ -68,7 +68,7 @@ def inspect_clip(levels, qtype, q_levels, rate):
                       mean=float(x.mean()) if x.size else 0.0, std=float(x.std()) if x.size else 0.0, loop=loop)
 
 
-def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0):
+def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0, scaling="peak"):
     """Generate `n_seqs` clips of `seconds` from the model's current weights into
     {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
     labels in turn), through srnn.sample.write_clips as --sample's; returns [(path, audio,
@@ -86,7 +86,7 @@ def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0)
     clips = [Clip(os.path.join(folder, names.audition_name(epoch, i)),
                   f"epoch {epoch}, clip {i}{f' ({c.labels[i % c.n_labels]})' if c.labels else ''}: "
                   f"{', '.join(report.flags()) or 'no flags'}") for i, report in enumerate(reports)]
-    audio = write_clips([(levels,)], clips, c.qtype, c.q_levels, c.sample_rate)
+    audio = write_clips([(levels,)], clips, c.qtype, c.q_levels, c.sample_rate, scaling=scaling)
     return [(clip.wav, x, report) for clip, x, report in zip(clips, audio, reports)]
 
 

@@ -90,6 +90,52 @@ def test_soundsc_scales_into_original_range():
     assert np.all(soundsc(np.ones(10)) == 0)
 
 
+def test_written_audio_keeps_silence_at_zero_and_minmax_is_the_originals():
+    """Issue 27: the default scaling puts the silent level at exactly 0 and the largest magnitude
+    at 0.475, whatever the range's lopsidedness; `minmax` gives soundsc's values exactly."""
+    from srnn.quantize import q_zero, scale_audio
+    from srnn.sample import to_audio
+
+    for qtype in ("linear", "mu-law", "a-law"):
+        levels = np.array([q_zero(256)] * 5 + [200, 250, 140, q_zero(256)])  # lopsided: all above silence
+        y = to_audio(levels, qtype, 256)
+        assert np.all(y[:5] == 0) and y[-1] == 0 and y.max() == pytest.approx(0.475) and y.min() == 0
+        old = to_audio(levels, qtype, 256, scaling="minmax")
+        np.testing.assert_array_equal(old, soundsc(dequantize(levels, qtype, 256)))
+        assert old[0] == pytest.approx(-0.475)  # the original's: silence pushed to the bottom
+        # one block of a long sequence, scaled by the whole sequence's range: the same values
+        np.testing.assert_allclose(to_audio(levels[5:7], qtype, 256, lo=levels.min(), hi=levels.max()), y[5:7],
+                                   rtol=1e-6)
+    assert np.all(scale_audio(np.zeros(4)) == 0)
+    np.testing.assert_allclose(scale_audio(np.array([-0.5, 0.25, 0.0])), [-0.475, 0.2375, 0.0])
+    with pytest.raises(ValueError, match="peak, minmax"):
+        scale_audio(np.zeros(2), "loud")
+
+
 def test_unknown_qtype_rejected():
     with pytest.raises(ValueError, match="mu-law"):
         quantize(np.zeros(3), "log")
+
+
+def test_scaling_flag_of_sample(tmp_path):
+    """--sample writes silence at zero by default, and the original's min-max values with
+    --scaling minmax: two affine images of the same generated audio."""
+    import soundfile as sf
+
+    from conftest import run_tool
+    from srnn import checkpoint
+    from srnn.config import ModelConfig
+    from srnn.model import SampleRNN
+
+    checkpoint.save(str(tmp_path / "m.h5"), SampleRNN(ModelConfig(slowdim=16, dim=16)))
+    waves = {}
+    for scaling in ("peak", "minmax"):
+        proc = run_tool("train_srnn.py", "--sample", "m.h5", "--seconds", "0.1", "--scaling", scaling, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        waves[scaling] = sf.read(tmp_path / "generated.wav")[0]
+    peak, minmax = waves["peak"], waves["minmax"]
+    assert np.abs(peak).max() == pytest.approx(0.475, abs=1e-4)
+    assert minmax.min() == pytest.approx(-0.475, abs=1e-4) and minmax.max() == pytest.approx(0.475, abs=1e-4)
+    slope, offset = np.polyfit(minmax, peak, 1)
+    assert np.abs(slope * minmax + offset - peak).max() < 1e-4  # the same audio, up to 16-bit rounding
+    assert not np.allclose(peak, minmax, atol=1e-3)
