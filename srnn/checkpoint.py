@@ -166,10 +166,16 @@ def _mask_problem(weights, config):
     """What is wrong with a sparse model's masks, in words, or None; the masks become float32 0/1
     arrays in `weights` (as the model holds them)."""
     masks = sorted(_masks(config))
+    rows, cols = config.sparse_block or (1, 1)
     for name in masks:
         m = weights[name]
         if not np.all((m == 0) | (m == 1)):
             return f"its mask {name} holds values other than 0 and 1"
+        blocks = m[::cols, ::rows]
+        if not np.array_equal(m, sparse.expand(blocks, (rows, cols))):
+            return f"its mask {name} is not made of whole {rows}x{cols} blocks"
+        if not blocks.any(axis=0).all():
+            return f"its mask {name} prunes every input of some outputs"
         weights[name] = m.astype(np.float32)
     if masks:
         held = sparse.mask_sparsity([weights[name] for name in masks])

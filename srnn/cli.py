@@ -172,7 +172,8 @@ def train_parser():
                     "(default: three fifths of the run's steps)")
     sp.add_argument("--prune-block", default=None, metavar="ROWSxCOLS",
                     help="the pruned blocks: ROWS outputs by COLS inputs; every matrix must be tiled by them "
-                    f"(default {'x'.join(map(str, DEFAULT_BLOCK))}, LPCNet's: the fastest the sampler runs)")
+                    f"(default {'x'.join(map(str, DEFAULT_BLOCK))}: 32 outputs of one input, which the sampler runs "
+                    "faster than LPCNet's 16x1 and tiles every width that is a multiple of 32)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
     w = p.add_argument_group("watching training")
@@ -218,11 +219,11 @@ def train_parser():
                    "0.475; minmax is the original's min-max scaling, which moves zero where the generated range is "
                    "lopsided (a DC offset, a click at each end) (default peak)")
     g.add_argument("--sample-layout", choices=("auto", "dense", "sparse"), default="auto",
-                   help="how the sampler multiplies the prunable matrices: sparse runs those at most half dense in "
-                   "blocks as a gather and a dense product of the kept blocks (fewer weights read per sample: a "
-                   "pruned model samples several times faster, the same audio up to float rounding); auto: sparse "
-                   "for a pruned model (--sparsity) and for a big one whose weights are mostly zero, else dense "
-                   "(default auto)")
+                   help="how the sampler multiplies the prunable matrices: sparse runs each as a gather and a dense "
+                   "product of its kept blocks (fewer weights read per sample: a pruned model samples several times "
+                   "faster, the same audio up to float rounding); auto: sparse for the matrices at most half dense "
+                   "in blocks, those of a pruned model (--sparsity) and of a big one whose weights are mostly zero; "
+                   "dense: never (default auto)")
     g.add_argument("--prime", metavar="AUDIO", default=None,
                    help="an audio file (any length, any format preprocess reads) to start from: it is "
                    "resampled and quantised as training data is and run through the model, and "
@@ -263,9 +264,11 @@ def check_sparsity_flags(args):
     """--sparsity and the pruning flags, alone (what a checkpoint says is checked with it)."""
     if args.sparsity is not None and not 0 <= args.sparsity < 1:  # NaN fails this too
         raise SrnnError(f"--sparsity={args.sparsity} must lie in [0, 1): the fraction of weights pruned, e.g. 0.9")
+    if args.sample and args.sparsity is not None:
+        raise SrnnError("--sparsity is for training: --sample takes a model's sparsity from its checkpoint's masks")
     for flag in ("prune_start", "prune_end", "prune_block"):
-        if getattr(args, flag) is not None and args.sparsity is None:
-            raise SrnnError(f"--{flag.replace('_', '-')} needs --sparsity (the sparsity to prune to)")
+        if getattr(args, flag) is not None and not args.sparsity:
+            raise SrnnError(f"--{flag.replace('_', '-')} needs --sparsity above 0 (the sparsity to prune to)")
     for flag in ("prune_start", "prune_end"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise SrnnError(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be 0 or a positive number of "

@@ -152,8 +152,9 @@ def sparse_config(args, cfg, ckpt):
 
     had = ckpt.config if ckpt else None
     if had is not None and had.sparse_block:
-        target = float((ckpt.train or {}).get("sparsity_target", had.sparsity))
-        if args.sparsity is not None and args.sparsity < target:
+        target = float((ckpt.train or {}).get("sparsity_target", 0.0))
+        if args.sparsity is not None and (args.sparsity < target or _lowers(ckpt, args.sparsity)):
+            target = max(target, had.sparsity)
             raise SrnnError(f"{ckpt.path} is pruned towards sparsity {target:g} (reached {had.sparsity:g}): "
                             f"--sparsity {args.sparsity:g} would lower it; give at least {target:g}, or leave "
                             f"--sparsity out to go on with its schedule")
@@ -167,6 +168,18 @@ def sparse_config(args, cfg, ckpt):
         return dataclasses.replace(cfg, sparse_block=tuple(args.prune_block or DEFAULT_BLOCK), sparsity=0.0)
     except ConfigError as e:
         raise SrnnError(str(e)) from None
+
+
+def _lowers(ckpt, sparsity):
+    """Whether `sparsity` would give some pruned matrix of `ckpt` back blocks it has pruned (each
+    rounds its own blocks, so the file's overall sparsity itself is not the bar)."""
+    from .sparse import kept_blocks, kept_per_column, mask_suffixes
+
+    for mask in mask_suffixes(ckpt.config).values():
+        kept, n_blocks = kept_per_column(ckpt.weights[mask], ckpt.config.sparse_block, whole_blocks=True)
+        if kept_blocks(n_blocks, sparsity) > kept:
+            return True
+    return False
 
 
 def sample_command(args):

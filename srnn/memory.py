@@ -33,7 +33,8 @@ def training_bytes(cfg, batch, cutlen):
     per_position = 3 * cfg.q_levels + 8 * cfg.dim
     frames = sum(cutlen // f * (gates + states + 2) * u * cfg.rnn_layers * 2
                  for f, u in zip(cfg.frames, cfg.widths()))
-    return FLOAT * (TRAIN_COPIES * cfg.count_params() + batch * (cutlen * per_position + frames))
+    masks = sum(a * b for a, b in cfg.pruned_shapes().values()) if cfg.sparse_block else 0  # float32, not trained
+    return FLOAT * (TRAIN_COPIES * cfg.count_params() + masks + batch * (cutlen * per_position + frames))
 
 
 def piece_frames(n_samples, big_frame, piece=None):

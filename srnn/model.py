@@ -372,7 +372,9 @@ class FrameTier(keras.layers.Layer):
         p = fmt.pack
         names = [f"{self.name}/{r.name}" for r in self.rnns]
         return w._replace(rnn=[r._replace(wx=p(r.wx, f"{n}/vx"), wh=p(r.wh, f"{n}/vh")) for r, n in zip(rnn, names)],
-                          in_wx=None if in_wx is None else p(in_wx), out_w=p(out_w, f"{self.name}/out/v"),
+                          # folded with the layer below, the output layer is a product: dense, whatever its zeros
+                          in_wx=None if in_wx is None else p(in_wx),
+                          out_w=p(out_w, None if below.fold else f"{self.name}/out/v"),
                           below=below if below.fold else below._replace(kernel=p(below.kernel, below.name)))
 
     def step(self, w, frame, cond, states, label=None):

@@ -33,8 +33,12 @@ class Pruner:
         return sparse.kept_per_column(mask, self.block, whole_blocks=True)[0]
 
     def _due(self, step):
-        """The sparsity for `step`, if some mask keeps more blocks than it allows; else None."""
+        """The sparsity for `step`, if some mask keeps more blocks than it allows; else None. Never
+        while the schedule stands at its start: each matrix rounds its blocks on its own, so the
+        model's overall sparsity there can ask one of them for a block fewer than it keeps."""
         s = self.schedule.at(step)
+        if s <= self.schedule.initial:
+            return None
         for name, (v, _, _) in self.kernels.items():
             n_blocks = v.shape[0] // self.block[1]
             if sparse.kept_blocks(n_blocks, s) < self.kept[name]:

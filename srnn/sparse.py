@@ -98,7 +98,7 @@ def balanced_mask(w, mask, sparsity, block):
     order = np.argsort(-scores, axis=0, kind="stable")[:keep]  # per block column: its `keep` largest
     kept = np.zeros(scores.shape, bool)
     np.put_along_axis(kept, order, True, axis=0)
-    return expand(kept, block)
+    return expand(kept & alive, block)  # (a column that kept fewer blocks than `keep`: no more)
 
 
 def random_mask(shape, density, block, rng):

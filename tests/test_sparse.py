@@ -117,6 +117,39 @@ def test_sparse_sampler_equals_dense_sampler_on_pruned_weights():
     assert abs(ns - nd) < 0.01, (ns, nd)
 
 
+def test_sampler_folds_h1_only_into_a_dense_output_layer():
+    """Where the sample MLP's h1 is dense but the tier above's output layer is sparse, the two are
+    folded into one (dense) product, not packed by the output layer's blocks."""
+    model, _, pruner = _pruned_sparse_model(sparsity=0.75)
+    pruner.before_step()
+    model.sample_tier.h1.mask.assign(np.ones(model.sample_tier.h1.mask.shape, np.float32))
+    fmt = model.sampler().weight_precision(1)
+    names = [n for n, _ in fmt.sparse]
+    assert "frame1/out/v" in names and "sample/h1/v" not in names
+    a, _ = model.sampler().generate(1, 200, seed=4)
+    b, _ = model.sampler(layout="dense").generate(1, 200, seed=4)
+    assert np.mean(a == b) > 0.99
+
+
+def test_pruner_never_prunes_at_the_schedules_start():
+    """A schedule that starts at the sparsity reached (a weights-only file's masks kept fixed, or a
+    higher --sparsity before --prune-start) prunes nothing, though one matrix's own rounding would
+    ask for a block fewer at the model's overall sparsity."""
+    from srnn.prune import Pruner
+
+    model, steps, _ = _pruned_sparse_model()
+    masks = {n: m.numpy() for n, (_, _, m) in model.pruned_kernels().items()}
+    masks["sample/out/v"][:, :16] = sparse.expand(np.arange(32)[:, None] < 9, (16, 1))  # 9 of 32 kept, 8 elsewhere
+    for name, (_, _, m) in model.pruned_kernels().items():
+        m.assign(masks[name] if name == "sample/out/v" else sparse.expand(np.arange(m.shape[0])[:, None] < m.shape[0] // 4,
+                                                                          (16, 1)).repeat(m.shape[1] // 16, axis=1))
+    pruner = Pruner(model, steps, None, (16, 1))
+    pruner.schedule = sparse.Schedule(pruner.reached(), 0, 0, pruner.reached())
+    before = {n: m.numpy().copy() for n, (_, _, m) in model.pruned_kernels().items()}
+    assert not pruner.before_step()
+    assert all(np.array_equal(before[n], m.numpy()) for n, (_, _, m) in model.pruned_kernels().items())
+
+
 def test_a_dense_model_that_is_mostly_zero_samples_sparse(monkeypatch):
     """auto looks at a big dense model's zeros (here any size: the size threshold lowered), and
     runs a matrix that is mostly zero blocks, even unbalanced, in the sparse layout with room for
@@ -280,6 +313,8 @@ def _set_sparsity(value):
     (_replace("weights/sample/h2/mask", np.full((16, 16), 2, np.uint8)), ["mask sample/h2/mask holds values other"]),
     (_replace("weights/sample/h2/mask", np.full((16, 16), 0.5, np.float32)), ["holds values other than 0 and 1"]),
     (_set_sparsity(0.9), ["its masks prune 0.500000", "says sparsity 0.900000"]),
+    (_replace("weights/sample/h2/mask", np.eye(16, dtype=np.uint8)), ["sample/h2/mask is not made of whole 16x1 blocks"]),
+    (_replace("weights/sample/h2/mask", np.zeros((16, 16), np.uint8)), ["sample/h2/mask prunes every input of some"]),
     (_set_sparsity(1.5), ["sparsity 1.5 must lie in [0, 1)"]),
     (lambda f: f.__delitem__("weights/sample/h2/mask"), ["lacks the weight sample/h2/mask"]),
 ])
