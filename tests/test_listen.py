@@ -173,3 +173,18 @@ def test_decode_step_errors_are_one_line(tmp_path):
     assert proc.returncode != 0 and "apt-get is missing" in proc.stderr and proc.stderr.count("\n") == 1
     proc = run_script("bogus", env=env)
     assert proc.returncode != 0 and "unknown step 'bogus'" in proc.stderr
+
+
+def test_the_ready_model_loads_validates_and_samples(tmp_path):
+    """models/voice_srnn_sz256.h5 (issue 27) is a valid checkpoint without optimizer state, within
+    the size the repository takes, and the README's command samples from it."""
+    from conftest import run_tool
+    from srnn import checkpoint
+
+    path = os.path.join(ROOT, "models", "voice_srnn_sz256.h5")
+    ckpt = checkpoint.load(path)
+    assert ckpt.optimizer is None and ckpt.config.dim == 256 and os.path.getsize(path) < 20 << 20
+    proc = run_tool("train_srnn.py", "--sample", path, "--seconds", "0.1", "--temperature", "0.95", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    x, rate = sf.read(tmp_path / "generated.wav")
+    assert rate == 16000 and len(x) == 1600 and np.abs(x).max() == pytest.approx(0.475, abs=1e-3)
