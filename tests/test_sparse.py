@@ -202,6 +202,7 @@ def _losses(path):
     return train["train_bits"], train["valid_bits"]
 
 
+@pytest.mark.slow  # trainings through the command line
 def test_training_resumes_exactly_mid_schedule_and_saves_masks(tmp_path, no_xla):
     """Two epochs in one run, and one + --load one, with the schedule running across the epoch
     boundary: the same losses and masks; the log and the config say the sparsity reached."""
@@ -231,6 +232,7 @@ def test_training_resumes_exactly_mid_schedule_and_saves_masks(tmp_path, no_xla)
     assert out.returncode == 0 and "block-sparse (16x1 blocks)" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.slow  # trainings through the command line
 def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
     write_parts(tmp_path, n=2, seconds=0.05)
     assert _train(tmp_path).returncode == 0
