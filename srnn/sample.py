@@ -123,7 +123,8 @@ class Sampler:
         if precision == "auto":
             key = (n_seqs, sparse)
             if key not in self._chosen:
-                self._chosen[key] = choose("auto", self.model.step_weights(StepFormat("float32", sparse, block)), n_seqs)
+                weights = self.model.step_weights(StepFormat("float32", sparse, block))
+                self._chosen[key] = choose("auto", weights, n_seqs)
             precision = self._chosen[key]
         return StepFormat(precision, sparse, block)
 

@@ -162,8 +162,9 @@ def test_pruner_never_prunes_at_the_schedules_start():
     masks = {n: m.numpy() for n, (_, _, m) in model.pruned_kernels().items()}
     masks["sample/out/v"][:, :16] = sparse.expand(np.arange(32)[:, None] < 9, (16, 1))  # 9 of 32 kept, 8 elsewhere
     for name, (_, _, m) in model.pruned_kernels().items():
-        m.assign(masks[name] if name == "sample/out/v" else sparse.expand(np.arange(m.shape[0])[:, None] < m.shape[0] // 4,
-                                                                          (16, 1)).repeat(m.shape[1] // 16, axis=1))
+        first = np.arange(m.shape[0])[:, None] < m.shape[0] // 4  # a quarter of the inputs, in every block column
+        quarter = sparse.expand(first, (16, 1)).repeat(m.shape[1] // 16, axis=1)
+        m.assign(masks[name] if name == "sample/out/v" else quarter)
     pruner = Pruner(model, steps, None, (16, 1))
     pruner.schedule = sparse.Schedule(pruner.reached(), 0, 0, pruner.reached())
     before = {n: m.numpy().copy() for n, (_, _, m) in model.pruned_kernels().items()}
@@ -332,7 +333,8 @@ def _set_sparsity(value):
     (_replace("weights/sample/h2/mask", np.full((16, 16), 2, np.uint8)), ["mask sample/h2/mask holds values other"]),
     (_replace("weights/sample/h2/mask", np.full((16, 16), 0.5, np.float32)), ["holds values other than 0 and 1"]),
     (_set_sparsity(0.9), ["its masks prune 0.500000", "says sparsity 0.900000"]),
-    (_replace("weights/sample/h2/mask", np.eye(16, dtype=np.uint8)), ["sample/h2/mask is not made of whole 16x1 blocks"]),
+    (_replace("weights/sample/h2/mask", np.eye(16, dtype=np.uint8)),
+     ["sample/h2/mask is not made of whole 16x1 blocks"]),
     (_replace("weights/sample/h2/mask", np.zeros((16, 16), np.uint8)), ["sample/h2/mask prunes every input of some"]),
     (_set_sparsity(1.5), ["sparsity 1.5 must lie in [0, 1)"]),
     (lambda f: f.__delitem__("weights/sample/h2/mask"), ["lacks the weight sample/h2/mask"]),
