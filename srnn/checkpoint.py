@@ -379,7 +379,27 @@ def _train_problem(train, config):
         return f"has only part of the position in an epoch ({', '.join(k for k in POSITION if k in train)})"
     if "loss_scale" in train and "loss_scale_good" not in train:
         return "has a loss scale without its count of good steps"
-    return sparse.state_problem(train)
+    return _schedule_problem(train)
+
+
+def _schedule_problem(train):
+    """What is wrong with a training state's pruning schedule (srnn.sparse.Schedule), or None."""
+    present = [k for k in sparse.STATE_KEYS if k in train]
+    if not present:
+        return None
+    if len(present) != len(sparse.STATE_KEYS):
+        return f"has only part of the pruning schedule ({', '.join(present)})"
+    for key in ("sparsity_target", "sparsity_initial"):
+        if not (_number(train[key]) and 0 <= train[key] < 1):
+            return f"says {key} is {train[key]!r}, not a sparsity in [0, 1)"
+    for key in ("prune_start", "prune_end"):
+        if not _count(train[key], 0, 2 ** 62):
+            return f"says {key} is {train[key]!r}, not an optimizer step"
+    if train["prune_start"] > train["prune_end"]:
+        return "has a pruning schedule that ends before it starts"
+    if train["sparsity_initial"] > train["sparsity_target"]:
+        return "has a pruning schedule whose sparsity falls"
+    return None
 
 
 # the settings that shape the weights (sample_rate and qtype do not, and are checked by the CLI)

@@ -165,29 +165,7 @@ class Schedule:
                    float(train["sparsity_initial"]))
 
 
-STATE_KEYS = ("sparsity_target", "prune_start", "prune_end", "sparsity_initial")
-
-
-def state_problem(train):
-    """What is wrong with a checkpoint's schedule, in words, or None (the file may be crafted)."""
-    present = [k for k in STATE_KEYS if k in train]
-    if not present:
-        return None
-    if len(present) != len(STATE_KEYS):
-        return f"has only part of the pruning schedule ({', '.join(present)})"
-    for key in ("sparsity_target", "sparsity_initial"):
-        v = train[key]
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1):
-            return f"says {key} is {v!r}, not a sparsity in [0, 1)"
-    for key in ("prune_start", "prune_end"):
-        v = train[key]
-        if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2 ** 62):
-            return f"says {key} is {v!r}, not an optimizer step"
-    if train["prune_start"] > train["prune_end"]:
-        return "has a pruning schedule that ends before it starts"
-    if train["sparsity_initial"] > train["sparsity_target"]:
-        return "has a pruning schedule whose sparsity falls"
-    return None
+STATE_KEYS = ("sparsity_target", "prune_start", "prune_end", "sparsity_initial")  # checked by srnn.checkpoint
 
 
 def default_steps(value, fraction, run_steps):
