@@ -76,7 +76,7 @@ def one_hot(ids, n):
 def parse_mix(text, vocab):
     """`speech` or `speech:0.7,music:0.3` -> weights over `vocab` (n_labels,), summing to 1 (a
     mixture is a weighted mean of the label embeddings; a name alone is weight 1)."""
-    weights = np.zeros(len(vocab), np.float64)
+    items = []
     for item in text.split(","):
         name, sep, w = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "1")
         if name not in vocab:
@@ -87,11 +87,13 @@ def parse_mix(text, vocab):
             value = float("nan")
         if not 0 < value < float("inf"):
             raise SrnnError(f"--label {text}: the weight of {name} must be a positive number, got {w!r}")
-        weights[vocab.index(name)] += value
-    with np.errstate(over="ignore"):
-        overflows = not np.isfinite(weights.sum())
-    if overflows:  # e.g. 1e308 twice: the sum overflows, the ratios do not
-        weights = weights / weights.max()
+        items.append((vocab.index(name), value))
+    # summed per label relative to the largest weight: 1e308 twice (one label or two) would
+    # overflow to inf, the ratios never do (each term <= 1, at most len(text) of them)
+    top = max(value for _, value in items)
+    weights = np.zeros(len(vocab), np.float64)
+    for i, value in items:
+        weights[i] += value / top
     return (weights / weights.sum()).astype(np.float32)
 
 

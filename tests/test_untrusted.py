@@ -3,6 +3,7 @@ edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs m
 import errno
 import json
 import os
+import warnings
 
 import h5py
 import numpy as np
@@ -367,6 +368,11 @@ def test_label_mixture_weights_do_not_overflow():
 
     np.testing.assert_allclose(parse_mix("a:1e308,b:1e308", ("a", "b")), [0.5, 0.5])
     np.testing.assert_allclose(parse_mix("a:3e307,b:1e308", ("a", "b")), [0.2307692, 0.7692308], rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow RuntimeWarning is a failure here
+        # one label named twice with huge weights: summed per label, never to inf (and a NaN mixture)
+        np.testing.assert_allclose(parse_mix("b:1e308,b:1e308", ("a", "b")), [0.0, 1.0])
+        np.testing.assert_allclose(parse_mix("b:1e308,a:1e308,b:1e308", ("a", "b")), [1 / 3, 2 / 3], rtol=1e-6)
     for text in ("a:1e309", "a:nan", "a:-inf", "a:0"):
         with pytest.raises(SrnnError, match="positive number"):
             parse_mix(text, ("a", "b"))
