@@ -28,12 +28,20 @@ def stderr_to_file():
             os.close(saved)
 
 
+_probed = False  # TensorFlow has looked for its devices, under stderr_to_file
+
+
 def import_tensorflow():
-    """Import and initialise TensorFlow quietly; returns the module."""
-    if "tensorflow" in sys.modules:
+    """Import and initialise TensorFlow quietly; returns the module. Its device probe (where the
+    CUDA notice `failed call to cuInit` comes from on a machine without a GPU) runs captured even
+    when something else imported TensorFlow first: Keras' seeding does on the JAX engine, before
+    --tensorboard's writer needs TensorFlow's devices."""
+    global _probed
+    if _probed:
         return sys.modules["tensorflow"]
     with stderr_to_file():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # triggers the CUDA probe while stderr is still captured
+    _probed = True
     return tf

@@ -1,9 +1,11 @@
 """Watching training: the audition measures, clips written by a synthetic model, TensorBoard events."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from srnn.config import ModelConfig
 from srnn.quantize import quantize
 from srnn.watch import audition, describe_clips, inspect_clip
@@ -75,3 +77,36 @@ def test_event_files_keep_tensorflow_off_another_backends_gpu(tmp_path, monkeypa
     board.close()
     assert hidden == ([([], "GPU")] if backend == "jax" else [])
     assert list((tmp_path / "tb").iterdir())  # and the events are written
+
+
+JAX_THEN_TENSORBOARD = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import jax
+import keras  # noqa: F401  (as a JAX run has it: the order that let the notice through)
+jax.devices()  # JAX's backends first, as a JAX run has them before its writer starts
+from srnn.quiet import stderr_to_file
+with stderr_to_file():  # TensorFlow imported by someone else first (Keras' seeding does, quietly)
+    import tensorflow
+from srnn.watch import Board
+board = Board(sys.argv[1])
+board.scalars(0, loss=1.0)
+board.close()
+print("written")
+"""
+
+
+def test_event_files_on_jax_start_tensorflow_quietly(tmp_path):
+    """KERAS_BACKEND=jax --tensorboard: TensorFlow's device probe, the first time it looks for a GPU
+    (`E0000 ... failed call to cuInit` on a machine with CUDA's libraries and no GPU), is captured
+    like its import, though Keras imported TensorFlow before srnn's writer needed it (it printed
+    on old code, in a process that imported JAX and Keras before srnn set TensorFlow's log level)."""
+    import subprocess
+    import sys
+
+    # as a notebook that imported JAX and Keras before srnn: TensorFlow's C++ log level is not set
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", JAX_THEN_TENSORBOARD, str(tmp_path / "tb")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout == "written\n", proc.stderr[-2000:]
+    assert proc.stderr == "", proc.stderr
