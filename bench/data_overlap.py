@@ -21,7 +21,7 @@ import soundfile as sf  # noqa: E402
 from srnn.batches import Feeder, batch_chunks, read_prompts  # noqa: E402
 from srnn.config import ModelConfig  # noqa: E402
 from srnn.model import SampleRNN  # noqa: E402
-from srnn.train import Steps, run_pass  # noqa: E402
+from srnn.training import Steps, run_pass  # noqa: E402
 
 N_PARTS, SECONDS, BATCH, CUTLEN = 96, 1.0, 16, 512
 

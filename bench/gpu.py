@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from srnn.config import ModelConfig  # noqa: E402
 from srnn.memory import MIN_ROOM  # noqa: E402
 from srnn.model import SampleRNN  # noqa: E402
-from srnn.train import Steps  # noqa: E402
+from srnn.training import Steps  # noqa: E402
 
 import keras  # noqa: E402  (after srnn, which sets the backend's defaults)
 

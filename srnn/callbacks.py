@@ -1,6 +1,6 @@
 """What happens after each epoch of training, as Keras callbacks (the Keras guide's pattern for
 custom loops: a `keras.callbacks.CallbackList` whose `on_train_begin`, `on_epoch_end(epoch, logs)`
-and `on_train_end` the loop in srnn.train calls).
+and `on_train_end` the loop in srnn.training calls).
 
 Keras hands each callback the Trainer as its `model` (`CallbackList(..., model=trainer)`); what a
 callback reads of it: `stop_training` (set to stop after this epoch, as on a Keras model),

@@ -1,6 +1,6 @@
 """The two use cases behind train_srnn.py, between the parsed flags (srnn.cli) and the package:
 a training run (the per-experiment defaults, what a checkpoint given to --load decides, the lock
-and the cleanup of a killed run's temporaries, then srnn.train), and a generation to files (the
+and the cleanup of a killed run's temporaries, then srnn.training), and a generation to files (the
 checks of its numbers, primer and outputs before the model loads, then srnn.sample). Nothing here
 imports a deep-learning framework until every input has been checked."""
 import dataclasses
@@ -139,7 +139,7 @@ def train_command(args):
             os.unlink(path)
         if stale:
             print(f"note: removed {len(stale)} temporary file(s) left by an interrupted run", flush=True)
-        from .train import train
+        from .training import train
 
         train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits, ckpt=ckpt)
     return 0

@@ -177,7 +177,7 @@ def base_run(mini_root, tmp_path_factory):
     and exported, and the runs compared with it are not, so the comparisons also show that
     watching leaves the losses unchanged. Returns (folder, history, log lines)."""
     from srnn.config import ModelConfig
-    from srnn.train import TrainOptions, train
+    from srnn.training import TrainOptions, train
 
     def make(out):
         lines = []

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, assert_clean_error, mix_for, run_tool, small_archs
 from srnn import checkpoint
 from srnn.model import SampleRNN
-from srnn.train import Steps
+from srnn.training import Steps
 
 ARCHS = {"default": "default", "lstm3-skip": "lstm3-skip", "4-tier": "4-tier", "labels": "emb32-q64-labels"}
 

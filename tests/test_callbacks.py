@@ -8,7 +8,7 @@ from srnn.callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Even
 
 
 def trainer(**kw):
-    """A stand-in for srnn.train.Trainer, as callbacks see it (their Keras `model`)."""
+    """A stand-in for srnn.training.Trainer, as callbacks see it (their Keras `model`)."""
     return SimpleNamespace(**{"stop_training": False, "last_saved": None, "best": None, "best_weights": None,
                               "history": {"train_bits": [], "valid_bits": []}, **kw})
 

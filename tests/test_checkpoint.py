@@ -9,7 +9,7 @@ from srnn.errors import SrnnError
 from srnn.model import SampleRNN
 from srnn.names import checkpoint_name
 from srnn.quiet import import_tensorflow
-from srnn.train import Steps
+from srnn.training import Steps
 
 tf = import_tensorflow()
 import keras  # noqa: E402

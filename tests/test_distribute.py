@@ -31,7 +31,7 @@ from srnn.labels import one_hot
 from srnn.model import SampleRNN
 from srnn.prune import Pruner
 from srnn.sparse import Schedule
-from srnn.train import DistributedSteps, Steps, run_pass
+from srnn.training import DistributedSteps, Steps, run_pass
 
 root = sys.argv[2]
 # the original's tiny sizes, conditioned on two labels (so the label path is distributed too), pruned

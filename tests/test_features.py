@@ -17,7 +17,7 @@ from srnn.model import SampleRNN
 from srnn.quantize import Q_ZERO
 from srnn.quiet import import_tensorflow
 from srnn.sample import Sampler
-from srnn.train import TrainOptions, train
+from srnn.training import TrainOptions, train
 
 tf = import_tensorflow()
 

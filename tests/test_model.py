@@ -7,7 +7,7 @@ from conftest import mix_for
 from srnn.config import ModelConfig
 from srnn.model import LOG2E, WNDense, WNRNN, SampleRNN, loss_bits
 from srnn.quiet import import_tensorflow
-from srnn.train import Steps
+from srnn.training import Steps
 
 tf = import_tensorflow()
 import keras  # noqa: E402

@@ -227,7 +227,7 @@ def test_sample_bad_flags(fresh_file, tmp_path):
 
 def test_sigterm_is_handled_as_sigint():
     """SIGTERM (what schedulers send) takes the same path as the SIGINT run below, exit 143."""
-    from srnn.train import Pass, StopRequest, _interrupted
+    from srnn.training import Pass, StopRequest, _interrupted
 
     with StopRequest(lambda *a: None):
         assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT)
@@ -261,7 +261,7 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code):
     # its weights are epoch 1's so far, not the best epoch's (0): the test loss and an export would
     # take the best epoch's from its own file
     from srnn.options import TrainOptions
-    from srnn.train import Trainer
+    from srnn.training import Trainer
 
     opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256, load=str(saved),
                         parts_root=str(work / "blizzard"), out_dir=str(work))
@@ -330,7 +330,7 @@ def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
     from srnn.config import ModelConfig
     from srnn.model import SampleRNN
     from srnn.sample import Sampler, to_audio
-    from srnn.train import TrainOptions, train
+    from srnn.training import TrainOptions, train
 
     d = tmp_path / "blizzard" / "odd_parts"
     sr, n = 16000, 16000

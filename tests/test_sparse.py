@@ -71,7 +71,7 @@ def test_config_lists_the_masks_and_refuses_a_block_that_does_not_tile():
 def _pruned_sparse_model(sparsity=0.75):
     from srnn.model import SampleRNN
     from srnn.prune import Pruner
-    from srnn.train import Steps
+    from srnn.training import Steps
 
     model = SampleRNN(SPARSE_CFG)
     steps = Steps(model, xla=False)
@@ -345,7 +345,7 @@ def test_crafted_sparse_checkpoints_are_refused(sparse_file, tmp_path, edit, wor
 
 def test_crafted_schedule_is_refused(sparse_file, tmp_path):
     from srnn.model import SampleRNN
-    from srnn.train import Steps
+    from srnn.training import Steps
 
     ckpt = checkpoint.load(sparse_file)
     model = SampleRNN(ckpt.config)

@@ -38,7 +38,7 @@ def save_model(path, cfg=CFG, train=None):
     model = SampleRNN(cfg)
     optimizer = None
     if train is not None:
-        from srnn.train import Steps
+        from srnn.training import Steps
 
         optimizer = Steps(model, xla=False).optimizer
     checkpoint.save(str(path), model, optimizer, train)
@@ -107,9 +107,9 @@ TRAIN = ["--exp=t", "--slowdim=16", "--dim=16", "--batchsize=1", "--trainstop=1"
 @pytest.fixture
 def no_xla(monkeypatch):
     """Training steps without XLA: a tiny model's run takes a second instead of a compile."""
-    import srnn.train
+    import srnn.training
 
-    monkeypatch.setattr(srnn.train, "use_xla", lambda cfg: False)
+    monkeypatch.setattr(srnn.training, "use_xla", lambda cfg: False)
 
 
 # ---- 1. a checkpoint is untrusted input
@@ -137,7 +137,7 @@ def test_every_architectures_full_checkpoint_passes_the_checks(tmp_path):
     within the bounds the checks set, for every architecture."""
     from conftest import small_archs
     from srnn.model import SampleRNN
-    from srnn.train import Steps
+    from srnn.training import Steps
 
     for k, cfg in enumerate(small_archs().values()):
         model = SampleRNN(cfg)
@@ -558,7 +558,7 @@ def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, c
     """An audition that fails after the epoch (here: every one) and a TensorBoard folder whose
     writes fail (a full disk) cost nothing: each epoch's checkpoint is written before its audition,
     the TensorBoard failure is said once, training ends normally."""
-    import srnn.train
+    import srnn.training
     from srnn.quiet import import_tensorflow
 
     tf = import_tensorflow()
@@ -572,7 +572,7 @@ def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, c
 
     def full(*a, **k):
         raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__W}} events: No space left")
-    monkeypatch.setattr(srnn.train, "audition", failing_audition)
+    monkeypatch.setattr(srnn.training, "audition", failing_audition)
     monkeypatch.setattr(tf.summary, "write", full)
     assert run_cli(train_main, TRAIN + ["--nepochs=2", "--svepoch=1", "--audition=1", "--tensorboard=tb"]) == 0
     out = capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The JAX engine: lax.scan, jax.jit, the generation loop as a lax.while_loop with counter-based
-draws, and a stateless training step (srnn.train)."""
+draws, and a stateless training step (srnn.training)."""
 import inspect
 
 import jax

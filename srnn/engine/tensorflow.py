@@ -1,5 +1,5 @@
 """The TensorFlow engine: tf.scan, tf.function (with XLA where it pays), the generation loop as a
-tf.while_loop with stateless draws, and the training steps (srnn.train) with GradientTape and
+tf.while_loop with stateless draws, and the training steps (srnn.training) with GradientTape and
 tf.distribute."""
 import numpy as np
 

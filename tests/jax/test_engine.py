@@ -15,7 +15,7 @@ from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.engine import load
 from srnn.model import SampleRNN
-from srnn.train import Steps
+from srnn.training import Steps
 
 E = load()
 REF = os.environ.get("SRNN_REFERENCE", "")
