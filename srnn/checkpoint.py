@@ -197,20 +197,7 @@ MAX_EPOCH = 10 ** 6  # the loss histories hold one entry per epoch
 def _validate(path, f):
     """The file as a whole against the architecture its config declares: (config, version,
     {name: object} of everything in it). Raises `invalid` for anything srnn would not write."""
-    version = f.attrs.get("version", 1)
-    if not isinstance(version, (int, np.integer)) or int(version) not in (1, VERSION):
-        raise invalid(path, f"unknown format version {_short(version)}")
-    version = int(version)
-    try:
-        config = ModelConfig.from_json(_text(f.attrs["config"]))
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise invalid(path, f"damaged model description ({first_line(e)})") from None
-    if len(config.labels) > MAX_LABELS:
-        raise invalid(path, f"{len(config.labels)} labels, more than {MAX_LABELS}")
-    for label in config.labels:  # the rule preprocess follows: a label is a safe part of a file name
-        problem = label_problem(label)
-        if problem:
-            raise invalid(path, f"the label {problem}")
+    version, config = _header(path, f)
     shapes = config.weight_shapes()
     # every weight is in the file (no unwritten or compressed arrays, `_objects`): a config that
     # declares more than the file can hold is a lie, found before anything is allocated
@@ -222,6 +209,34 @@ def _validate(path, f):
     objects = _objects(path, f, limit=3 * len(shapes) + len(config.state_sizes()) + 64)
     memory.check(sum(obj.size * obj.dtype.itemsize for obj in objects.values() if isinstance(obj, h5py.Dataset)),
                  f"reading {path}", "use a machine with more memory")
+    _check_weights(path, config, version, objects, shapes)
+    if "optimizer" in f:
+        _check_optimizer(path, objects, shapes)
+    if "train" in f:
+        _check_states(path, config, version, objects)
+    return config, version, objects
+
+
+def _header(path, f):
+    """The format version and the model's settings, with its labels' names checked."""
+    version = f.attrs.get("version", 1)
+    if not isinstance(version, (int, np.integer)) or int(version) not in (1, VERSION):
+        raise invalid(path, f"unknown format version {_short(version)}")
+    try:
+        config = ModelConfig.from_json(_text(f.attrs["config"]))
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise invalid(path, f"damaged model description ({first_line(e)})") from None
+    if len(config.labels) > MAX_LABELS:
+        raise invalid(path, f"{len(config.labels)} labels, more than {MAX_LABELS}")
+    for label in config.labels:  # the rule preprocess follows: a label is a safe part of a file name
+        problem = label_problem(label)
+        if problem:
+            raise invalid(path, f"the label {problem}")
+    return int(version), config
+
+
+def _check_weights(path, config, version, objects, shapes):
+    """Only srnn's three groups; numbers only; exactly the model's weights, in their shapes."""
     known = {"weights", "optimizer", "train"}
     found = {}
     for name, obj in objects.items():
@@ -246,31 +261,35 @@ def _validate(path, f):
     extra = sorted(set(found) - set(shapes))
     if extra:
         raise invalid(path, f"weight {extra[0]} is not part of a model with {config.describe()}")
-    if "optimizer" in f:
-        moments = [obj for name, obj in objects.items() if name.startswith("optimizer/")]
-        if len(moments) > 2 * len(shapes) + OPTIMIZER_EXTRA:
-            raise invalid(path, f"{len(moments)} optimizer variables, more than the model's Adam has")
-        allowed = {()} | set(shapes.values())
-        for obj in moments:
-            if not isinstance(obj, h5py.Dataset) or tuple(obj.shape) not in allowed:
-                raise invalid(path, f"{obj.name} has the shape of no weight of the model")
-    if "train" in f:
-        sizes = config.state_sizes()
-        rows = set()
-        v1_states = V1_STATES if version < 2 else {}
-        for name, obj in objects.items():
-            if not name.startswith("train/"):
-                continue
-            key = v1_states.get(name[len("train/"):], name[len("train/"):])
-            i = key[len("state_"):] if key.startswith("state_") else ""
-            if not (isinstance(obj, h5py.Dataset) and i.isdigit() and int(i) < len(sizes)
-                    and len(obj.shape) == 2 and obj.shape[1] == sizes[int(i)]
-                    and 1 <= obj.shape[0] <= MAX_STATE_ROWS):
-                raise invalid(path, f"{name} is no carried state of a model with {config.describe()}")
-            rows.add(obj.shape[0])
-        if len(rows) > 1:
-            raise invalid(path, "its carried states disagree on the batch size")
-    return config, version, objects
+
+
+def _check_optimizer(path, objects, shapes):
+    moments = [obj for name, obj in objects.items() if name.startswith("optimizer/")]
+    if len(moments) > 2 * len(shapes) + OPTIMIZER_EXTRA:
+        raise invalid(path, f"{len(moments)} optimizer variables, more than the model's Adam has")
+    allowed = {()} | set(shapes.values())
+    for obj in moments:
+        if not isinstance(obj, h5py.Dataset) or tuple(obj.shape) not in allowed:
+            raise invalid(path, f"{obj.name} has the shape of no weight of the model")
+
+
+def _check_states(path, config, version, objects):
+    """The carried TBPTT states: one per RNN layer, its width, one batch size for all."""
+    sizes = config.state_sizes()
+    rows = set()
+    v1_states = V1_STATES if version < 2 else {}
+    for name, obj in objects.items():
+        if not name.startswith("train/"):
+            continue
+        key = v1_states.get(name[len("train/"):], name[len("train/"):])
+        i = key[len("state_"):] if key.startswith("state_") else ""
+        if not (isinstance(obj, h5py.Dataset) and i.isdigit() and int(i) < len(sizes)
+                and len(obj.shape) == 2 and obj.shape[1] == sizes[int(i)]
+                and 1 <= obj.shape[0] <= MAX_STATE_ROWS):
+            raise invalid(path, f"{name} is no carried state of a model with {config.describe()}")
+        rows.add(obj.shape[0])
+    if len(rows) > 1:
+        raise invalid(path, "its carried states disagree on the batch size")
 
 
 def _objects(path, f, limit):
@@ -431,9 +450,20 @@ def apply_weights(ckpt, model):
             raise SrnnError(
                 f"{ckpt.path}: weight {name} has shape {value.shape}, the model needs {tuple(w.shape)}"
             )
-        if not np.all(np.isfinite(value)):
-            raise SrnnError(f"{ckpt.path}: weight {name} holds NaN or infinite values: use an earlier checkpoint")
+        _check_finite(ckpt, name, value)
         w.assign(value)
+
+
+def _check_finite(ckpt, name, value):
+    if not np.all(np.isfinite(value)):
+        raise SrnnError(f"{ckpt.path}: weight {name} holds NaN or infinite values: use an earlier checkpoint")
+
+
+def check_values(ckpt):
+    """What `apply_weights` refuses in the values themselves, without a model to assign them to
+    (srnn.load, which imports no framework): the shapes were checked by `load`."""
+    for name, value in ckpt.weights.items():
+        _check_finite(ckpt, name, value)
 
 
 def apply_optimizer(ckpt, optimizer):

@@ -241,6 +241,47 @@ def _positive(args, *flags):
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
+    check_train_args(args)
+    from .commands import sample_command, train_command
+
+    if args.sample:
+        return sample_command(args)
+    return train_command(args)
+
+
+# options that the command line takes as one word with a separator (srnn.train accepts a sequence)
+JOINED = {"frames": ",", "devices": ",", "prune_block": "x"}
+
+
+def train_args(**options):
+    """train_srnn.py's parsed flags from Python keywords (`dim=32`, `learning_rate=1e-3`,
+    `skip=True`, `frames=(8, 2)`): the command line's own parser, so the same defaults, types,
+    choices and words when one is wrong (an SrnnError, not an exit)."""
+    argv = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)) and key in JOINED:
+            argv.append(f"{flag}={JOINED[key].join(map(str, value))}")
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv.append(f"{flag}={value}")
+    parser = train_parser()
+    parser.allow_abbrev = False  # a keyword is an option's whole name
+
+    def refuse(message):
+        raise SrnnError(f"srnn.train: {message.replace('arguments: --', 'options: ').replace('argument --', '')}")
+
+    parser.error = refuse
+    return parser.parse_args(argv)
+
+
+def check_train_args(args):
+    """The flags' checks that need no file: numbers in range, the pruning flags, the engine."""
     _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
               "emb_size", "learning_rate", "max_minutes")
     if args.patience < 0:
@@ -253,11 +294,6 @@ def train_main(argv=None):
         check_seed(args.seed)
     check_sparsity_flags(args)
     check_backend(args)
-    from .commands import sample_command, train_command
-
-    if args.sample:
-        return sample_command(args)
-    return train_command(args)
 
 
 def check_sparsity_flags(args):

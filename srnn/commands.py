@@ -1,8 +1,9 @@
 """The two use cases behind train_srnn.py, between the parsed flags (srnn.cli) and the package:
 a training run (the per-experiment defaults, what a checkpoint given to --load decides, the lock
-and the cleanup of a killed run's temporaries, then srnn.training), and a generation to files (the
-checks of its numbers, primer and outputs before the model loads, then srnn.sample). Nothing here
-imports a deep-learning framework until every input has been checked."""
+and the cleanup of a killed run's temporaries, then srnn.training; srnn.train from Python runs the
+same), and a generation to files (srnn.api's model and its checked request, the outputs checked
+before the model loads, then the WAVs and pictures). Nothing here imports a deep-learning framework
+until every input has been checked."""
 import dataclasses
 import glob
 import os
@@ -10,12 +11,10 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-
 from . import precision
 from .engine import backend
 from .config import ConfigError
-from .errors import SrnnError, first_line
+from .errors import SrnnError
 
 
 # Per-experiment defaults, as the original: `tiny` is its ~50 s demo, `all` Blizzard 2013 (~20 h).
@@ -65,46 +64,21 @@ def check_qtype_flag(args, ckpt):
 
 
 def train_command(args):
-    from . import checkpoint
+    train_run(args, log=lambda message: print(message, flush=True))
+    return 0
+
+
+def train_run(args, log=print):
+    """A training run from the parsed flags: the per-experiment defaults, what --load's checkpoint
+    decides, the corpus's labels, the lock and the cleanup of a killed run's temporaries, then
+    srnn.training. Returns the history (srnn.training.Trainer.history)."""
     from .batches import corpus_labels
-    from .config import ModelConfig
     from .names import exp_parts_dir
-    from .options import DEFAULT_SEED, TrainOptions, check_out_dir, prepare, preprocess_hint
+    from .options import check_out_dir, prepare, preprocess_hint
 
-    if args.distribute == "multiworker":
-        from .distribute import require_tf_config
-
-        require_tf_config()
-    elif os.environ.get("TF_CONFIG"):  # left from a cluster job: it must not make this run a silent worker
-        print(f"note: TF_CONFIG is set, but only --distribute multiworker reads it: this run trains alone "
-              f"(--distribute {args.distribute})", flush=True)
-    defaults = EXPERIMENTS.get(args.exp, OTHER_EXPERIMENT)
-    pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
-    ckpt = checkpoint.load(args.load) if args.load else None
-    base = ckpt.config if ckpt else ModelConfig()
-    if ckpt:
-        check_qtype_flag(args, ckpt)
-    cfg = model_config(args, base)
-    trained = (ckpt.train if ckpt else None) or {}
-    seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
-    stored = trained.get("precision", "float32")  # files written before --precision trained in float32
-    if stored not in precision.TRAIN:
-        raise SrnnError(f"{args.load} names an unknown training precision {stored!r}: the file is damaged; "
-                        f"use another checkpoint")
-    if args.precision and ckpt and args.precision != stored:
-        print(f"note: {args.load} was trained in {stored}; training goes on in {args.precision}", flush=True)
-    precision.check_distribute(args.precision or stored, args.distribute)
-    precision.check_engine(args.precision or stored, backend())  # (--load's precision too, before any work)
-    opts = TrainOptions(
-        exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
-        trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
-        svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
-        learning_rate=args.learning_rate, max_minutes=args.max_minutes, tensorboard=args.tensorboard,
-        audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
-        distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
-        precision=args.precision or stored,
-        prune_start=args.prune_start, prune_end=args.prune_end, scaling=args.scaling,
-    )
+    check_cluster(args, log)
+    ckpt, cfg, stored = from_load(args, log)
+    opts = train_options(args, ckpt, stored)
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
     parts = exp_parts_dir(opts.exp, opts.parts_root)
@@ -117,6 +91,8 @@ def train_command(args):
     cfg = sparse_config(args, dataclasses.replace(cfg, labels=vocab), ckpt)
     opts.sparsity = args.sparsity if cfg.sparse_block else None  # None: no new schedule
     if ckpt:
+        from . import checkpoint
+
         checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
     from . import names
@@ -126,23 +102,80 @@ def train_command(args):
     with exclusive(names.train_lock(opts.out_dir, opts.exp, cfg.dim),
                    f"--exp {opts.exp} (its {names.checkpoint_name(opts.exp, cfg.dim, 'e*')} files)",
                    "choose another --exp or folder"):
-        # a run killed while writing a checkpoint (or costs.png) leaves its hidden temporary file:
-        # no one else can be writing those checkpoints now (the lock), so they go; costs.png is
-        # the folder's, rewritten in a few milliseconds by whichever run ends an epoch, so a
-        # temporary of it that is there now was left by a kill
-        from .atomic import temporaries
-
-        folder = glob.escape(opts.out_dir)
-        stale = (temporaries(os.path.join(folder, names.checkpoint_name(glob.escape(opts.exp), cfg.dim, "*")))
-                 + temporaries(os.path.join(folder, names.COSTS)))
-        for path in stale:
-            os.unlink(path)
-        if stale:
-            print(f"note: removed {len(stale)} temporary file(s) left by an interrupted run", flush=True)
+        remove_temporaries(opts, cfg, log)
         from .training import train
 
-        train(cfg, opts, log=lambda m: print(m, flush=True), splits=splits, ckpt=ckpt)
-    return 0
+        return train(cfg, opts, log=log, splits=splits, ckpt=ckpt)
+
+
+def check_cluster(args, log):
+    if args.distribute == "multiworker":
+        from .distribute import require_tf_config
+
+        require_tf_config()
+    elif os.environ.get("TF_CONFIG"):  # left from a cluster job: it must not make this run a silent worker
+        log(f"note: TF_CONFIG is set, but only --distribute multiworker reads it: this run trains alone "
+            f"(--distribute {args.distribute})")
+
+
+def from_load(args, log):
+    """--load's checkpoint (or None), the model's settings (each flag given, else the file's or the
+    defaults) and the precision the file was trained in."""
+    from . import checkpoint
+    from .config import ModelConfig
+
+    ckpt = checkpoint.load(args.load) if args.load else None
+    base = ckpt.config if ckpt else ModelConfig()
+    if ckpt:
+        check_qtype_flag(args, ckpt)
+    cfg = model_config(args, base)
+    stored = ((ckpt.train if ckpt else None) or {}).get("precision", "float32")  # older files: float32
+    if stored not in precision.TRAIN:
+        raise SrnnError(f"{args.load} names an unknown training precision {stored!r}: the file is damaged; "
+                        f"use another checkpoint")
+    if args.precision and ckpt and args.precision != stored:
+        log(f"note: {args.load} was trained in {stored}; training goes on in {args.precision}")
+    precision.check_distribute(args.precision or stored, args.distribute)
+    precision.check_engine(args.precision or stored, backend())  # (--load's precision too, before any work)
+    return ckpt, cfg, stored
+
+
+def train_options(args, ckpt, stored):
+    """The run's options (srnn.options.TrainOptions): the flags, the experiment's defaults, the
+    file's seed."""
+    from .options import DEFAULT_SEED, TrainOptions
+
+    defaults = EXPERIMENTS.get(args.exp, OTHER_EXPERIMENT)
+    pick = lambda flag: defaults[flag] if getattr(args, flag) is None else getattr(args, flag)  # noqa: E731
+    trained = (ckpt.train if ckpt else None) or {}
+    seed = args.seed if args.seed is not None else int(trained.get("seed", DEFAULT_SEED))
+    return TrainOptions(
+        exp=args.exp, nepochs=pick("nepochs"), batchsize=pick("batchsize"),
+        trainstop=pick("trainstop"), validstop=pick("validstop"), cutlen=args.cutlen,
+        svepoch=args.svepoch, seed=seed, load=args.load, patience=args.patience,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes, tensorboard=args.tensorboard,
+        audition=args.audition, audition_seqs=args.nseqs or 2, audition_seconds=args.seconds, export=args.export,
+        distribute=args.distribute, devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
+        precision=args.precision or stored,
+        prune_start=args.prune_start, prune_end=args.prune_end, scaling=args.scaling,
+    )
+
+
+def remove_temporaries(opts, cfg, log):
+    """A run killed while writing a checkpoint (or costs.png) leaves its hidden temporary file: no
+    one else can be writing those checkpoints now (the caller holds the lock), so they go;
+    costs.png is the folder's, rewritten in a few milliseconds by whichever run ends an epoch, so
+    a temporary of it that is there now was left by a kill."""
+    from . import names
+    from .atomic import temporaries
+
+    folder = glob.escape(opts.out_dir)
+    stale = (temporaries(os.path.join(folder, names.checkpoint_name(glob.escape(opts.exp), cfg.dim, "*")))
+             + temporaries(os.path.join(folder, names.COSTS)))
+    for path in stale:
+        os.unlink(path)
+    if stale:
+        log(f"note: removed {len(stale)} temporary file(s) left by an interrupted run")
 
 
 def sparse_config(args, cfg, ckpt):
@@ -183,114 +216,88 @@ def _lowers(ckpt, sparsity):
 
 
 def sample_command(args):
-    from . import checkpoint, memory, names
-    from .audio import stream_mono
-    from .options import DEFAULT_SEED
-    from .labels import describe_mix
-    from .quantize import quantize
+    """--sample: the checks of the numbers, primer and outputs before the model loads (srnn.api and
+    srnn.generation, as from Python), then the generation to WAVs and pictures."""
+    from . import api
+    from .generation import check_temperatures
 
-    args.nseqs = args.nseqs or 1
-    temps = args.temperature
-    if any(not 0 < t < float("inf") for t in temps):
-        raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
-    per_sequence("--temperature", temps, args.nseqs)
-    ckpt = checkpoint.load(args.sample)
-    c = ckpt.config
-    check_qtype_flag(args, ckpt)
-    checkpoint.check_compatible(ckpt, model_config(args, c))
-    rate = args.samplerate or c.sample_rate
-    n = int(round(args.seconds * rate))
-    if n < 1:
-        raise SrnnError(f"--seconds={args.seconds:g} is less than one sample at {rate} Hz: ask for more")
-    # checked before the sequences are listed: a list of 10^8 of them is itself gigabytes
-    total = args.nseqs * (len(c.labels) if c.labels and not args.label else 1)
-    memory.check(memory.generation_bytes(c, total, n), f"generating {total:,} x {args.seconds:g} s",
-                 "lower --seconds or --nseqs")
-    check_open_files(total)
-    seqs = sequences(args, ckpt)
-    assert len(seqs) == total, (len(seqs), total)  # the count checked above is the generation's and its files'
-    temps = [temps[i % len(temps)] for _, i, _ in seqs]
-    primer = np.zeros(0, np.int32)
-    if args.prime:
-        if os.path.isdir(args.prime):
-            raise SrnnError(f"--prime {args.prime} is a folder: give an audio file")
-        if not os.path.exists(args.prime):
-            raise SrnnError(f"--prime {args.prime} not found: give an audio file")
-        if not os.path.isfile(args.prime):  # a device (/dev/zero never ends) or a FIFO
-            raise SrnnError(f"--prime {args.prime} is not a regular file: give an audio file")
-        try:  # read in blocks and resampled as it comes: only the model-rate mono signal is held
-            x = np.concatenate([np.zeros(0, np.float32), *stream_mono(args.prime, rate)])
-        except Exception as e:
-            raise SrnnError(f"--prime {args.prime} cannot be read as audio ({first_line(e)})") from None
-        if x.size == 0 or not np.all(np.isfinite(x)):
-            raise SrnnError(f"--prime {args.prime} holds no usable audio samples: give another file")
-        primer = quantize(x, c.qtype, c.q_levels)
-        del x
-    if 2 * (len(primer) + n) > memory.WAV_LIMIT:  # 16-bit samples
-        raise SrnnError(f"--seconds {args.seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
-                        f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")
-    spool_bytes = 2 * total * (len(primer) + n)  # the levels wait on disk until the WAVs are written
-    if spool_bytes > shutil.disk_usage(tempfile.gettempdir()).free:
-        raise SrnnError(f"generating {total} x {args.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
-                        f"temporary space in {tempfile.gettempdir()}, which has less: lower --seconds or --nseqs, "
-                        f"or set TMPDIR to a larger disk")
-    if not args.export:  # the outputs can be written: known before minutes of generating, not after
-        outputs = [names.generated_name(i, args.nseqs, ext, label=name)
-                   for name, i, _ in seqs for ext in (".wav", ".png")]
-        from .atomic import check_outputs
+    nseqs = args.nseqs or 1
+    check_temperatures(args.temperature, nseqs)  # (before the file is read, as ever)
+    model = api.load(args.sample)
+    check_qtype_flag(args, model.checkpoint)
+    from . import checkpoint
 
-        check_outputs(outputs)
-        for out in outputs:  # the primer is the user's audio: never replaced by what it primes
-            if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):
-                raise SrnnError(f"--prime {args.prime} is {out}, which this run writes: copy or rename the primer")
-    from .model import SampleRNN  # TensorFlow loads only now that the inputs are known to be good
-    from .sample import Clip, write_clips
-
-    model = SampleRNN(c)
-    checkpoint.apply_weights(ckpt, model)
+    checkpoint.check_compatible(model.checkpoint, model_config(args, model.config))
+    req = model.request(args.seconds, nseqs, args.temperature, args.seed, args.prime, args.label, bool(args.debug),
+                        rate=args.samplerate or model.config.sample_rate, check_total=check_open_files)
+    check_spool_space(req)
     if args.export:
-        from .export import export
-
-        mix = f", mix) with mix's columns the labels in {args.export}/{names.LABELS_FILE}" if c.labels else ")"
-        print(f"exported {args.sample} to {export(model, args.export, args.scaling)}: "
-              f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed{mix}")
-        return 0
-    t0 = time.time()
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    sampler = model.sampler(precision=args.sample_precision, layout=args.sample_layout)
+        return export_command(args, model)
+    clips, lines = output_clips(args, req)
+    model.network  # noqa: B018  (built, the framework loaded, before the clock starts)
+    t0, took = time.time(), []
     say = Progress()
-    start = None
-    mix = np.stack([m for _, _, m in seqs]) if c.labels else None
-    if primer.size:
-        start = sampler.prime(primer, total, mix=mix,
-                              progress=lambda done: done < len(primer) and say(
-                                  f"primed {done / rate:.1f} of {len(primer) / rate:.1f} s"))
-    what = f"{len(primer) / rate:.2f} s of primer + " if primer.size else ""
-    clips, lines = [], []
-    for (name, i, weights), temp in zip(seqs, temps):
-        wav = names.generated_name(i, args.nseqs, label=name)
-        label = f", label {describe_mix(weights, c.labels)}" if c.labels else ""
-        clips.append(Clip(wav, f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}"))
-        lines.append(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
-    took = None
+    pieces = model.pieces(req, args.sample_precision, args.sample_layout,
+                          progress=lambda what, done, total: done < total and say(f"{what} {done:.1f} of {total:.1f} s"))
 
-    def generated():
-        """The pieces as they come, saying how far a long generation is; the time it took."""
-        nonlocal took
-        done = 0
-        for piece in sampler.pieces(total, n, temps, seed, bool(args.debug), start, mix=mix):
-            yield piece
-            done += piece[0].shape[1]
-            if done < n:  # the end is said by the lines below
-                say(f"generated {done / rate:.1f} of {n / rate:.1f} s")
-        took = time.time() - t0
+    def timed():
+        yield from pieces
+        took.append(time.time() - t0)
 
-    write_clips(generated(), clips, c.qtype, c.q_levels, rate, primer, scaling=args.scaling)
+    from .sample import write_clips
+
+    c = model.config
+    write_clips(timed(), clips, c.qtype, c.q_levels, req.rate, req.primer, scaling=args.scaling)
     for line in lines:
         print(line)
-    print(f"generated {total} x {n} samples from {args.sample} in {took:.1f} s "
-          f"({total * n / took:,.0f} samples/s, compilation included; weights in "
-          f"{sampler.weight_precision(total).describe()})")
+    total, n = req.total, req.n_samples
+    print(f"generated {total} x {n} samples from {args.sample} in {took[0]:.1f} s "
+          f"({total * n / took[0]:,.0f} samples/s, compilation included; weights in "
+          f"{model.sampler(args.sample_precision, args.sample_layout).weight_precision(total).describe()})")
+    return 0
+
+
+def check_spool_space(req):
+    """The levels wait on disk until the WAVs are written (srnn.sample.Spool): 2 bytes a sample."""
+    spool_bytes = 2 * req.total * (len(req.primer) + req.n_samples)
+    if spool_bytes > shutil.disk_usage(tempfile.gettempdir()).free:
+        raise SrnnError(f"generating {req.total} x {req.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
+                        f"temporary space in {tempfile.gettempdir()}, which has less: lower --seconds or --nseqs, "
+                        f"or set TMPDIR to a larger disk")
+
+
+def output_clips(args, req):
+    """Each sequence's files (srnn.sample.Clip) and what is said of them once written; the outputs
+    can be written (known before minutes of generating, not after) and none is the primer."""
+    from . import names
+    from .atomic import check_outputs
+    from .labels import describe_mix
+    from .sample import Clip
+
+    outputs = [names.generated_name(i, req.nseqs, ext, label=name) for name, i, _ in req.seqs for ext in (".wav", ".png")]
+    check_outputs(outputs)
+    for out in outputs:  # the primer is the user's audio: never replaced by what it primes
+        if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):
+            raise SrnnError(f"--prime {args.prime} is {out}, which this run writes: copy or rename the primer")
+    rate, n, vocab = req.rate, req.n_samples, req.config.labels
+    what = f"{len(req.primer) / rate:.2f} s of primer + " if req.primer.size else ""
+    clips, lines = [], []
+    for (name, i, weights), temp in zip(req.seqs, req.temps):
+        wav = names.generated_name(i, req.nseqs, label=name)
+        label = f", label {describe_mix(weights, vocab)}" if vocab else ""
+        clips.append(Clip(wav, f"{wav}: {what}{n / rate:.2f} s generated, T={temp:g}{label}"))
+        lines.append(f"wrote {wav} ({what}{n / rate:.2f} s generated at {rate} Hz{label}) and its picture")
+    return clips, lines
+
+
+def export_command(args, model):
+    """--sample FILE --export DIR: the model as a SavedModel with a compiled generate()."""
+    from . import names
+    from .export import export
+
+    mix = f", mix) with mix's columns the labels in {args.export}/{names.LABELS_FILE}" if model.labels else ")"
+    print(f"exported {args.sample} to {export(model.network, args.export, args.scaling)}: "
+          f"tf.saved_model.load(DIR).generate(n_seqs, n_samples, temperature, seed{mix}")
     return 0
 
 
@@ -303,31 +310,6 @@ def check_open_files(total):
     if soft != resource.RLIM_INFINITY and total > room:
         raise SrnnError(f"generating {total:,} sequences needs {total:,} temporary files open at once, more than the "
                         f"{soft:,} this process may open: lower --nseqs (or raise `ulimit -n`)")
-
-
-def per_sequence(flag, values, nseqs):
-    """A flag that takes one value for all sequences, or one per sequence."""
-    if len(values) not in (1, nseqs):
-        raise SrnnError(f"{flag} has {len(values)} values: give one, or one per sequence (--nseqs {nseqs})")
-
-
-def sequences(args, ckpt):
-    """What to generate: (label for the file name or None, index among --nseqs, label weights)
-    per sequence. --label gives each of --nseqs sequences its label or mixture; a conditioned
-    model without --label generates --nseqs of every label, named by label."""
-    from .labels import one_hot, parse_mix
-
-    vocab = ckpt.config.labels
-    if args.label and not vocab:
-        raise SrnnError(f"{ckpt.path} was trained without labels: leave --label out")
-    if not vocab:
-        return [(None, i, None) for i in range(args.nseqs)]
-    if args.label:
-        per_sequence("--label", args.label, args.nseqs)
-        mixes = [parse_mix(text, vocab) for text in args.label]
-        return [(None, i, mixes[i % len(mixes)]) for i in range(args.nseqs)]
-    rows = one_hot(range(len(vocab)), len(vocab))
-    return [(label, i, row) for label, row in zip(vocab, rows) for i in range(args.nseqs)]
 
 
 class Progress:

@@ -3,8 +3,9 @@ import re
 import sys
 
 
-class SrnnError(Exception):
-    """A problem the user can fix; its message is printed as one line and the tool exits non-zero."""
+class SrnnError(ValueError):
+    """A problem the user can fix; its message is printed as one line and the tool exits non-zero
+    (from Python, srnn's API raises it: a ValueError, as a bad argument is)."""
 
     exit_code = 2
     label = "error"  # the word before the message on stderr
