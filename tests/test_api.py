@@ -88,6 +88,8 @@ def test_generate_gives_the_clis_audio(models, tmp_path, case):
         samples = sf.read(str(tmp_path / "primer.wav"), dtype="float32")[0]
         np.testing.assert_array_equal(model.generate(0.04, n=2, prime=samples, scaling="minmax"), audio)
         assert written.shape[1] == len(primer) + 640
+        for row in written:  # the primer, quantised and rescaled, then the continuation
+            assert np.corrcoef(row[:len(primer)], primer)[0, 1] > 0.99
 
 
 BAD = [  # (the API's arguments, the command line's, the model)
