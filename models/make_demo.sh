@@ -27,12 +27,14 @@ HELDOUT_EVERY=${DEMO_HELDOUT_EVERY:-20}             # every 20th prompt in path 
 # the decoder, called as `$DECODE IN.g722 OUT.wav` (words split on spaces); default: ffmpeg
 DECODE=${DECODE:-decode_ffmpeg}
 PYTHON=${PYTHON:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python3 )}
-# the shipped model: dense dim 256 (on 2 CPU cores it trains ~9 epochs of the corpus in an hour and
-# samples far above real time; README "A ready model" says why not a bigger or a sparse one)
+# the shipped model: dense dim 256, mu-law (peak-normalised parts: silence is the middle level in
+# every part, so the model's silences are silent), two hours on 2 CPU cores (~10 epochs of the
+# corpus); it samples far above real time. README "A ready model" says why not a bigger or a sparse one.
 SLOWDIM=${SLOWDIM:-256}
 DIM=${DIM:-256}
-TRAIN_FLAGS=${TRAIN_FLAGS:---cutlen 512 --batchsize 16 --max-minutes 62 --nepochs 100}
+TRAIN_FLAGS=${TRAIN_FLAGS:---qtype mu-law --cutlen 512 --batchsize 16 --max-minutes 120 --nepochs 100}
 MODEL_OUT=${MODEL_OUT:-$ROOT/models/voice_srnn_sz${DIM}.h5}
+STRIP_DTYPE=${STRIP_DTYPE:-float16}  # the shipped file's weights (half the bytes; sampled in float32)
 
 die() { echo "make_demo.sh: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
@@ -128,8 +130,8 @@ strip() {
     local top best; top=$(exp_dir)
     best="$top/$(basename "$CORPUS")_srnn_sz${DIM}_best.h5"
     [ -f "$best" ] || die "no $best: run '$0 fit' first"
-    (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(sys.argv[1], sys.argv[2])" \
-        "$best" "$MODEL_OUT")
+    (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(*sys.argv[1:3], sys.argv[3])" \
+        "$best" "$MODEL_OUT" "$STRIP_DTYPE")
     say "wrote $MODEL_OUT from $best"
 }
 

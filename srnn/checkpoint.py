@@ -478,8 +478,17 @@ def apply_optimizer(ckpt, optimizer):
     return True
 
 
-def strip(src, dst):
+def strip(src, dst, dtype=None):
     """Copy a checkpoint's weights and hyperparameters only (no optimizer state, no history):
-    a third of the size, for sharing a model to sample from. `dst` is written atomically."""
+    a third of the size, for sharing a model to sample from. `dst` is written atomically.
+    `dtype` "float16": the weights in half the bytes again (a shipped model; every reader of
+    checkpoints takes them, and the model computes in its own precision either way)."""
     ckpt = load(src)
-    _write(dst, ckpt.config, ckpt.weights.items())
+    if dtype not in (None, "float16", "float32"):
+        raise SrnnError(f"strip: dtype {dtype!r}: choose float16 or float32")
+    masks = _masks(ckpt.config)
+    weights = [(name, value if dtype is None or name in masks else value.astype(dtype))
+               for name, value in ckpt.weights.items()]
+    for name, value in weights:
+        _check_finite(ckpt, name, value)  # (a weight beyond float16's range would become inf)
+    _write(dst, ckpt.config, weights)

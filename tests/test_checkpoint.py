@@ -126,3 +126,13 @@ def test_strip_keeps_weights_and_config_only(tmp_path, rng):
     checkpoint.apply_weights(small, other)
     assert np.array_equal(predictions(m, x), predictions(other, x))
     assert (tmp_path / "small.h5").stat().st_size < (tmp_path / "full.h5").stat().st_size / 2
+    # in float16 (a shipped model): half the bytes again, read as any checkpoint, the same model to
+    # float16's rounding of each weight
+    checkpoint.strip(full, str(tmp_path / "half.h5"), dtype="float16")
+    half = checkpoint.load(str(tmp_path / "half.h5"))
+    assert (tmp_path / "half.h5").stat().st_size < 0.6 * (tmp_path / "small.h5").stat().st_size
+    for name, value in small.weights.items():
+        assert half.weights[name].dtype == np.float16
+        np.testing.assert_array_equal(half.weights[name], value.astype(np.float16))
+    checkpoint.apply_weights(half, other)
+    np.testing.assert_allclose(predictions(other, x), predictions(m, x), atol=0.05)
