@@ -3,7 +3,7 @@ three-tier model.
 
 The package is laid out as the pipeline runs: audio in (`audio`), parts (`parts`),
 quantisation (`quantize`), batches for truncated BPTT (`batches`), the architecture (`config`),
-the RNN maths (`cells`), the tiers and the model (`model`), training (`train`) and watching it
+the RNN maths (`cells`), the tiers and the model (`model`), training (`training`) and watching it
 (`watch`), sampling (`generation`, `sample`), the checkpoint file (`checkpoint`) and the
 SavedModel (`export`); `api` is srnn from Python, which the command line (`cli`, `commands`) uses.
 

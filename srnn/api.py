@@ -15,6 +15,7 @@ names the command line's flag (`n` is --nseqs, `prime` --prime, and so on).
 import html
 import json
 import math
+import numbers
 
 import numpy as np
 
@@ -82,8 +83,9 @@ class Model:
         sampler = self.sampler(sample_precision, layout)
         rate, primer, start = req.rate, req.primer, None
         if primer.size:
+            pad = (-len(primer)) % self.config.big_frame  # the silence the sampler puts before it
             start = sampler.prime(primer, req.total, mix=req.mix, progress=progress and (
-                lambda done: progress("primed", done / rate, len(primer) / rate)))
+                lambda done: progress("primed", min(max(done - pad, 0), len(primer)) / rate, len(primer) / rate)))
         done = 0
         for piece in sampler.pieces(req.total, req.n_samples, req.temps, req.seed, req.argmax, start, mix=req.mix):
             yield piece
@@ -107,8 +109,14 @@ class Model:
         progress(what, done, total): called as the pieces come (seconds)."""
         from .sample import to_audio
 
+        from . import memory
+
         generation.check_choice("--scaling", scaling, SCALINGS)
         req = self.request(seconds, n, temperature, seed, prime, label, argmax)
+        # the whole output in memory (the command line writes as it goes): levels, then the audio
+        # in float64 and float32 (srnn.sample.to_audio)
+        memory.check(24 * req.total * (req.primer.size + req.n_samples), f"generating {req.total:,} x {seconds:g} s "
+                     f"as arrays", "lower seconds or n, or generate with train_srnn.py --sample, which writes files")
         levels = np.concatenate([p for p, _ in self.pieces(req, precision, layout, progress)], axis=1)
         whole = np.concatenate([np.broadcast_to(req.primer, (req.total, req.primer.size)), levels], axis=1)
         c = self.config
@@ -143,10 +151,10 @@ def write_wav(path, audio, rate):
     from .audio import write_wav as write
 
     x = np.asarray(audio)
-    if x.ndim != 1 or x.dtype.kind not in "fiu" or not np.all(np.isfinite(x)):
-        raise SrnnError(f"write_wav: give one sequence, a 1-D array of finite samples (got shape {x.shape}); "
-                        f"write each row of generate()'s output to its own file")
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+    if x.ndim != 1 or x.dtype.kind != "f" or not np.all(np.isfinite(x)):
+        raise SrnnError(f"write_wav: give one sequence, a 1-D array of finite float samples in [-1, 1] (got "
+                        f"{x.dtype} of shape {x.shape}); write each row of generate()'s output to its own file")
+    if not isinstance(rate, numbers.Integral) or isinstance(rate, (bool, np.bool_)) or rate <= 0:
         raise SrnnError(f"write_wav: the rate must be a positive whole number of Hz, got {rate!r}")
     write(path, x, rate)
 
@@ -164,7 +172,8 @@ def play(audio, rate):
 def train(exp="tiny", log=print, **options):
     """Train as `train_srnn.py --exp EXP --option value ...` does, from Python: the options are the
     command line's flags as keywords (`slowdim=32, dim=32, cutlen=512, batchsize=2`, `skip=True`,
-    `frames=(8, 2)`, `load="x.h5"`), with its defaults, checks and files (EXP_srnn_szDIM_eN.h5,
+    `frames=(8, 2)`, `load="x.h5"`; a flag given False or None is left out, as on the command
+    line), with its defaults, checks and files (EXP_srnn_szDIM_eN.h5,
     costs.png, ... in the current folder, the corpus in ./blizzard/EXP_parts). `log(line)` gets
     what the command prints (None: nothing). Returns the history: per-epoch `train_bits` and
     `valid_bits`, and `test_bits` of the best model."""

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+import numpy as np
+
 from . import precision
 from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
@@ -257,20 +259,26 @@ def train_args(**options):
     """train_srnn.py's parsed flags from Python keywords (`dim=32`, `learning_rate=1e-3`,
     `skip=True`, `frames=(8, 2)`): the command line's own parser, so the same defaults, types,
     choices and words when one is wrong (an SrnnError, not an exit)."""
+    parser = train_parser()
+    many = {action.dest for action in parser._actions if action.nargs == "+"}  # --temperature, --label
     argv = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        if value is None or value is False:
+        if key in ("help", "h"):
+            raise SrnnError("srnn.train: help is the command line's; from Python: help(srnn.train) and "
+                            "`python train_srnn.py --help` for the options")
+        if value is None or value is False or value is np.False_:
             continue
-        if value is True:
+        if value is True or value is np.True_:
             argv.append(flag)
+        elif isinstance(value, (list, tuple)) and key not in JOINED and key not in many:
+            raise SrnnError(f"srnn.train: {key} takes one value, not {value!r}")
         elif isinstance(value, (list, tuple)) and key in JOINED:
             argv.append(f"{flag}={JOINED[key].join(map(str, value))}")
         elif isinstance(value, (list, tuple)):
             argv += [flag, *map(str, value)]
         else:
             argv.append(f"{flag}={value}")
-    parser = train_parser()
     parser.allow_abbrev = False  # a keyword is an option's whole name
 
     def refuse(message):

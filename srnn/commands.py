@@ -223,12 +223,15 @@ def sample_command(args):
 
     nseqs = args.nseqs or 1
     check_temperatures(args.temperature, nseqs)  # (before the file is read, as ever)
-    model = api.load(args.sample)
-    check_qtype_flag(args, model.checkpoint)
     from . import checkpoint
 
+    # the file's values are checked when they reach the model (apply_weights), after every argument,
+    # as ever: srnn.load checks them at once
+    model = api.Model(checkpoint.load(args.sample))
+    check_qtype_flag(args, model.checkpoint)
     checkpoint.check_compatible(model.checkpoint, model_config(args, model.config))
-    req = model.request(args.seconds, nseqs, args.temperature, args.seed, args.prime, args.label, bool(args.debug),
+    req = model.request(args.seconds, nseqs, args.temperature, args.seed, args.prime or None, args.label,
+                        bool(args.debug),
                         rate=args.samplerate or model.config.sample_rate, check_total=check_open_files)
     check_spool_space(req)
     if args.export:

@@ -42,7 +42,7 @@ class Request:
 
 def _listed(value):
     """One value, or one per sequence, as a list."""
-    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    return list(np.asarray(value, object).reshape(-1))  # (a NumPy scalar or 0-d array: one value)
 
 
 def per_sequence(flag, values, nseqs):
@@ -52,7 +52,8 @@ def per_sequence(flag, values, nseqs):
 
 
 def check_temperatures(temps, nseqs):
-    if any(not (isinstance(t, numbers.Real) and 0 < t < float("inf")) for t in temps):
+    if any(isinstance(t, (bool, np.bool_)) or not (isinstance(t, numbers.Real) and 0 < t < float("inf"))
+           for t in temps):
         raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
     per_sequence("--temperature", temps, nseqs)
 
@@ -64,8 +65,9 @@ def check_choice(flag, value, choices):
 
 
 def _positive(flag, value, whole=False):
-    kind = numbers.Integral if whole else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, bool) or not 0 < value < float("inf"):
+    if whole and (not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_))):
+        raise SrnnError(f"{flag}={value} must be a whole number")
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)) or not 0 < value < float("inf"):
         raise SrnnError(f"{flag}={value} must be positive and finite")
 
 

@@ -64,9 +64,9 @@ def test_generate_gives_the_clis_audio(models, tmp_path, case):
     """The same arguments, the same audio: Model.generate's rows are the WAVs --sample writes, to
     16-bit rounding (the seed's draws, the temperatures per sequence, the primer opening every
     sequence, a conditioned model's labels in the files' order, the scaling)."""
-    primer = tone(330, 0.03, 16000, amp=0.3)
+    primer = tone(330, 0.0303, 16000, amp=0.3)  # 485 samples: not a whole number of big frames
     write_audio(tmp_path / "primer.wav", primer, 16000)
-    argv = {"plain": ["--nseqs=2", "--temperature", "0.9", "1.2", "--seed=7"],
+    argv = {"plain": ["--nseqs=2", "--temperature", "0.9", "1.2", "--seed=7", "--prime="],  # (empty: no primer)
             "primed": ["--nseqs=2", "--prime=primer.wav", "--scaling=minmax"],
             "labelled": []}[case]
     model_path = models["labelled" if case == "labelled" else "plain"]
@@ -77,10 +77,14 @@ def test_generate_gives_the_clis_audio(models, tmp_path, case):
     written = np.stack([sf.read(str(tmp_path / f), dtype="float64")[0] for f in files])
 
     model = srnn.load(model_path)
-    kwargs = {"plain": dict(n=2, temperature=[0.9, 1.2], seed=7),
+    kwargs = {"plain": dict(n=2, temperature=np.array([0.9, 1.2]), seed=np.int64(7)),
               "primed": dict(n=2, prime=str(tmp_path / "primer.wav"), scaling="minmax"),
               "labelled": {}}[case]
-    audio = model.generate(0.04, **kwargs)
+    said = []
+    audio = model.generate(0.04, progress=lambda *a: said.append(a), **kwargs)
+    assert said[-1] == ("generated", 0.04, 0.04) and all(done <= total for _, done, total in said)
+    if case == "primed":
+        assert said[0][0] == "primed" and said[0][1] == said[0][2] == len(primer) / 16000
     assert audio.dtype == np.float32 and audio.shape == written.shape
     np.testing.assert_allclose(audio, written, atol=ONE_LSB)
     assert not np.allclose(audio[0], audio[1], atol=10 * ONE_LSB)  # two sequences, not one twice
@@ -130,18 +134,25 @@ def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
         arrays[0][...] = np.nan
     assert str(pytest.raises(ValueError, srnn.load, broken).value) == cli_error(tmp_path, f"--sample={broken}")
 
+    # the file's values are checked after the arguments, as before srnn.load existed
+    assert "--qtype" in cli_error(tmp_path, f"--sample={broken}", "--qtype=mu-law")
+
     model = srnn.load(models["plain"])
+    assert model.request(0.01, temperature=np.array(0.9)).temps == [0.9]
     for kwargs, flag in ((dict(precision="float64"), "--sample-precision"), (dict(layout="csr"), "--sample-layout"),
                          (dict(scaling="loud"), "--scaling"), (dict(prime=np.zeros((2, 2))), "prime"),
-                         (dict(prime=[np.nan]), "prime"), (dict(seed=1.5), "--seed")):
+                         (dict(prime=[np.nan]), "prime"), (dict(seed=1.5), "--seed"),
+                         (dict(n=2.0), "--nseqs=2.0 must be a whole number"), (dict(temperature=True), "--temperature")):
         with pytest.raises(SrnnError, match=re.escape(flag)):
             model.generate(0.01, **kwargs)
     with pytest.raises(SrnnError, match="give label="):
         srnn.load(models["labelled"]).score(np.zeros(64))
-    for audio, rate in (([[0.0]], 16000), ([np.inf], 16000), ([0.0], 0)):
+    for audio, rate in (([[0.0]], 16000), ([np.inf], 16000), ([0.0], 0), (np.int16([1000, -1000]), 16000)):
         with pytest.raises(SrnnError, match="write_wav"):
             srnn.write_wav(tmp_path / "x.wav", audio, rate)
     assert not (tmp_path / "x.wav").exists()
+    srnn.write_wav(tmp_path / "x.wav", np.float32([0.5, -0.25]), np.int64(8000))
+    assert sf.read(str(tmp_path / "x.wav"))[0].tolist() == [0.5, -0.25]
 
 
 def test_score_is_the_training_loss_of_the_signal(models):
@@ -173,7 +184,8 @@ def test_train_from_python_is_the_commands_training(mini_root, base_run, tmp_pat
     assert np.isfinite(history["test_bits"]) and any(line.startswith("Test loss in bits") for line in lines)
     assert (tmp_path / "mini_srnn_sz16_e0.h5").is_file() and (tmp_path / "costs.png").is_file()
     for options, words in ((dict(dimm=3), "unrecognized options: dimm=3"), (dict(dim="x"), "invalid int value"),
-                           (dict(dim=-2), "--dim=-2 must be positive"), (dict(sample="a.h5"), "srnn.load")):
+                           (dict(dim=-2), "--dim=-2 must be positive"), (dict(sample="a.h5"), "srnn.load"),
+                           (dict(help=True), "help(srnn.train)"), (dict(dim=[2, 3]), "dim takes one value")):
         with pytest.raises(SrnnError, match=re.escape(words)):
             srnn.train("mini", **options)
 
