@@ -28,6 +28,10 @@ class Chunk:
     mask: np.ndarray  # (batch, cutlen) float32; 1 for real targets x[:, big frame:], 0 for padding
     reset: bool  # first chunk of its batch: start from the learned initial states
     mix: np.ndarray = None  # (batch, n_labels) float32: each sequence's label, one-hot; n_labels 0 if none
+    # a process's rows of a cluster's batch (Feeder `rows`): the whole batch's real samples, and
+    # per label, which the loss is averaged over (None: this chunk's own, from `mask`)
+    count: float = None
+    label_counts: np.ndarray = None
 
 
 def read_prompts(parts_dir, hint=None):
@@ -163,12 +167,13 @@ def load_part(path, cfg):
     return quantize(x[:, 0], cfg.qtype, cfg.q_levels)
 
 
-def batch_chunks(seqs, cutlen, big_frame, q_levels, mix=None):
+def batch_chunks(seqs, cutlen, big_frame, q_levels, mix=None, longest=None):
     """Chunks for one batch of quantised sequences (list of 1-D int arrays) for a model of that
     big frame and number of levels; `mix` their label weights (batch, n_labels), the same for
-    every chunk (default: no labels)."""
+    every chunk (default: no labels); `longest` the length to pad to, if not the longest of them
+    (a process's rows of a cluster's batch: every process makes as many chunks)."""
     check_cutlen(cutlen, big_frame)
-    longest = max(len(s) for s in seqs)
+    longest = max(len(s) for s in seqs) if longest is None else longest
     padded = -(-longest // cutlen) * cutlen
     x = np.full((len(seqs), big_frame + padded), q_zero(q_levels), np.int32)
     mask = np.zeros((len(seqs), padded), np.float32)
@@ -202,6 +207,7 @@ class Feeder:
                 f"change --trainstop/--validstop or lower --batchsize"
             )
         self.files, self.batchsize, self.cutlen, self.split = list(files), batchsize, cutlen, split
+        self.rows = None  # (this process, processes) of a cluster: see `shard`
         self.cfg, self.big_frame = cfg, cfg.big_frame
         self.vocab = tuple(cfg.labels)
         self.label_ids = {}
@@ -238,18 +244,44 @@ class Feeder:
         """Chunks one batch yields: its longest part in whole cutlens."""
         return -(-max(max(self.frames[f] for f in batch), 1) // self.cutlen)
 
+    def shard(self, index, processes):
+        """Process `index` of a cluster of `processes` (srnn.cluster): each batch stays the whole
+        cluster's, and this process reads, feeds and carries only its share of its rows."""
+        if self.batchsize % processes:
+            raise SrnnError(f"--batchsize {self.batchsize} does not split over {processes} processes: use a multiple "
+                            f"of {processes}")
+        self.rows = (index, processes)
+
+    def mine(self, batch):
+        """This process's files of a batch: all of them, or its rows of a cluster's batch."""
+        if self.rows is None:
+            return batch
+        index, processes = self.rows
+        share = len(batch) // processes
+        return batch[index * share:(index + 1) * share]
+
     def load(self, batch):
-        """The quantised parts of one batch."""
-        return [load_part(f, self.cfg) for f in batch]
+        """The quantised parts of one batch (this process's)."""
+        return [load_part(f, self.cfg) for f in self.mine(batch)]
 
     def mix(self, batch):
         """The label weights of one batch's files (batch, n_labels): one-hot; (batch, 0) unlabelled."""
         return one_hot([self.label_ids[f] for f in batch], len(self.vocab))
 
     def batch_chunks(self, seqs, batch=None):
-        """The chunks of one batch (`batch`: its files, for their labels)."""
-        mix = self.mix(batch) if batch is not None and self.vocab else None
-        return batch_chunks(seqs, self.cutlen, self.big_frame, self.cfg.q_levels, mix)
+        """The chunks of one batch (`batch`: its files, for their labels; in a cluster, for the
+        whole batch's length and real samples, which its headers give)."""
+        mine = self.mine(batch) if batch is not None else None
+        mix = self.mix(mine) if mine is not None and self.vocab else None
+        if self.rows is None:
+            yield from batch_chunks(seqs, self.cutlen, self.big_frame, self.cfg.q_levels, mix)
+            return
+        lengths = np.array([self.frames[f] for f in batch])
+        labels = self.mix(batch) if self.vocab else np.zeros((len(batch), 0), np.float32)
+        for c, chunk in enumerate(batch_chunks(seqs, self.cutlen, self.big_frame, self.cfg.q_levels, mix,
+                                               longest=int(lengths.max()))):
+            real = np.clip(lengths - c * self.cutlen, 0, self.cutlen).astype(np.float64)
+            yield dataclasses.replace(chunk, count=float(real.sum()), label_counts=labels.T.astype(np.float64) @ real)
 
     def chunks(self, batches):
         for batch in batches:

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 
 from . import precision
+from .cluster import TIMEOUT as CLUSTER_TIMEOUT
 from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
@@ -149,8 +150,11 @@ def train_parser():
                    help="Adam's learning rate (default 0.001; with --load, the checkpoint's)")
     p.add_argument("--distribute", choices=KINDS, default="none",
                    help="none: one device; mirrored: one model copy per local GPU (or per --devices); "
-                   "multiworker: every device of the machines named in TF_CONFIG, only the chief writes "
-                   "files. --batchsize is the global batch, split over the copies (default none)")
+                   "multiworker: every device of the machines named in TF_CONFIG (TensorFlow) or in the "
+                   "KERAS_DISTRIBUTION_* variables (JAX), only the chief (process 0) writes files. --batchsize is the global batch, split over the copies (default none)")
+    p.add_argument("--cluster-timeout", type=float, default=CLUSTER_TIMEOUT, metavar="S",
+                   help="--distribute multiworker on JAX: seconds for every process to come before a clear error "
+                   f"(default {CLUSTER_TIMEOUT:g})")
     p.add_argument("--devices", default=None,
                    help="with --distribute mirrored: comma-separated devices, e.g. GPU:0,GPU:1 (default: all GPUs)")
     p.add_argument("--precision", choices=precision.TRAIN, default=None,
@@ -291,7 +295,7 @@ def train_args(**options):
 def check_train_args(args):
     """The flags' checks that need no file: numbers in range, the pruning flags, the engine."""
     _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
-              "emb_size", "learning_rate", "max_minutes")
+              "emb_size", "learning_rate", "max_minutes", "cluster_timeout")
     if args.patience < 0:
         raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
     if args.audition < 0:
@@ -336,8 +340,7 @@ def check_backend(args):
     name = checked_backend()
     if name == "tensorflow":
         return
-    for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),
-                             ("--distribute multiworker", args.distribute == "multiworker", "tf.distribute")):
+    for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),):
         if used:
             raise SrnnError(f"{flag} needs the TensorFlow backend ({what}): run it with KERAS_BACKEND=tensorflow "
                             f"(the {name} backend trains and samples)")

@@ -4,6 +4,7 @@ and the cleanup of a killed run's temporaries, then srnn.training; srnn.train fr
 same), and a generation to files (srnn.api's model and its checked request, the outputs checked
 before the model loads, then the WAVs and pictures). Nothing here imports a deep-learning framework
 until every input has been checked."""
+import contextlib
 import dataclasses
 import glob
 import os
@@ -79,6 +80,8 @@ def train_run(args, log=print):
     check_cluster(args, log)
     ckpt, cfg, stored = from_load(args, log)
     opts = train_options(args, ckpt, stored)
+    if not process_zero(args):  # a cluster's other processes write nothing: no folders for what they never write
+        opts = dataclasses.replace(opts, tensorboard=None, audition=0, export=None)
     check_out_dir(opts)
     # the labels come from the corpus (prompts.txt's second column), unless --no-cond
     parts = exp_parts_dir(opts.exp, opts.parts_root)
@@ -95,27 +98,72 @@ def train_run(args, log=print):
 
         checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
+    chief = join_cluster(args, opts, splits, log) if jax_cluster(args) else True
     from . import names
     from .lock import exclusive
 
-    # two runs of one experiment would overwrite each other's checkpoints
+    # two runs of one experiment would overwrite each other's checkpoints (a cluster's: process 0's)
     with exclusive(names.train_lock(opts.out_dir, opts.exp, cfg.dim),
                    f"--exp {opts.exp} (its {names.checkpoint_name(opts.exp, cfg.dim, 'e*')} files)",
-                   "choose another --exp or folder"):
-        remove_temporaries(opts, cfg, log)
+                   "choose another --exp or folder") if chief else contextlib.nullcontext():
+        if chief:
+            remove_temporaries(opts, cfg, log)
         from .training import train
 
         return train(cfg, opts, log=log, splits=splits, ckpt=ckpt)
 
 
+def jax_cluster(args):
+    return args.distribute == "multiworker" and backend() == "jax"
+
+
+def process_zero(args):
+    """Whether this process writes the run's files: the only one, or a cluster's chief."""
+    if jax_cluster(args):
+        from .cluster import from_env
+
+        return from_env().chief
+    from .distribute import is_chief
+
+    return is_chief(args.distribute)
+
+
 def check_cluster(args, log):
-    if args.distribute == "multiworker":
+    if jax_cluster(args):
+        from .cluster import from_env
+
+        from_env()  # a wrong variable is one line before any work
+        if args.devices:
+            raise SrnnError("--devices is for --distribute mirrored; a multi-worker run uses each process's devices")
+    elif args.distribute == "multiworker":
         from .distribute import require_tf_config
 
         require_tf_config()
     elif os.environ.get("TF_CONFIG"):  # left from a cluster job: it must not make this run a silent worker
         log(f"note: TF_CONFIG is set, but only --distribute multiworker reads it: this run trains alone "
             f"(--distribute {args.distribute})")
+
+
+def join_cluster(args, opts, splits, log):
+    """JAX's --distribute multiworker: the processes meet (srnn.cluster), JAX's runtime starts,
+    each process's feeders take its rows. Returns whether this process is process 0."""
+    from . import cluster
+
+    joined = cluster.from_env()
+    for feed in (splits.train, splits.valid):
+        feed.shard(joined.index, joined.count)
+    if joined.chief:
+        log(f"multiworker: waiting for {joined.count - 1} other process(es) at {joined.coordinator} "
+            f"(--cluster-timeout {args.cluster_timeout:g} s)")
+    cluster.meet(joined, args.cluster_timeout)
+    from .engine import load
+
+    devices, _ = load().start_cluster(joined, args.cluster_timeout)
+    if opts.batchsize % devices:
+        raise SrnnError(f"--batchsize {opts.batchsize} does not split over the cluster's {devices} devices: use a "
+                        f"multiple of {devices}")
+    cluster.joined = joined
+    return joined.chief
 
 
 def from_load(args, log):

@@ -11,21 +11,27 @@ import tempfile
 
 
 @contextlib.contextmanager
-def stderr_to_file():
+def stderr_to_file(fds=(2,)):
+    """File descriptors `fds` (stderr; stdout too with (1, 2)) into a temporary file for the block;
+    what went there is replayed on stderr only if the block fails."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(fd) for fd in fds]
     with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+        for fd in fds:
+            os.dup2(tmp.fileno(), fd)
         try:
             yield tmp
         except BaseException:
-            os.dup2(saved, 2)
+            for fd, old in zip(fds, saved):
+                os.dup2(old, fd)
             tmp.seek(0)
             sys.stderr.write(tmp.read().decode(errors="replace"))
             raise
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, old in zip(fds, saved):
+                os.dup2(old, fd)
+                os.close(old)
 
 
 _probed = False  # TensorFlow has looked for its devices, under stderr_to_file

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, engine, names, sparse
+from . import checkpoint, cluster, engine, names, sparse
 from .distribute import is_chief, make_strategy
 from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
@@ -73,6 +73,7 @@ class Pass:
     states: object = None  # the carried states (Steps' form)
     label_total: np.ndarray = None  # per label (evaluation of a conditioned model): sums of bits
     label_count: np.ndarray = None  # ... and of real samples
+    at_batch: tuple = (0.0, 0.0, 0)  # (total, count, n_chunks) when this batch began
 
     @property
     def bits(self):
@@ -89,9 +90,13 @@ class Pass:
         return {label: t / c for label, t, c in zip(vocab, self.label_total, self.label_count) if c > 0}
 
     def to_state(self, steps):
+        arrays = None if self.states is None else steps.states_to_numpy(self.states)
+        if arrays is None and self.chunk:  # no states to carry (a cluster's): the batch is redone
+            total, count, n_chunks = self.at_batch  # from its start, its chunks not yet counted
+            return {"next_batch": self.batch, "next_chunk": 0, "partial_total": total, "partial_count": count,
+                    "partial_chunks": n_chunks}
         state = {"next_batch": self.batch, "next_chunk": self.chunk, "partial_total": self.total,
                  "partial_count": self.count, "partial_chunks": self.n_chunks}
-        arrays = None if self.states is None else steps.states_to_numpy(self.states)
         if arrays is not None:
             state.update({f"state_{i}": a for i, a in enumerate(arrays)})
         return state
@@ -135,17 +140,20 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 continue  # done before an interruption
             if chunk.reset:
                 pos.states = steps.zero_states(chunk.x.shape[0])  # ignored: reset uses h0
+                pos.at_batch = (pos.total, pos.count, pos.n_chunks)
             if before_step is not None:
                 before_step()
             out = step(chunk.x, chunk.mask, E.scalar(chunk.reset), pos.states, chunk.mix)
             loss, pos.states = float(out[0]), out[1]
             if not train and chunk.mix.shape[1]:
-                counts = chunk.mix.T.astype(np.float64) @ chunk.mask.sum(axis=1)  # real samples per label
+                counts = chunk.label_counts  # real samples per label (a cluster's: the whole batch's)
+                if counts is None:
+                    counts = chunk.mix.T.astype(np.float64) @ chunk.mask.sum(axis=1)
                 pos.add_labels(np.asarray(out[2], np.float64), counts)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"the {'training' if train else 'valid'} loss became {loss} "
                                     f"at chunk {pos.n_chunks}")
-            n = float(chunk.mask.sum())
+            n = float(chunk.mask.sum()) if chunk.count is None else chunk.count
             pos.total, pos.count, pos.n_chunks = pos.total + loss * n, pos.count + n, pos.n_chunks + 1
             pos.batch, pos.chunk = b, c + 1
             if bar is not None:
@@ -178,12 +186,15 @@ class Trainer:
         self.splits = splits or prepare(cfg, opts)
         if ckpt is None and opts.load:
             ckpt = checkpoint.load(opts.load)
+        self.cluster = cluster.joined if E.NAME == "jax" and opts.distribute == "multiworker" else None
         if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
             log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
             self.strategy = None
+        elif self.cluster is not None:  # JAX's processes (srnn.cluster), started by the command
+            self.strategy = None
         else:
             self.strategy = make_strategy(opts.distribute, opts.devices)
-        self.chief = is_chief(opts.distribute)
+        self.chief = self.cluster.chief if self.cluster is not None else is_chief(opts.distribute)
         self.log = log if self.chief else lambda *a, **k: None  # one voice per cluster: the chief's
         self._build()
         self.history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
@@ -208,7 +219,12 @@ class Trainer:
         if self.strategy is None:
             self.model = SampleRNN(cfg, precision=opts.precision)
             self.xla = use_xla(cfg) if opts.xla is None else opts.xla
-            self.steps = Steps(self.model, learning_rate=lr, xla=self.xla)
+            steps = Steps if self.cluster is None else E.ClusterSteps
+            self.steps = steps(self.model, learning_rate=lr, xla=self.xla)
+            if self.cluster is not None:
+                devices = len(self.steps.by_rows.mesh.devices.flat)
+                log(f"multiworker: {self.cluster.count} processes, {devices} device(s) in all, "
+                    f"{opts.batchsize // devices} sequence(s) each; coordinator {self.cluster.coordinator}")
         else:
             with self.strategy.scope():
                 self.model = SampleRNN(cfg, precision=opts.precision)
@@ -330,7 +346,7 @@ class Trainer:
                                                               opts.audition_seconds, seed=opts.seed,
                                                               scaling=opts.scaling),
                                 opts.audition, self.board, log))
-        if test is not None:
+        if test is not None and (self.chief or self.cluster is None):  # JAX's cluster: process 0, alone
             out.append(TestLoss(lambda: self.evaluate(test), len(test.files), self.path("best"),
                                 lambda path: [checkpoint.load(path).weights[n] for n, _ in self.model.named_weights()],
                                 cfg.labels, log))
@@ -346,7 +362,8 @@ class Trainer:
         """A pass over `feed` with the model's weights as they are (the test loss)."""
         # one device: the test split may end in a smaller batch, and a cluster's workers need not
         # agree on anything for it
-        evaluator = self.steps if self.strategy is None else Steps(self.model, xla=False, evaluate_only=True)
+        alone = self.strategy is None and self.cluster is None
+        evaluator = self.steps if alone else Steps(self.model, xla=False, evaluate_only=True)
         return run_pass(evaluator, feed, feed.batches(), False)
 
     def fit(self, callbacks):
@@ -360,6 +377,8 @@ class Trainer:
         with StopRequest(self.log) as stop:
             for epoch in range(self.start, self.opts.nepochs):
                 callbacks.on_epoch_end(epoch, self.run_epoch(epoch, stop, on_step))
+                if self.cluster is not None:  # each process's clock (--max-minutes): process 0's decides
+                    self.stop_training = E.agree(self.stop_training)
                 if self.stop_training:
                     break
         callbacks.on_train_end()

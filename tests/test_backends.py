@@ -70,13 +70,13 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
 
 
 def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
-    """Before anything loads: --export, --distribute multiworker and mixed_float16 need TensorFlow;
-    an unknown backend is named."""
+    """Before anything loads: --export and mixed_float16 need TensorFlow, --distribute multiworker
+    on JAX Keras' cluster variables; an unknown backend is named."""
     jax = {"KERAS_BACKEND": "jax"}
     assert_clean_error(run_tool("train_srnn.py", "--sample", "x.h5", "--export", "out", cwd=tmp_path, env=jax),
                        "--export needs the TensorFlow backend", "KERAS_BACKEND=tensorflow")
     assert_clean_error(run_tool("train_srnn.py", "--exp", "x", "--distribute", "multiworker", cwd=tmp_path, env=jax),
-                       "--distribute multiworker needs the TensorFlow backend")
+                       "--distribute multiworker on JAX needs KERAS_DISTRIBUTION_JOB_ADDRESSES")  # (srnn.cluster)
     assert_clean_error(run_tool("train_srnn.py", "--exp", "x", "--precision", "mixed_float16", cwd=tmp_path, env=jax),
                        "mixed_float16 needs the TensorFlow backend", "on jax use mixed_bfloat16")
     assert_clean_error(run_tool("train_srnn.py", "--exp", "x", cwd=tmp_path, env={"KERAS_BACKEND": "torch"}),

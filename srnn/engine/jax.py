@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from jax import lax
 
-from ..errors import SrnnError
+from ..errors import SrnnError, first_line
 from ..options import LEARNING_RATE
 from ..precision import check_engine
 from .common import GRAD_CLIP, CarriedStates, describe_processors
@@ -238,6 +238,96 @@ class Steps(CarriedStates):
             for v, value in zip(self.optimizer.variables, opt):
                 v.assign(value)
         self._state = None  # read again at the next step: whatever was assigned meanwhile counts
+
+
+# ---- several processes: --distribute multiworker (srnn.cluster)
+
+
+def start_cluster(cluster, timeout):
+    """JAX's distributed runtime for `cluster`, whose processes have met (srnn.cluster.meet); on
+    CPU its collectives over gloo. Before any other JAX work. Returns (devices in all, here)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.count,
+                                   process_id=cluster.index, initialization_timeout=max(int(timeout), 1))
+    except (RuntimeError, ValueError) as e:
+        raise SrnnError(f"JAX's distributed runtime did not start at {cluster.coordinator} ({first_line(e)}): "
+                        f"start every process afresh") from None
+    from ..quiet import stderr_to_file
+
+    with stderr_to_file((1, 2)):  # gloo says on stdout that it has connected, at each group's first collective:
+        agree(True)  # the processes' group
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        devices = jax.devices()  # and every device's, as the training steps sum over them
+        rows = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+        ones = np.ones((len(jax.local_devices()),), np.float32)
+        jax.jit(jnp.sum)(jax.make_array_from_process_local_data(rows, ones, (len(devices),))).block_until_ready()
+    return len(jax.devices()), len(jax.local_devices())
+
+
+def agree(flag):
+    """Process 0's `flag` on every process (a decision that must not differ: stopping)."""
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
+
+
+class ClusterSteps(Steps):
+    """Steps over every device of every process: each process feeds its own rows of the global
+    batch and carries their states, the weights and Adam's variables are replicated on every
+    device, and XLA sums the gradient over all of them before the clip: the one-device step. The
+    Keras variables hold this process's copy (`sync`), so checkpoints, auditions and the test loss
+    are computed as on one machine."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.array(jax.devices()), ("batch",))
+        self.by_rows, self.replicated = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+        self.processes, self.index = jax.process_count(), jax.process_index()
+
+    def _read(self, copy=True):
+        """The variables' values, replicated on every device of the cluster (each process gives its
+        own copy, the same everywhere); new arrays, so the training step may donate them."""
+        def replicate(value):
+            value = np.asarray(value)
+            return jax.make_array_from_callback(value.shape, self.replicated, lambda index: value[index])
+
+        return tuple([replicate(v) for v in vs] for vs in super()._read(copy=False))
+
+    def _global(self, local):
+        """This process's rows -> the global batch's array, split by rows over all devices."""
+        if isinstance(local, jax.Array) and not local.is_fully_addressable:
+            return local  # already global: states carried from the previous step
+        local = np.asarray(local)
+        return jax.make_array_from_process_local_data(self.by_rows, local, (len(local) * self.processes,) + local.shape[1:])
+
+    def _rows(self, x, mask, states, mix, strict=True):
+        mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
+        return self._global(x), self._global(mask), tuple(self._global(s) for s in states), self._global(mix)
+
+    def iterations(self):
+        if self._state is None:
+            return super().iterations()
+        where = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
+        return int(np.asarray(self._state[2][where].addressable_data(0)))
+
+    def sync(self):
+        """This process's copy of the replicated weights and optimizer state, into the variables."""
+        if self._state is not None:
+            self._state = tuple([np.asarray(v.addressable_data(0)) for v in vs] for vs in self._state)
+        super().sync()
+
+    def states_to_numpy(self, states):
+        return None  # the other processes' rows are not here: a cluster's checkpoint carries no states
+
+    def states_from_numpy(self, arrays):
+        """A checkpoint's states (the whole batch's rows, from a run on any number of processes):
+        this process's rows of them."""
+        rows = len(arrays[0]) // self.processes
+        return tuple(self._global(np.asarray(a)[self.index * rows:(self.index + 1) * rows]) for a in arrays)
 
 
 def data_parallel(devices=None):
