@@ -39,7 +39,7 @@ class Cluster:
 
     @property
     def coordinator(self):
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"  # IPv6 in brackets
 
 
 def from_env(env=None):
@@ -98,42 +98,63 @@ def _host_meeting(cluster, deadline, timeout):
     except OSError as e:
         raise SrnnError(f"process 0 cannot listen on port {cluster.port} ({e.strerror or e}): free it, or give "
                         f"{ADDRESSES} another port") from None
-    came, peers = {}, []
+    came = {}
     with server:
-        while len(came) < cluster.count - 1:
+        while True:
+            for index in [i for i, peer in came.items() if not _open(peer)]:
+                del came[index]  # gone before the meeting ended (stopped, or restarting): wait for it again
+            if len(came) == cluster.count - 1:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 absent = [str(i) for i in range(1, cluster.count) if i not in came]
-                for peer in peers:
-                    _reply(peer, f"error: process(es) {', '.join(absent)} never came")
+                _close_all(came, f"error: process(es) {', '.join(absent)} never came")
                 raise SrnnError(f"process(es) {', '.join(absent)} of {cluster.count} did not come to "
                                 f"{cluster.coordinator} within {timeout:g} s (--cluster-timeout): start them with "
                                 f"the same {ADDRESSES} and {COUNT} and their own {INDEX}")
-            server.settimeout(left)
+            server.settimeout(min(left, 1.0))  # (each second: has anyone left?)
             try:
                 peer, _ = server.accept()
             except socket.timeout:
                 continue
-            peers.append(peer)
             problem, index = _greeting(peer, cluster, came, deadline)
+            if index is None and problem is None:  # not an srnn process (a port scan): not ours to stop for
+                peer.close()
+                continue
             if problem:
-                for other in peers:
-                    _reply(other, f"error: {problem}")
+                _reply(peer, f"error: {problem}")
+                _close_all(came, f"error: {problem}")
                 raise SrnnError(problem)
             came[index] = peer
-        for peer in peers:
-            _reply(peer, "ok")
+        _close_all(came, "ok")
+
+
+def _open(peer):
+    """Whether a peer that said hello is still there (its end not closed)."""
+    try:
+        peer.setblocking(False)
+        return peer.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True  # open, nothing to read: waiting for the answer
+    except OSError:
+        return False
+
+
+def _close_all(came, text):
+    for peer in came.values():
+        _reply(peer, text)
 
 
 def _greeting(peer, cluster, came, deadline):
-    """(what is wrong with the process that connected, or None; its index)."""
+    """(what is wrong with the process that connected, or None; its index): (None, None) for
+    something that is not an srnn process."""
     try:
-        peer.settimeout(max(deadline - time.monotonic(), 1.0))
+        peer.settimeout(max(min(deadline - time.monotonic(), 10.0), 1.0))
         words = peer.makefile("r").readline().split()
     except OSError:
         words = []
     if len(words) != 3 or words[0] != HELLO or not words[1].isdigit() or not words[2].isdigit():
-        return f"something that is not an srnn process connected to {cluster.coordinator}: choose another port", None
+        return None, None
     index, count = int(words[1]), int(words[2])
     if count != cluster.count:
         return (f"process {index} was told {COUNT}={count}, process 0 {cluster.count}: give every process the same "
@@ -154,10 +175,7 @@ def _reply(peer, text):
 def _join_meeting(cluster, deadline, timeout):
     while True:
         try:
-            with socket.create_connection((cluster.host, cluster.port), timeout=5.0) as conn:
-                conn.sendall(f"{HELLO} {cluster.index} {cluster.count}\n".encode())
-                conn.settimeout(max(deadline - time.monotonic(), 1.0))
-                answer = conn.makefile("r").readline().strip()
+            conn = socket.create_connection((cluster.host, cluster.port), timeout=5.0)
             break
         except OSError:  # process 0 not listening yet (or not reachable): try again until the deadline
             if time.monotonic() > deadline:
@@ -165,6 +183,13 @@ def _join_meeting(cluster, deadline, timeout):
                                 f"{timeout:g} s (--cluster-timeout): start process 0 there, or check {ADDRESSES}") \
                     from None
             time.sleep(0.2)
+    with conn:  # process 0 answers by its own deadline at the latest: at most `timeout` from now
+        try:
+            conn.sendall(f"{HELLO} {cluster.index} {cluster.count}\n".encode())
+            conn.settimeout(timeout + 10.0)
+            answer = conn.makefile("r").readline().strip()
+        except OSError:
+            answer = ""
     if answer != "ok":
         raise SrnnError(f"process 0 at {cluster.coordinator} refused process {cluster.index}: "
-                        f"{answer.removeprefix('error: ') or 'no answer'}")
+                        f"{answer.removeprefix('error: ') or 'it stopped before the meeting ended; start every process again'}")

@@ -98,16 +98,19 @@ def train_run(args, log=print):
 
         checkpoint.check_compatible(ckpt, cfg)
     splits = prepare(cfg, opts)  # data and folder problems surface before TensorFlow loads
-    chief = join_cluster(args, opts, splits, log) if jax_cluster(args) else True
+    chief = process_zero(args)
     from . import names
     from .lock import exclusive
 
-    # two runs of one experiment would overwrite each other's checkpoints (a cluster's: process 0's)
+    # two runs of one experiment would overwrite each other's checkpoints (a cluster's: process 0's,
+    # taken before the processes meet, so that a refusal leaves the others no started runtime)
     with exclusive(names.train_lock(opts.out_dir, opts.exp, cfg.dim),
                    f"--exp {opts.exp} (its {names.checkpoint_name(opts.exp, cfg.dim, 'e*')} files)",
                    "choose another --exp or folder") if chief else contextlib.nullcontext():
         if chief:
             remove_temporaries(opts, cfg, log)
+        if jax_cluster(args):
+            join_cluster(args, opts, splits, log)
         from .training import train
 
         return train(cfg, opts, log=log, splits=splits, ckpt=ckpt)
@@ -146,7 +149,7 @@ def check_cluster(args, log):
 
 def join_cluster(args, opts, splits, log):
     """JAX's --distribute multiworker: the processes meet (srnn.cluster), JAX's runtime starts,
-    each process's feeders take its rows. Returns whether this process is process 0."""
+    each process's feeders take its rows."""
     from . import cluster
 
     joined = cluster.from_env()
@@ -158,12 +161,14 @@ def join_cluster(args, opts, splits, log):
     cluster.meet(joined, args.cluster_timeout)
     from .engine import load
 
-    devices, _ = load().start_cluster(joined, args.cluster_timeout)
+    devices, here = load().start_cluster(joined, args.cluster_timeout)
+    if devices != here * joined.count:  # each process feeds batchsize / processes rows
+        raise SrnnError(f"the cluster's processes have different numbers of devices ({devices} in all, {here} here): "
+                        f"give each process as many (e.g. CUDA_VISIBLE_DEVICES)")
     if opts.batchsize % devices:
         raise SrnnError(f"--batchsize {opts.batchsize} does not split over the cluster's {devices} devices: use a "
                         f"multiple of {devices}")
     cluster.joined = joined
-    return joined.chief
 
 
 def from_load(args, log):

@@ -134,6 +134,9 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
     """
     pos = pos or Pass()
     step = steps.train_step if train else steps.eval_step
+    # a cluster's processes stop after the same step (srnn.engine.jax.ClusterSteps): the signal
+    # one of them got goes into each step, and the step says whether any got one
+    agreed = getattr(steps, "stop_after", None)
     for b, seqs in feeder.loaded(batches, start=pos.batch, prefetch=prefetch):
         for c, chunk in enumerate(feeder.batch_chunks(seqs, batches[b])):
             if b == pos.batch and c < pos.chunk:
@@ -143,6 +146,8 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 pos.at_batch = (pos.total, pos.count, pos.n_chunks)
             if before_step is not None:
                 before_step()
+            if agreed is not None:
+                steps.stopping = stop is not None and stop.signum is not None
             out = step(chunk.x, chunk.mask, E.scalar(chunk.reset), pos.states, chunk.mix)
             loss, pos.states = float(out[0]), out[1]
             if not train and chunk.mix.shape[1]:
@@ -160,7 +165,7 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 bar.update(pos.n_chunks, values=[("loss in bits", pos.bits)])  # running epoch mean
             if on_step is not None:
                 on_step(loss)
-            if stop is not None and stop.signum is not None:
+            if stop is not None and (agreed() if agreed is not None else stop.signum is not None):
                 raise _Stop
         pos.batch, pos.chunk = b + 1, 0
     return pos
@@ -407,7 +412,7 @@ class Trainer:
             vp = run_pass(steps, valid_feed, valid_feed.batches(), False, stop=stop)
         except _Stop:
             path = self.save("interrupted", epoch - 1, tp.to_state(steps))
-            raise _interrupted(stop.signum, epoch, tp, path) from None
+            raise _interrupted(stop.signum, epoch, tp, path, "" if self.chief else " on the chief") from None
         except NonFiniteLoss as e:
             where = f"the last good checkpoint is {self.last_saved}" if self.last_saved else "no checkpoint was written"
             raise NonFiniteLoss(f"epoch {epoch}: {e}; stopped, {where}; try a lower learning rate "
@@ -435,9 +440,11 @@ class Trainer:
                 **{f"valid_bits/{k}": v for k, v in per_label.items()}}
 
 
-def _interrupted(signum, epoch, tp, path):
-    """The Interrupted error for a signal, with the shell's exit code for it (130 / 143)."""
-    e = Interrupted(f"stopped by {signal.Signals(signum).name} in epoch {epoch} after {tp.n_chunks} "
-                    f"chunk(s); saved {path}: continue with --load {path}")
-    e.exit_code = 128 + signum
+def _interrupted(signum, epoch, tp, path, where=""):
+    """The Interrupted error for a signal, with the shell's exit code for it (130 / 143); `signum`
+    None: another process of the cluster got it."""
+    why = signal.Signals(signum).name if signum else "a signal to another process of the cluster"
+    e = Interrupted(f"stopped by {why} in epoch {epoch} after {tp.n_chunks} "
+                    f"chunk(s); saved {path}{where}: continue with --load {path}")
+    e.exit_code = 128 + (signum or signal.SIGTERM)
     return e

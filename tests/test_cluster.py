@@ -41,7 +41,7 @@ def test_bad_variables_are_one_line(variables, words):
 def test_the_cluster_from_the_variables():
     assert cluster.from_env(env("10.0.0.1:1234,10.0.0.2:2345", "2", "1")) == cluster.Cluster("10.0.0.1", 1234, 2, 1)
     one = cluster.from_env(env("[::1]:5000", "3", "0"))
-    assert (one.host, one.port, one.chief, one.coordinator) == ("::1", 5000, True, "::1:5000")
+    assert (one.host, one.port, one.chief, one.coordinator) == ("::1", 5000, True, "[::1]:5000")
 
 
 def meeting(clusters, timeout=20.0):
@@ -76,6 +76,24 @@ def test_the_processes_meet_and_any_disagreement_is_one_line_for_all():
     assert errors[0] == "two processes say they are process 1: give each its own KERAS_DISTRIBUTION_PROCESS_ID"
 
 
+def test_a_process_that_leaves_is_waited_for_and_a_stranger_ignored():
+    """A process that said hello and stopped before the meeting ended is not counted (JAX's runtime
+    would abort the others): it may come back; a connection that is no srnn process changes nothing."""
+    port = free_port()
+    errors = []
+    host = threading.Thread(target=lambda: errors.append(meeting([cluster.Cluster("127.0.0.1", port, 3, 0)])[0]))
+    host.start()
+    time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", port)) as gone:  # process 1, which then stops
+        gone.sendall(f"{cluster.HELLO} 1 3\n".encode())
+    with socket.create_connection(("127.0.0.1", port)) as stranger:
+        stranger.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    time.sleep(1.5)
+    assert meeting([cluster.Cluster("127.0.0.1", port, 3, i) for i in (1, 2)]) == [None, None]
+    host.join(30)
+    assert errors == [None]
+
+
 def test_a_process_that_never_comes_is_an_error_within_the_timeout():
     port = free_port()
     t0 = time.monotonic()
@@ -108,4 +126,4 @@ def test_the_command_says_it_in_one_line_and_writes_nothing(mini_root, tmp_path)
     assert_clean_error(run_tool("train_srnn.py", *argv, "--batchsize=3", "--validstop=7", cwd=tmp_path,
                                 env={**jax, **env(f"127.0.0.1:{free_port()}")}),
                        "--batchsize 3 does not split over 2 processes")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blizzard"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mini_srnn_sz16.lock", "blizzard"]  # (the run's lock)

@@ -248,8 +248,11 @@ def start_cluster(cluster, timeout):
     CPU its collectives over gloo. Before any other JAX work. Returns (devices in all, here)."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
+        # (the processes leave together: at exit the others wait for process 0's test loss, which
+        # may take long, so their wait at JAX's shutdown barrier is not the default 5 minutes)
         jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.count,
-                                   process_id=cluster.index, initialization_timeout=max(int(timeout), 1))
+                                   process_id=cluster.index, initialization_timeout=max(int(timeout), 1),
+                                   shutdown_timeout_seconds=SHUTDOWN_WAIT)
     except (RuntimeError, ValueError) as e:
         raise SrnnError(f"JAX's distributed runtime did not start at {cluster.coordinator} ({first_line(e)}): "
                         f"start every process afresh") from None
@@ -264,6 +267,9 @@ def start_cluster(cluster, timeout):
         ones = np.ones((len(jax.local_devices()),), np.float32)
         jax.jit(jnp.sum)(jax.make_array_from_process_local_data(rows, ones, (len(devices),))).block_until_ready()
     return len(jax.devices()), len(jax.local_devices())
+
+
+SHUTDOWN_WAIT = 7 * 24 * 3600  # seconds
 
 
 def agree(flag):
@@ -287,6 +293,33 @@ class ClusterSteps(Steps):
         mesh = Mesh(np.array(jax.devices()), ("batch",))
         self.by_rows, self.replicated = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
         self.processes, self.index = jax.process_count(), jax.process_index()
+        # each step also takes every process's stop request and gives their max (see stop_after)
+        self.stopping, self._asked = False, 0
+        self._train = jax.jit(lambda state, *args, flags: (*self._train_fn(state, *args), jnp.max(flags)),
+                              donate_argnums=(0,))
+        self._eval = jax.jit(lambda *args, flags: (*self._eval_fn(*args), jnp.max(flags)))
+
+    def train_step(self, x, mask, reset, states, mix=None):
+        if self._state is None:
+            self._state = self._read()
+        x, mask, states, mix = self._rows(x, mask, states, mix)
+        self._state, loss, states, self._asked = self._train(self._state, x, mask, reset, states, mix,
+                                                             flags=self._flags())
+        return loss, states
+
+    def eval_step(self, x, mask, reset, states, mix=None):
+        trainable, non_trainable = self._weights()
+        x, mask, states, mix = self._rows(x, mask, states, mix)
+        loss, states, per_label, self._asked = self._eval(trainable, non_trainable, x, mask, reset, states, mix,
+                                                          flags=self._flags())
+        return loss, states, per_label
+
+    def _flags(self):
+        return self._global(np.full((len(jax.local_devices()),), int(self.stopping), np.int32))
+
+    def stop_after(self):
+        """Whether any process asked to stop before the last step: all of them stop after it."""
+        return bool(int(self._asked))
 
     def _read(self, copy=True):
         """The variables' values, replicated on every device of the cluster (each process gives its
