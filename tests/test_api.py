@@ -48,6 +48,7 @@ def cli_error(tmp_path, *argv):
     return proc.stderr[len("error: "):].rstrip("\n")
 
 
+@pytest.mark.slow  # generation / training / a new interpreter
 def test_import_srnn_and_load_import_no_framework():
     """`import srnn` and srnn.load read and check a model with h5py and NumPy only: a notebook
     pays for TensorFlow or JAX when a model first runs."""
@@ -59,6 +60,7 @@ def test_import_srnn_and_load_import_no_framework():
     assert proc.stdout == "[]\n"
 
 
+@pytest.mark.slow  # a CLI generation and the API's
 @pytest.mark.parametrize("case", ["plain", "primed", "labelled"])
 def test_generate_gives_the_clis_audio(models, tmp_path, case):
     """The same arguments, the same audio: Model.generate's rows are the WAVs --sample writes, to
@@ -172,6 +174,7 @@ def test_score_is_the_training_loss_of_the_signal(models):
     assert model.score(audio, label="a") != model.score(audio, label="b")  # the label is used
 
 
+@pytest.mark.slow  # generation / training / a new interpreter
 def test_train_from_python_is_the_commands_training(mini_root, base_run, tmp_path, monkeypatch):
     """srnn.train with the flags as keywords runs the command's training: its defaults (seed 1337),
     its files, the same losses as the shared run of those settings; a wrong option is one line."""
@@ -190,6 +193,7 @@ def test_train_from_python_is_the_commands_training(mini_root, base_run, tmp_pat
             srnn.train("mini", **options)
 
 
+@pytest.mark.slow  # generation / training / a new interpreter
 def test_readme_from_python_example_runs(tmp_path, monkeypatch):
     """The README's "From Python" example, as written there, in a folder of its own."""
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()

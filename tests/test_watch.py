@@ -96,6 +96,7 @@ print("written")
 """
 
 
+@pytest.mark.slow  # a new interpreter
 def test_event_files_on_jax_start_tensorflow_quietly(tmp_path):
     """KERAS_BACKEND=jax --tensorboard: TensorFlow's device probe, the first time it looks for a GPU
     (`E0000 ... failed call to cuInit` on a machine with CUDA's libraries and no GPU), is captured
