@@ -16,6 +16,11 @@ quiet   the window's RMS, its own mean removed, below -40 dBFS (full scale = 1.0
 voiced  a loud window whose normalised autocorrelation r(k) / r(0) (mean removed, no taper) has a
         local peak above 0.5 at a lag k of 1/400 s to 1/70 s: a clear pitch between 70 and 400 Hz.
         The voiced fraction is of the loud (not quiet) windows.
+whine   a loud window whose strongest periodicity lies above the pitch range: a local peak of
+        r(k) / r(0) above 0.5 at a lag shorter than 1/400 s that beats every peak in the pitch
+        range. A model stuck in a steady tone with noise (a 1 kHz whine) is "voiced" by the
+        measure above (the tone's period repeats inside the pitch lags) but not by the ear; this
+        column shows it. Speech has some (a strong formant): blizzard/tiny pooled 15 %.
 longest quiet run   the most consecutive quiet windows within one file, in seconds.
 DC      the mean of all samples.
 
@@ -50,22 +55,31 @@ def to_mono_float(x):
     return x.mean(axis=1) if x.ndim == 2 else x
 
 
-def clarity(frames, rate, pitch_hz=PITCH_HZ):
+def clarity(frames, rate, pitch_hz=PITCH_HZ, above=False):
     """For each row of `frames` (mean removed), the highest local peak of r(k) / r(0) over the lags
-    of `pitch_hz`; -1 where there is none (or the frame is all zero)."""
+    of `pitch_hz`; -1 where there is none (or the frame is all zero). `above`: also the highest
+    over the shorter lags (2 samples up to the range), a periodicity above the pitch range."""
     n = frames.shape[1]
     lo = max(1, int(np.ceil(rate / pitch_hz[1])))
     hi = min(n - 2, int(np.floor(rate / pitch_hz[0])))
     if frames.shape[0] == 0 or hi < lo:
-        return np.full(frames.shape[0], -1.0)
+        none = np.full(frames.shape[0], -1.0)
+        return (none, none) if above else none
     spec = np.fft.rfft(frames, 2 * n, axis=1)
     ac = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, axis=1)[:, : hi + 2]
     energy = ac[:, :1]
     r = np.divide(ac, energy, out=np.zeros_like(ac), where=energy > 0)
-    k = np.arange(lo, hi + 1)
-    mid = r[:, k]
-    peak = (mid >= r[:, k - 1]) & (mid >= r[:, k + 1])
-    return np.where(peak, mid, -1.0).max(axis=1)
+
+    def highest_peak(first, last):
+        if last < first:
+            return np.full(frames.shape[0], -1.0)
+        k = np.arange(first, last + 1)
+        mid = r[:, k]
+        peak = (mid >= r[:, k - 1]) & (mid >= r[:, k + 1])
+        return np.where(peak, mid, -1.0).max(axis=1)
+
+    pitch = highest_peak(lo, hi)
+    return (pitch, highest_peak(2, lo - 1)) if above else pitch
 
 
 def measure(x, rate, quiet_dbfs=QUIET_DBFS, clarity_min=CLARITY, window_s=WINDOW_S):
@@ -80,10 +94,12 @@ def measure(x, rate, quiet_dbfs=QUIET_DBFS, clarity_min=CLARITY, window_s=WINDOW
     ac_frames = frames - means[:, None]
     rms = np.sqrt((ac_frames ** 2).mean(axis=1))
     quiet = rms < 10 ** (quiet_dbfs / 20)
-    voiced = 0
+    voiced = whine = 0
     loud_frames = ac_frames[~quiet]
     for i in range(0, len(loud_frames), BLOCK):
-        voiced += int((clarity(loud_frames[i : i + BLOCK], rate) > clarity_min).sum())
+        pitch, high = clarity(loud_frames[i : i + BLOCK], rate, above=True)
+        voiced += int((pitch > clarity_min).sum())
+        whine += int(((high > clarity_min) & (high > pitch)).sum())
     longest = run = 0
     for q in quiet:
         run = run + 1 if q else 0
@@ -97,8 +113,10 @@ def measure(x, rate, quiet_dbfs=QUIET_DBFS, clarity_min=CLARITY, window_s=WINDOW
         "quiet": n_quiet,
         "loud": n_loud,
         "voiced": voiced,
+        "whine": whine,
         "quiet_frac": n_quiet / m if m else float("nan"),
         "voiced_frac": voiced / n_loud if n_loud else float("nan"),
+        "whine_frac": whine / n_loud if n_loud else float("nan"),
         "longest_quiet_s": longest * w / rate,
         "dc": float(x.mean()) if len(x) else float("nan"),
         "quiet_dc": float(means[quiet].mean()) if n_quiet else float("nan"),
@@ -109,7 +127,7 @@ def combine(results):
     """Pool the measures of several files (a corpus): fractions over all windows, the longest run
     of any one file, the means weighted by samples (DC) and by quiet windows (quiet DC)."""
     results = list(results)
-    tot = {k: sum(r[k] for r in results) for k in ("seconds", "samples", "windows", "quiet", "loud", "voiced")}
+    tot = {k: sum(r[k] for r in results) for k in ("seconds", "samples", "windows", "quiet", "loud", "voiced", "whine")}
 
     def weighted(key, weight):
         pairs = [(r[key], r[weight]) for r in results if r[weight]]
@@ -121,6 +139,7 @@ def combine(results):
         "files": len(results),
         "quiet_frac": tot["quiet"] / tot["windows"] if tot["windows"] else float("nan"),
         "voiced_frac": tot["voiced"] / tot["loud"] if tot["loud"] else float("nan"),
+        "whine_frac": tot["whine"] / tot["loud"] if tot["loud"] else float("nan"),
         "longest_quiet_s": max((r["longest_quiet_s"] for r in results), default=0.0),
         "dc": weighted("dc", "samples"),
         "quiet_dc": weighted("quiet_dc", "quiet"),
@@ -146,6 +165,7 @@ COLUMNS = [  # header, key, format
     ("seconds", "seconds", "{:.1f}"),
     ("quiet", "quiet_frac", "{:.0%}"),
     ("voiced", "voiced_frac", "{:.0%}"),
+    ("whine", "whine_frac", "{:.0%}"),
     ("longest quiet s", "longest_quiet_s", "{:.2f}"),
     ("DC", "dc", "{:+.4f}"),
     ("quiet DC", "quiet_dc", "{:+.4f}"),

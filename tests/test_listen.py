@@ -49,6 +49,16 @@ def test_hum_below_the_pitch_range_is_unvoiced():
     assert r["quiet_frac"] == 0 and r["voiced_frac"] == 0
 
 
+def test_a_steady_whine_in_noise_is_voiced_but_named(rng):
+    """A model stuck in a 1 kHz tone with noise passes the voiced measure (the tone's period
+    repeats inside the pitch lags); the whine column names it, and a voice has little of it."""
+    t = np.arange(2 * SR) / SR
+    r = listen.measure(0.2 * np.sin(2 * np.pi * 1000 * t) + 0.05 * rng.standard_normal(2 * SR), SR)
+    assert r["voiced_frac"] > 0.9 and r["whine_frac"] > 0.9
+    assert listen.measure(harmonic(150, 1.0), SR)["whine_frac"] == 0
+    assert listen.measure(0.3 * rng.standard_normal(SR), SR)["whine_frac"] < 0.05
+
+
 def test_silence_is_quiet_and_faint_hiss_too(rng):
     r = listen.measure(np.zeros(SR), SR)
     assert r["quiet_frac"] == 1 and r["longest_quiet_s"] == pytest.approx(1.0)
@@ -101,7 +111,7 @@ def test_command_prints_one_aligned_row_per_input(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and len({len(line) for line in lines}) == 1
     assert lines[1].split()[1:4] == ["1.0", "0%", "100%"]
-    assert "(2 files)" in lines[2] and lines[2].split()[-5:-3] == ["50%", "100%"]
+    assert "(2 files)" in lines[2] and lines[2].split()[-6:-3] == ["50%", "100%", "0%"]
     assert listen.main([str(tmp_path / "missing.wav")]) == 1
 
 
