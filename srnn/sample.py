@@ -203,11 +203,15 @@ class Sampler:
         levels = np.atleast_2d(np.asarray(levels, np.int32))
         n_seqs, n_frames = levels.shape[0], levels.shape[1] // bf
         states, frame = self.initial(n_seqs)
-        targets = levels[:, :n_frames * bf].reshape(n_seqs, n_frames, bf)
+        # room for a power of two of frames: one compilation serves every length up to it (scoring
+        # many clips, as srnn.Model.score does, would otherwise compile once per length)
+        room = 1 << max(n_frames - 1, 0).bit_length()
+        targets = np.zeros((n_seqs, room, bf), np.int32)
+        targets[:, :n_frames] = levels[:, :n_frames * bf].reshape(n_seqs, n_frames, bf)
         picks, logp, _, _ = self._run(np.int32(n_frames), True, np.ones((n_seqs,), np.float32), np.int32(0),
                                       tuple(states), frame, np.int32(0), _weights(mix), self.weight_precision(n_seqs),
-                                      targets, room=n_frames)
-        return np.asarray(picks), np.asarray(logp)
+                                      targets, room=room)
+        return np.asarray(picks)[:, :n_frames * bf], np.asarray(logp)[:, :n_frames * bf]
 
     def _loop(self, n_frames, argmax, temps, seed, states, frame, first=0, mix=None, precision="float32",
               targets=None, room=None):
