@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from . import checkpoint, generation, precision
+from . import checkpoint, generation, memory, precision
 from .errors import SrnnError
 from .quantize import SCALINGS
 
@@ -107,9 +107,7 @@ class Model:
         weights (--sample-precision, --sample-layout). scaling: "peak" (silence at 0) or "minmax"
         (the original's). argmax: the most likely level at each step (--debug 1).
         progress(what, done, total): called as the pieces come (seconds)."""
-        from .sample import to_audio
-
-        from . import memory
+        from .sample import to_audio  # (the framework: generating needs it anyway)
 
         generation.check_choice("--scaling", scaling, SCALINGS)
         req = self.request(seconds, n, temperature, seed, prime, label, argmax)
