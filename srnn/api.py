@@ -130,14 +130,13 @@ class Model:
         if x.ndim != 1 or x.dtype.kind not in "fiu" or not np.all(np.isfinite(x)):
             raise SrnnError(f"score: give a 1-D array of finite samples at {self.sample_rate} Hz (got shape {x.shape})")
         if x.size < self.config.big_frame:
-            raise SrnnError(f"score: {x.size} sample(s) is less than one big frame ({self.config.big_frame}): give more")
-        mix = None
-        if self.labels:
-            if label is None:
-                raise SrnnError(f"{self.path} is conditioned on labels ({', '.join(self.labels)}): give label=")
-            mix = generation.sequences(self.config, 1, [label], self.path)[0][2][None]
-        elif label is not None:
-            generation.sequences(self.config, 1, [label], self.path)  # its one-line refusal
+            raise SrnnError(f"score: {x.size} sample(s) is less than one big frame ({self.config.big_frame}): "
+                            f"give more")
+        if self.labels and label is None:
+            raise SrnnError(f"{self.path} is conditioned on labels ({', '.join(self.labels)}): give label=")
+        # the label's weights as --label reads them (or its refusal, for a model without labels)
+        (_, _, mix), = generation.sequences(self.config, 1, None if label is None else [label], self.path)
+        mix = None if mix is None else mix[None]
         levels = quantize(x.astype(np.float32), self.config.qtype, self.config.q_levels)
         _, logp = self.sampler(precision, "auto").score(levels[None], mix=mix)
         return float(-np.mean(logp) / math.log(2))

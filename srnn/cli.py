@@ -151,7 +151,8 @@ def train_parser():
     p.add_argument("--distribute", choices=KINDS, default="none",
                    help="none: one device; mirrored: one model copy per local GPU (or per --devices); "
                    "multiworker: every device of the machines named in TF_CONFIG (TensorFlow) or in the "
-                   "KERAS_DISTRIBUTION_* variables (JAX), only the chief (process 0) writes files. --batchsize is the global batch, split over the copies (default none)")
+                   "KERAS_DISTRIBUTION_* variables (JAX), only the chief (process 0) writes files. --batchsize is "
+                   "the global batch, split over the copies (default none)")
     p.add_argument("--cluster-timeout", type=float, default=CLUSTER_TIMEOUT, metavar="S",
                    help="--distribute multiworker on JAX: seconds for every process to come before a clear error "
                    f"(default {CLUSTER_TIMEOUT:g})")

@@ -191,5 +191,5 @@ def _join_meeting(cluster, deadline, timeout):
         except OSError:
             answer = ""
     if answer != "ok":
-        raise SrnnError(f"process 0 at {cluster.coordinator} refused process {cluster.index}: "
-                        f"{answer.removeprefix('error: ') or 'it stopped before the meeting ended; start every process again'}")
+        why = answer.removeprefix("error: ") or "it stopped before the meeting ended; start every process again"
+        raise SrnnError(f"process 0 at {cluster.coordinator} refused process {cluster.index}: {why}")

@@ -294,7 +294,8 @@ def sample_command(args):
     t0, took = time.time(), []
     say = Progress()
     pieces = model.pieces(req, args.sample_precision, args.sample_layout,
-                          progress=lambda what, done, total: done < total and say(f"{what} {done:.1f} of {total:.1f} s"))
+                          progress=lambda what, done, total: done < total and say(
+                              f"{what} {done:.1f} of {total:.1f} s"))
 
     def timed():
         yield from pieces
@@ -330,7 +331,8 @@ def output_clips(args, req):
     from .labels import describe_mix
     from .sample import Clip
 
-    outputs = [names.generated_name(i, req.nseqs, ext, label=name) for name, i, _ in req.seqs for ext in (".wav", ".png")]
+    outputs = [names.generated_name(i, req.nseqs, ext, label=name)
+               for name, i, _ in req.seqs for ext in (".wav", ".png")]
     check_outputs(outputs)
     for out in outputs:  # the primer is the user's audio: never replaced by what it primes
         if args.prime and os.path.exists(out) and os.path.samefile(out, args.prime):

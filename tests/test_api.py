@@ -144,7 +144,8 @@ def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
     for kwargs, flag in ((dict(precision="float64"), "--sample-precision"), (dict(layout="csr"), "--sample-layout"),
                          (dict(scaling="loud"), "--scaling"), (dict(prime=np.zeros((2, 2))), "prime"),
                          (dict(prime=[np.nan]), "prime"), (dict(seed=1.5), "--seed"),
-                         (dict(n=2.0), "--nseqs=2.0 must be a whole number"), (dict(temperature=True), "--temperature")):
+                         (dict(n=2.0), "--nseqs=2.0 must be a whole number"),
+                         (dict(temperature=True), "--temperature")):
         with pytest.raises(SrnnError, match=re.escape(flag)):
             model.generate(0.01, **kwargs)
     with pytest.raises(SrnnError, match="give label="):

@@ -224,7 +224,12 @@ class Steps(CarriedStates):
         if self._state is None:
             return int(self.optimizer.iterations.value)
         where = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
-        return int(self._state[2][where])
+        return int(self._here(self._state[2][where]))
+
+    @staticmethod
+    def _here(value):
+        """A stepped array as this process holds it (on one machine: the array itself)."""
+        return value
 
     def sync(self):
         """The weights and optimizer state as stepped, into the Keras variables."""
@@ -291,7 +296,8 @@ class ClusterSteps(Steps):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         mesh = Mesh(np.array(jax.devices()), ("batch",))
-        self.by_rows, self.replicated = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+        self.by_rows = NamedSharding(mesh, PartitionSpec("batch"))
+        self.replicated = NamedSharding(mesh, PartitionSpec())
         self.processes, self.index = jax.process_count(), jax.process_index()
         # each step also takes every process's stop request and gives their max (see stop_after)
         self.stopping, self._asked = False, 0
@@ -335,22 +341,21 @@ class ClusterSteps(Steps):
         if isinstance(local, jax.Array) and not local.is_fully_addressable:
             return local  # already global: states carried from the previous step
         local = np.asarray(local)
-        return jax.make_array_from_process_local_data(self.by_rows, local, (len(local) * self.processes,) + local.shape[1:])
+        shape = (len(local) * self.processes,) + local.shape[1:]
+        return jax.make_array_from_process_local_data(self.by_rows, local, shape)
 
     def _rows(self, x, mask, states, mix, strict=True):
         mix = np.zeros((len(x), 0), np.float32) if mix is None else mix
         return self._global(x), self._global(mask), tuple(self._global(s) for s in states), self._global(mix)
 
-    def iterations(self):
-        if self._state is None:
-            return super().iterations()
-        where = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
-        return int(np.asarray(self._state[2][where].addressable_data(0)))
+    @staticmethod
+    def _here(value):
+        return np.asarray(value.addressable_data(0))  # replicated: every device holds the whole value
 
     def sync(self):
         """This process's copy of the replicated weights and optimizer state, into the variables."""
         if self._state is not None:
-            self._state = tuple([np.asarray(v.addressable_data(0)) for v in vs] for vs in self._state)
+            self._state = tuple([self._here(v) for v in vs] for vs in self._state)
         super().sync()
 
     def states_to_numpy(self, states):

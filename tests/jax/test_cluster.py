@@ -34,7 +34,8 @@ def test_two_processes_train_as_one(mini_root, tmp_path):
         procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train_srnn.py"), *ARGV,
                                        "--distribute=multiworker", "--cluster-timeout=120", "--audition=1",
                                        "--seconds=0.05"],
-                                      cwd=folders[i], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                                      cwd=folders[i], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
     try:
         outs = [p.communicate(timeout=400) for p in procs]
     finally:
