@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from srnn.config import ModelConfig  # noqa: E402
+from srnn.generation import generate_levels  # noqa: E402
 from srnn.memory import MIN_ROOM  # noqa: E402
 from srnn.model import SampleRNN  # noqa: E402
 from srnn.training import Steps  # noqa: E402
@@ -243,12 +244,12 @@ def sample_row(cfg, streams, seconds, memory):
     sampler, bf = model.sampler(precision="float32"), model.cfg.big_frame
     n = max(8 * bf, 8192 // streams // bf * bf)
     t0 = time.perf_counter()
-    sampler.generate(streams, n, seed=0)
+    generate_levels(sampler, streams, n, seed=0)
     compile_s = time.perf_counter() - t0
 
     def timed(n):
         t0 = time.perf_counter()
-        sampler.generate(streams, n, seed=1)
+        generate_levels(sampler, streams, n, seed=1)
         return time.perf_counter() - t0
 
     took = timed(n)

@@ -42,14 +42,15 @@ RUNS = {
 SAMPLE_RATE_CODE = """
 import sys, time
 from srnn import checkpoint
+from srnn.generation import generate_levels
 from srnn.model import SampleRNN
 ckpt = checkpoint.load(sys.argv[1])
 model = SampleRNN(ckpt.config)
 checkpoint.apply_weights(ckpt, model)
 sampler = model.sampler()
-sampler.generate(1, 16000, seed=0)  # compiled
+generate_levels(sampler, 1, 16000, seed=0)  # compiled
 t = time.perf_counter()
-sampler.generate(1, 16000, seed=1)
+generate_levels(sampler, 1, 16000, seed=1)
 print(16000 / (time.perf_counter() - t))
 """
 SEEDS = (1, 2, 3)

@@ -17,8 +17,9 @@ sys.path.insert(0, HERE)
 from common import describe_machine, tf  # noqa: E402
 
 from srnn.config import ModelConfig  # noqa: E402
+from srnn.generation import generate_levels  # noqa: E402
 from srnn.model import SampleRNN  # noqa: E402
-from srnn.sample import inverse_cdf_pick  # noqa: E402
+from srnn.rule import inverse_cdf_pick  # noqa: E402
 
 STEPS = 2000
 
@@ -69,12 +70,10 @@ def main():
     need = weight_bytes_per_sample(model)
     print(f"dim 1024, one stream: {need / 1e6:.1f} MB of weights read per generated sample; "
           f"matrix-vector bandwidth here {bandwidth / 1e9:.1f} GB/s -> at most {bandwidth / need:,.0f} samples/s")
-    from srnn.sample import Sampler
-
-    sampler = Sampler(model)
-    sampler.generate(1, 1000)
+    sampler = model.sampler()
+    generate_levels(sampler, 1, 1000)
     t0 = time.perf_counter()
-    sampler.generate(1, 1000, seed=1)
+    generate_levels(sampler, 1, 1000, seed=1)
     rate = 1000 / (time.perf_counter() - t0)
     print(f"  the sampler: {rate:,.0f} samples/s, {rate * need / bandwidth:.0%} of that ceiling")
 

@@ -6,6 +6,8 @@ train_srnn.py does, without files in between.
     audio = model.generate(seconds=2, n=2, temperature=0.95)   # float32 (2, 32000)
     srnn.write_wav("first.wav", audio[0], model.sample_rate)
     print(model.score(audio[0]))                               # bits per sample
+    for chunk in model.stream(seconds=10):                     # float32 (1, 4096) as it is made
+        ...
 
 Nothing here imports a deep-learning framework until a model is first run (generate, score,
 train): `srnn.load` reads and checks the file with h5py and NumPy only. Bad arguments raise
@@ -67,31 +69,16 @@ class Model:
 
     def request(self, seconds, n=1, temperature=1.0, seed=None, prime=None, label=None, argmax=False, rate=None,
                 check_total=None):
-        """The checked generation (srnn.generation.Request) that `generate` runs."""
+        """The checked generation (srnn.generation.Request) that `generate` runs (seconds None:
+        endless, a stream)."""
         return generation.request(self.config, seconds, n, temperature, label, prime, seed, argmax, rate,
                                   source=self.path, check_total=check_total)
 
     def sampler(self, sample_precision="auto", layout="auto"):
+        """The compiled loop (srnn.sampler.Sampler) for these settings, checked as the flags are."""
         generation.check_choice("--sample-precision", sample_precision, precision.SAMPLE)
         generation.check_choice("--sample-layout", layout, generation.LAYOUTS)
         return self.network.sampler(precision=sample_precision, layout=layout)
-
-    def pieces(self, req, sample_precision="auto", layout="auto", progress=None):
-        """The request's new levels in pieces, (levels (total, m), log-probabilities) in turn, as
-        long generations go (the primer run first); `progress(what, done, total)` after each
-        piece, `what` "primed" or "generated", in seconds."""
-        sampler = self.sampler(sample_precision, layout)
-        rate, primer, start = req.rate, req.primer, None
-        if primer.size:
-            pad = (-len(primer)) % self.config.big_frame  # the silence the sampler puts before it
-            start = sampler.prime(primer, req.total, mix=req.mix, progress=progress and (
-                lambda done: progress("primed", min(max(done - pad, 0), len(primer)) / rate, len(primer) / rate)))
-        done = 0
-        for piece in sampler.pieces(req.total, req.n_samples, req.temps, req.seed, req.argmax, start, mix=req.mix):
-            yield piece
-            done += piece[0].shape[1]
-            if progress:
-                progress("generated", done / rate, req.n_samples / rate)
 
     def generate(self, seconds, n=1, temperature=1.0, seed=None, prime=None, label=None, precision="auto",
                  layout="auto", scaling="peak", argmax=False, progress=None):
@@ -104,21 +91,41 @@ class Model:
         sequence opens with it and continues it. label: a conditioned model's label or mixture
         (`"speech"`, `"speech:0.7,music:0.3"`), or one per sequence; None generates `n` of every
         label in turn (rows label by label, as the CLI's files). precision / layout: the sampler's
-        weights (--sample-precision, --sample-layout). scaling: "peak" (silence at 0) or "minmax"
-        (the original's). argmax: the most likely level at each step (--debug 1).
+        weights (--sample-precision, --sample-layout). scaling: "peak" (silence at 0, the largest
+        magnitude at 0.475), "fixed" (silence at 0, the levels' own scale: what `stream` gives) or
+        "minmax" (the original's). argmax: the most likely level at each step (--debug 1).
         progress(what, done, total): called as the pieces come (seconds)."""
-        from .sample import to_audio  # (the framework: generating needs it anyway)
+        from .quantize import to_audio
 
         generation.check_choice("--scaling", scaling, SCALINGS)
         req = self.request(seconds, n, temperature, seed, prime, label, argmax)
         # the whole output in memory (the command line writes as it goes): levels, then the audio
-        # in float64 and float32 (srnn.sample.to_audio)
+        # in float64 and float32 (srnn.quantize.to_audio)
         memory.check(24 * req.total * (req.primer.size + req.n_samples), f"generating {req.total:,} x {seconds:g} s "
                      f"as arrays", "lower seconds or n, or generate with train_srnn.py --sample, which writes files")
-        levels = np.concatenate([p for p, _ in self.pieces(req, precision, layout, progress)], axis=1)
+        sampler = self.sampler(precision, layout)
+        levels = np.concatenate([p for p, _ in generation.level_chunks(sampler, req, progress=progress)], axis=1)
         whole = np.concatenate([np.broadcast_to(req.primer, (req.total, req.primer.size)), levels], axis=1)
         c = self.config
         return np.stack([to_audio(row, c.qtype, c.q_levels, scaling=scaling) for row in whole]).astype(np.float32)
+
+    def stream(self, seconds=None, n=1, temperature=1.0, seed=None, prime=None, label=None, precision="auto",
+               layout="auto", argmax=False, chunk=generation.STREAM_CHUNK):
+        """Generate audio as it is made: a generator of float32 chunks (sequences, k), k = `chunk`
+        samples (the last of a fixed length may be shorter), for ever when `seconds` is None (stop
+        by leaving the loop). The other arguments are `generate`'s; joined, the chunks equal
+        `generate(..., scaling="fixed")`: the same levels, silence at zero and the levels' own
+        scale (a stream cannot know its peak in advance), the primer first. Memory stays flat
+        however long it runs; the arguments are checked here, before the first chunk is asked for.
+
+            for chunk in model.stream(temperature=0.9):   # endless
+                speaker.write(chunk[0])
+        """
+        if not isinstance(chunk, numbers.Integral) or isinstance(chunk, (bool, np.bool_)) or chunk < 1:
+            raise SrnnError(f"stream: chunk={chunk!r} must be a positive whole number of samples")
+        req = self.request(seconds, n, temperature, seed, prime, label, argmax)
+        sampler = self.sampler(precision, layout)
+        return generation.audio_chunks(sampler, req, int(chunk))
 
     def score(self, audio, label=None, precision="float32"):
         """Bits per sample of `audio` (samples at `sample_rate`, quantised as training quantises

@@ -12,6 +12,7 @@ from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
 from .errors import SrnnError, run_cli
 from .quantize import QTYPES, SCALINGS
+from .server import PORT as SERVE_PORT, parse_port
 from .sparse import DEFAULT_BLOCK, parse_block
 
 
@@ -202,7 +203,7 @@ def train_parser():
                    help="stop training after the epoch during which M minutes have passed (and save, as "
                    "at the end); --nepochs still caps the epochs (default: no time limit)")
     g = p.add_argument_group("sampling (with --sample)")
-    g.add_argument("--seconds", type=float, default=4.0, help="seconds of audio to generate (default 4)")
+    g.add_argument("--seconds", type=float, default=None, help="seconds of audio to generate (default 4)")
     g.add_argument("--nseqs", type=int, default=None,
                    help="sequences to generate in one batch: generated.wav for one, generated_0.wav, "
                    "generated_1.wav, ... for several (default 1; with --audition, clips per audition, "
@@ -220,11 +221,13 @@ def train_parser():
                    "fewer bytes to read per sample, only the weights rounded, the sums float32); auto: "
                    "float32 for a small model, else whichever this machine runs fastest, measured at start "
                    "(default auto)")
-    g.add_argument("--scaling", choices=SCALINGS, default="peak",
+    g.add_argument("--scaling", choices=SCALINGS, default=None,
                    help="how the written audio is scaled into [-0.475, 0.475] (the WAVs and pictures of --sample and "
                    "--audition, and --export's audio): peak keeps silence at zero and puts the largest magnitude at "
-                   "0.475; minmax is the original's min-max scaling, which moves zero where the generated range is "
-                   "lopsided (a DC offset, a click at each end) (default peak)")
+                   "0.475; fixed keeps silence at zero and the levels' own scale, the extreme levels at 0.475 (what a "
+                   "stream does: it cannot know its peak in advance; the same as peak for a clip that reaches an "
+                   "extreme level); minmax is the original's min-max scaling, which moves zero where the generated "
+                   "range is lopsided (a DC offset, a click at each end) (default peak; fixed with --stream/--serve)")
     g.add_argument("--sample-layout", choices=("auto", "dense", "sparse"), default="auto",
                    help="how the sampler multiplies the prunable matrices: sparse runs each as a gather and a dense "
                    "product of its kept blocks (fewer weights read per sample: a pruned model samples several times "
@@ -236,6 +239,26 @@ def train_parser():
                    "resampled and quantised as training data is and run through the model, and "
                    "generation continues it; the output holds the primer followed by --seconds of "
                    "continuation")
+    live = p.add_argument_group("live (with --sample): hear the audio as it is generated")
+    live.add_argument("--stream", metavar="OUT", default=None,
+                      help="write the audio as it is generated: `-` for raw 16-bit little-endian PCM on standard "
+                      "output (one channel per sequence; every message goes to standard error), e.g. `... --stream - | "
+                      "aplay -r 16000 -f S16_LE -c 1 -t raw -`; or a new WAV file that grows, a valid WAV of everything "
+                      "so far at every moment. Ends after --seconds, at Ctrl-C or SIGTERM, or when the reader goes away, "
+                      "with every generated sample written")
+    live.add_argument("--endless", action="store_true",
+                      help="with --stream or --serve: generate until stopped instead of for --seconds")
+    live.add_argument("--serve", metavar="PORT", type=parse_port, nargs="?", const=SERVE_PORT, default=None,
+                      help=f"serve a page to hear the model in a browser: its controls (temperature, seed, length or "
+                      f"endless, the label of a conditioned model), the audio played as it is generated, a live "
+                      f"spectrogram, the speed and the buffer; at http://127.0.0.1:PORT/ (default port {SERVE_PORT}; "
+                      f"0: any free port). Stop with Ctrl-C")
+    live.add_argument("--host", default=None, metavar="ADDRESS",
+                      help="with --serve: the address to listen on, e.g. 0.0.0.0 for every interface; anyone who can "
+                      "reach it can make this machine generate (default 127.0.0.1: this machine only)")
+    live.add_argument("--max-listeners", type=int, default=None, metavar="N",
+                      help="with --serve: streams at once (default: as many as this machine generates in real time "
+                      "with a margin, measured when the server starts)")
     return p
 
 
@@ -306,7 +329,44 @@ def check_train_args(args):
 
         check_seed(args.seed)
     check_sparsity_flags(args)
+    check_live_flags(args)
     check_backend(args)
+
+
+def check_live_flags(args):
+    """--stream, --serve and their companions; the defaults that depend on them (--seconds: 4 or
+    endless; --scaling: peak for files, fixed for what streams)."""
+    live = args.stream is not None or args.serve is not None
+    for flag, given in (("--stream", args.stream is not None), ("--serve", args.serve is not None)):
+        if given and not args.sample:
+            raise SrnnError(f"{flag} plays a model: give --sample FILE.h5")
+    if args.stream is not None and args.serve is not None:
+        raise SrnnError("--stream and --serve: give one (--stream writes one generation, --serve a page for many)")
+    if live and args.export:
+        live_flag = "--stream" if args.stream is not None else "--serve"
+        raise SrnnError(f"--export writes a SavedModel and {live_flag} plays: give one")
+    if args.stream == "":
+        raise SrnnError("--stream needs `-` (standard output) or a new WAV file's name")
+    if args.endless and not live:
+        raise SrnnError("--endless is for --stream or --serve: a file of --sample has an end (give --seconds)")
+    if args.endless and args.seconds is not None:
+        raise SrnnError(f"--endless and --seconds {args.seconds:g}: give one")
+    for flag, value in (("--host", args.host), ("--max-listeners", args.max_listeners)):
+        if value is not None and args.serve is None:
+            raise SrnnError(f"{flag} is for --serve")
+    if args.max_listeners is not None and args.max_listeners < 1:
+        raise SrnnError(f"--max-listeners={args.max_listeners} must be 1 or more")
+    if args.serve is not None and not 0 <= args.serve <= 65535:
+        raise SrnnError(f"--serve {args.serve}: a port lies between 1 and 65535 (0: any free port)")
+    if live and args.scaling not in (None, "fixed"):
+        raise SrnnError(f"--scaling {args.scaling}: what streams cannot know its peak in advance; its scaling is fixed "
+                        f"(leave --scaling out)")
+    if args.serve is not None and (args.nseqs or 1) > 1:
+        raise SrnnError("--nseqs is --stream's and --sample's: each listener of --serve hears one sequence")
+    if args.seconds is None and not args.endless:
+        args.seconds = 4.0
+    if args.scaling is None:
+        args.scaling = "fixed" if live else "peak"
 
 
 def check_sparsity_flags(args):

@@ -270,12 +270,12 @@ def _lowers(ckpt, sparsity):
 
 def sample_command(args):
     """--sample: the checks of the numbers, primer and outputs before the model loads (srnn.api and
-    srnn.generation, as from Python), then the generation to WAVs and pictures."""
-    from . import api
-    from .generation import check_temperatures
+    srnn.generation, as from Python), then the generation to WAVs and pictures (or, live, to a
+    stream or a page: srnn.live)."""
+    from . import api, generation
 
     nseqs = args.nseqs or 1
-    check_temperatures(args.temperature, nseqs)  # (before the file is read, as ever)
+    generation.check_temperatures(args.temperature, nseqs)  # (before the file is read, as ever)
     from . import checkpoint
 
     # the file's values are checked when they reach the model (apply_weights), after every argument,
@@ -283,25 +283,29 @@ def sample_command(args):
     model = api.Model(checkpoint.load(args.sample))
     check_qtype_flag(args, model.checkpoint)
     checkpoint.check_compatible(model.checkpoint, model_config(args, model.config))
+    live = args.stream is not None or args.serve is not None
     req = model.request(args.seconds, nseqs, args.temperature, args.seed, args.prime or None, args.label,
-                        bool(args.debug),
-                        rate=args.samplerate or model.config.sample_rate, check_total=check_open_files)
-    check_spool_space(req)
+                        bool(args.debug), rate=args.samplerate or model.config.sample_rate,
+                        check_total=None if live else check_open_files)
     if args.export:
         return export_command(args, model)
+    if live:
+        from . import live
+
+        return (live.stream_command if args.stream is not None else live.serve_command)(args, model, req)
+    check_spool_space(req)
     clips, lines = output_clips(args, req)
-    model.network  # noqa: B018  (built, the framework loaded, before the clock starts)
+    sampler = model.sampler(args.sample_precision, args.sample_layout)  # (the framework loads, before the clock)
     t0, took = time.time(), []
     say = Progress()
-    pieces = model.pieces(req, args.sample_precision, args.sample_layout,
-                          progress=lambda what, done, total: done < total and say(
-                              f"{what} {done:.1f} of {total:.1f} s"))
+    pieces = generation.level_chunks(sampler, req, progress=lambda what, done, total: done < total and say(
+        f"{what} {done:.1f} of {total:.1f} s"))
 
     def timed():
         yield from pieces
         took.append(time.time() - t0)
 
-    from .sample import write_clips
+    from .clips import write_clips
 
     c = model.config
     write_clips(timed(), clips, c.qtype, c.q_levels, req.rate, req.primer, scaling=args.scaling)
@@ -310,12 +314,12 @@ def sample_command(args):
     total, n = req.total, req.n_samples
     print(f"generated {total} x {n} samples from {args.sample} in {took[0]:.1f} s "
           f"({total * n / took[0]:,.0f} samples/s, compilation included; weights in "
-          f"{model.sampler(args.sample_precision, args.sample_layout).weight_precision(total).describe()})")
+          f"{sampler.weight_precision(total).describe()})")
     return 0
 
 
 def check_spool_space(req):
-    """The levels wait on disk until the WAVs are written (srnn.sample.Spool): 2 bytes a sample."""
+    """The levels wait on disk until the WAVs are written (srnn.clips.Spool): 2 bytes a sample."""
     spool_bytes = 2 * req.total * (len(req.primer) + req.n_samples)
     if spool_bytes > shutil.disk_usage(tempfile.gettempdir()).free:
         raise SrnnError(f"generating {req.total} x {req.seconds:g} s needs {spool_bytes / 2**30:,.1f} GB of "
@@ -324,12 +328,12 @@ def check_spool_space(req):
 
 
 def output_clips(args, req):
-    """Each sequence's files (srnn.sample.Clip) and what is said of them once written; the outputs
+    """Each sequence's files (srnn.clips.Clip) and what is said of them once written; the outputs
     can be written (known before minutes of generating, not after) and none is the primer."""
     from . import names
     from .atomic import check_outputs
     from .labels import describe_mix
-    from .sample import Clip
+    from .clips import Clip
 
     outputs = [names.generated_name(i, req.nseqs, ext, label=name)
                for name, i, _ in req.seqs for ext in (".wav", ".png")]
@@ -360,7 +364,7 @@ def export_command(args, model):
 
 
 def check_open_files(total):
-    """Each sequence waits in its own temporary file (srnn.sample.Spool) until its WAV is written."""
+    """Each sequence waits in its own temporary file (srnn.clips.Spool) until its WAV is written."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

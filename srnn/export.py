@@ -7,7 +7,7 @@ The SavedModel holds the weights and one compiled endpoint,
 
 the same loop as `train_srnn.py --sample` (so the same levels for the same seed), followed by the
 checkpoint's dequantisation and the scaling into [-0.475, 0.475] that --sample's WAVs have (silence
-at zero, or the original's min-max with --scaling minmax). Loading it needs TensorFlow only:
+at zero; --scaling fixed or minmax as the flag says). Loading it needs TensorFlow only:
 
     import tensorflow as tf
     m = tf.saved_model.load("DIR")
@@ -34,6 +34,8 @@ from .labels import label_problem
 from .errors import SrnnError, first_line
 from .quantize import AUDIO_PEAK, dequantize, q_zero
 from .quiet import import_tensorflow
+from .rule import Rule
+from .sampler import Start
 
 tf = import_tensorflow()
 import keras  # noqa: E402
@@ -41,7 +43,10 @@ import keras  # noqa: E402
 
 def _scale(x, scaling, zero):
     """srnn.quantize.scale_audio per sequence, in TensorFlow. peak: `zero` at 0, the largest
-    magnitude at +-peak; minmax: min-max into [-peak, peak]; constant (or silent) -> 0."""
+    magnitude at +-peak; fixed: `zero` at 0, times peak; minmax: min-max into [-peak, peak];
+    constant (or silent) -> 0."""
+    if scaling == "fixed":
+        return (x - zero) * AUDIO_PEAK
     if scaling == "peak":
         x = x - zero
         top = tf.reduce_max(tf.abs(x), axis=1, keepdims=True)
@@ -100,10 +105,10 @@ def export(model, path, scaling="peak"):
         # checked here, in the graph, before anything is allocated (an InvalidArgumentError that
         # says which, instead of silence, one sample, or the caller's memory exhausted)
         with tf.control_dependencies(input_checks(n_seqs, n_samples, temperature, mix)):
-            temps = tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs])
-            states = model.initial_states(n_seqs)
-            frame = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
-            levels = sampler._run((n_samples + bf - 1) // bf, False, temps, seed, tuple(states), frame, 0, mix)[0]
+            rule = Rule(tf.broadcast_to(tf.cast(temperature, tf.float32), [n_seqs]))
+            silence = tf.fill([n_seqs, bf], tf.constant(q_zero(c.q_levels), tf.int32))
+            start = Start(model.initial_states(n_seqs), silence)
+            levels = sampler.run((n_samples + bf - 1) // bf, rule, seed, start, 0, mix, "float32")[0]
         levels = levels[:, :n_samples]
         return {"levels": levels, "audio": _scale(tf.gather(table, levels), scaling, zero)}
 

@@ -10,7 +10,7 @@ from .errors import SrnnError
 
 FLOAT = 4  # bytes
 PIECE = 1 << 18  # samples per compiled generation call (16 s at 16 kHz): a longer generation goes
-# on in pieces (srnn.sample.Sampler.pieces), so its memory does not grow with its length
+# on in pieces (srnn.generation.level_chunks), so its memory does not grow with its length
 MIN_ROOM = 1 << 15  # samples: the smallest output buffer of a compiled call (2 s at 16 kHz)
 WAV_LIMIT = (1 << 32) - (1 << 16)  # bytes: a WAV file's sizes are 32-bit
 # per parameter while training: the weights (v and g), the effective kernels, the gradient and
@@ -43,7 +43,7 @@ def piece_frames(n_samples, big_frame, piece=None):
     of a power of two frames, at least MIN_ROOM samples: one compiled loop serves every length up
     to that room (`--seconds 18` is a 16 s and a 2 s piece from one compilation, short clips of
     any length share one), and at most a few rooms are ever compiled per model."""
-    per_call = max(1, (piece or PIECE) // big_frame)  # whole big frames
+    per_call = max(1, -(-(piece or PIECE) // big_frame))  # whole big frames, at least `piece` samples
     needed = min(per_call, max(1, -(-n_samples // big_frame)))
     room = max(needed, -(-min(MIN_ROOM, piece or PIECE) // big_frame))
     return per_call, 1 << (room - 1).bit_length()

@@ -492,8 +492,8 @@ class SampleTier(keras.layers.Layer):
 
 
 class SampleRNN(keras.Model):
-    """The frame tiers and the sample MLP. `forward` runs one training chunk; `generate` draws new
-    audio (srnn.sample holds the compiled loop)."""
+    """The frame tiers and the sample MLP. `forward` runs one training chunk; `frame_step` one big
+    frame of generation (srnn.sampler compiles the loop over it, srnn.generation runs a generation)."""
 
     def __init__(self, config=None, precision="float32", **kwargs):
         super().__init__(name=kwargs.pop("name", "sample_rnn"), **kwargs)
@@ -656,23 +656,14 @@ class SampleRNN(keras.Model):
         return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w.label) for w in weights]
 
     def sampler(self, xla=True, precision="auto", layout="auto"):
-        """The compiled generation loop (srnn.sample), one per setting; `precision` of its step
-        weights (srnn.packed), `layout` of the pruned matrices (auto, dense or sparse)."""
-        from .sample import Sampler
+        """The compiled generation loop (srnn.sampler), one per setting; `precision` of its step
+        weights (srnn.packed), `layout` of the pruned matrices (auto, dense or sparse). A
+        generation as a whole goes through srnn.generation."""
+        from .sampler import Sampler
 
         if (xla, precision, layout) not in self._samplers:
             self._samplers[xla, precision, layout] = Sampler(self, xla=xla, precision=precision, layout=layout)
         return self._samplers[xla, precision, layout]
-
-    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, argmax=False, primer=None, xla=True, mix=None):
-        """Draw `n_samples` new levels for each of `n_seqs` sequences, after `primer` (1-D int
-        levels) if given; `mix` (n_seqs, n_labels) the label weights of each sequence (a
-        conditioned model). Returns (levels (n_seqs, n_samples) int32, log-probabilities of the
-        chosen levels (n_seqs, n_samples)); see srnn.sample.Sampler.generate."""
-        s = self.sampler(xla)
-        start = s.prime(primer, n_seqs, mix=mix) if primer is not None and len(primer) else None
-        return s.generate(n_seqs, n_samples, temperature=temperature, seed=seed, argmax=argmax, start=start,
-                          mix=mix)
 
 
 def label_bits(logits, targets, mask, mix):

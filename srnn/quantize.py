@@ -10,7 +10,7 @@ import numpy as np
 Q_LEVELS = 256
 QTYPES = ("linear", "mu-law", "a-law")
 A_LAW = 87.6  # the A of ITU-T G.711
-AUDIO_PEAK = 0.475  # written audio is min-max scaled into [-AUDIO_PEAK, AUDIO_PEAK], as the original
+AUDIO_PEAK = 0.475  # written audio lies in [-AUDIO_PEAK, AUDIO_PEAK], as the original's (scale_audio)
 
 
 def q_zero(q_levels=Q_LEVELS):
@@ -113,21 +113,26 @@ def dequantize(q, qtype="linear", q_levels=Q_LEVELS):
 
 
 # How written audio is scaled (--scaling): `peak` (the default) keeps silence at zero and puts the
-# largest magnitude at +-AUDIO_PEAK; `minmax` is the original's soundsc, whose min-max scaling moves
-# zero whenever the generated range is lopsided (silences at +0.04 and a click at each end: the
-# outputs of srnn before it had --scaling, and of the original, were scaled so).
-SCALINGS = ("peak", "minmax")
+# largest magnitude at +-AUDIO_PEAK; `fixed` keeps silence at zero and the levels' own scale, the
+# extreme levels at +-AUDIO_PEAK (what a stream can do: it cannot know its peak in advance; for a clip
+# that reaches an extreme level it is `peak`, for a quieter one quieter by the same factor throughout);
+# `minmax` is the original's soundsc, whose min-max scaling moves zero whenever the generated range is
+# lopsided (silences at +0.04 and a click at each end: the outputs of srnn before it had --scaling,
+# and of the original, were scaled so).
+SCALINGS = ("peak", "fixed", "minmax")
 
 
 def scale_audio(x, scaling="peak", zero=0.0, lo=None, hi=None, peak=AUDIO_PEAK):
-    """Dequantised audio `x` as it is written. peak: `zero` (the silent level's value) at 0 and the
-    largest magnitude at +-peak (silence -> zeros); minmax: soundsc. `lo`/`hi`: the whole signal's
-    range, when `x` is one block of it."""
+    """Dequantised audio `x` (in [-1, 1]) as it is written. peak: `zero` (the silent level's value)
+    at 0 and the largest magnitude at +-peak (silence -> zeros); fixed: `zero` at 0, times `peak`;
+    minmax: soundsc. `lo`/`hi`: the whole signal's range, when `x` is one block of it."""
     if scaling == "minmax":
         return soundsc(x, peak, lo, hi)
-    if scaling != "peak":
+    if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; expected one of {', '.join(SCALINGS)}")
     x = np.asarray(x, np.float64) - zero
+    if scaling == "fixed":
+        return (x * peak).astype(np.float32)
     if x.size == 0:
         return x.astype(np.float32)
     lo = x.min() if lo is None else lo - zero
@@ -136,6 +141,21 @@ def scale_audio(x, scaling="peak", zero=0.0, lo=None, hi=None, peak=AUDIO_PEAK):
     if not top > 0:
         return np.zeros(x.shape, np.float32)
     return (x * (peak / top)).astype(np.float32)
+
+
+def to_audio(levels, qtype, q_levels, lo=None, hi=None, scaling="peak"):
+    """Levels -> float audio in [-AUDIO_PEAK, AUDIO_PEAK] as it is written (scale_audio: silence at
+    zero by default, or the original's min-max). `lo`, `hi`: the whole sequence's lowest and
+    highest levels, when `levels` is one block of it (fixed needs neither)."""
+    bounds = {} if lo is None else dict(zip(("lo", "hi"), dequantize(np.array([lo, hi]), qtype, q_levels)))
+    zero = float(dequantize(np.array([q_zero(q_levels)]), qtype, q_levels)[0])
+    return scale_audio(dequantize(levels, qtype, q_levels), scaling, zero, **bounds)
+
+
+def pcm16(x):
+    """Float audio in [-1, 1] -> 16-bit PCM, as libsndfile writes a WAV's samples (floor(x * 32768),
+    clipped), so that a streamed sample and a file's are the same bytes."""
+    return np.clip(np.floor(np.asarray(x, np.float32) * np.float32(32768)), -32768, 32767).astype("<i2")
 
 
 def soundsc(x, peak=AUDIO_PEAK, lo=None, hi=None):

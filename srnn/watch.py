@@ -69,17 +69,26 @@ def inspect_clip(levels, qtype, q_levels, rate):
 
 
 def audition(model, out_dir, exp, epoch, n_seqs, seconds, seed, temperature=1.0, scaling="peak"):
-    """Generate `n_seqs` clips of `seconds` from the model's current weights into
-    {out_dir}/{exp}_samples/e{epoch}_{i}.wav with pictures (a conditioned model's clips take its
-    labels in turn), through srnn.sample.write_clips as --sample's; returns [(path, audio,
-    ClipReport)]."""
-    from .sample import Clip, write_clips  # (the framework is loaded: the model exists)
+    """Generate `n_seqs` clips of `seconds` from the model's current weights (a conditioned model's
+    clips take its labels in turn) through srnn.generation, as --sample's, and write them
+    (audition_files); returns [(path, audio, ClipReport)]."""
+    from .generation import generate_levels
 
     c = model.cfg
-    n = audition_length(c, seconds)
     mix = one_hot([i % c.n_labels for i in range(n_seqs)], c.n_labels) if c.labels else None
     # the draws are a pure function of the seed: auditioning leaves no trace on training
-    levels, _ = model.generate(n_seqs, n, temperature=temperature, seed=seed, mix=mix)
+    levels, _ = generate_levels(model.sampler(), n_seqs, audition_length(c, seconds), temperature=temperature,
+                                seed=seed, mix=mix)
+    return audition_files(levels, c, out_dir, exp, epoch, scaling)
+
+
+def audition_files(levels, cfg, out_dir, exp, epoch, scaling="peak"):
+    """An audition's clips (levels (clips, n)) into {out_dir}/{exp}_samples/e{epoch}_{i}.wav with
+    pictures through srnn.clips, each with its measures in its title; returns [(path, audio,
+    ClipReport)]."""
+    from .clips import Clip, write_clips
+
+    c = cfg
     folder = os.path.join(out_dir, names.samples_dir(exp))
     os.makedirs(folder, exist_ok=True)
     reports = [inspect_clip(row, c.qtype, c.q_levels, c.sample_rate) for row in levels]

@@ -171,6 +171,29 @@ MINI_CFG = {"slowdim": 16, "dim": 16}  # the mini runs' model (--slowdim 16 --di
 
 
 @pytest.fixture(scope="session")
+def small_checkpoints(tmp_path_factory):
+    """Two small models with random weights, written as train_srnn.py writes them: a plain one and
+    one conditioned on two labels ({"plain": path, "labelled": path}). Treat them as read-only."""
+    def make(folder):
+        import keras
+
+        from srnn import checkpoint
+        from srnn.config import ModelConfig
+        from srnn.model import SampleRNN
+
+        for name, labels in (("plain", ()), ("labelled", ("a", "b"))):
+            keras.utils.set_random_seed(3)
+            model = SampleRNN(ModelConfig(slowdim=16, dim=16, labels=labels))
+            for w in model.weights:
+                if w.path.endswith("/table"):  # the label vectors start at zero: give the labels a voice
+                    w.assign(np.random.default_rng(0).normal(0, 0.5, w.shape))
+            checkpoint.save(str(folder / f"{name}.h5"), model)
+
+    folder = built_once(tmp_path_factory, "small_checkpoints", make)
+    return {name: str(folder / f"{name}.h5") for name in ("plain", "labelled")}
+
+
+@pytest.fixture(scope="session")
 def base_run(mini_root, tmp_path_factory):
     """One 2-epoch training run on the mini corpus (seed 1337, batch 2, cutlen 256, a checkpoint
     after every epoch) that several modules share; it is watched (--tensorboard, --audition 1)

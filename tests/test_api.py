@@ -19,26 +19,8 @@ ONE_LSB = 1.0 / 32768  # a 16-bit WAV's rounding
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Two small models with random weights, written as train_srnn.py writes them: a plain one and
-    one conditioned on two labels."""
-    import keras
-
-    from srnn import checkpoint
-    from srnn.config import ModelConfig
-    from srnn.model import SampleRNN
-
-    folder = tmp_path_factory.mktemp("api_models")
-    paths = {}
-    for name, labels in (("plain", ()), ("labelled", ("a", "b"))):
-        keras.utils.set_random_seed(3)
-        paths[name] = str(folder / f"{name}.h5")
-        model = SampleRNN(ModelConfig(slowdim=16, dim=16, labels=labels))
-        for w in model.weights:
-            if w.path.endswith("/table"):  # the label vectors start at zero: give the labels a voice
-                w.assign(np.random.default_rng(0).normal(0, 0.5, w.shape))
-        checkpoint.save(paths[name], model)
-    return paths
+def models(small_checkpoints):
+    return small_checkpoints
 
 
 def cli_error(tmp_path, *argv):

@@ -65,7 +65,9 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
     steps = Steps(model, xla=False, evaluate_only=True)
     loss = float(steps.eval_step(data["x"], data["mask"], 1.0, steps.zero_states(2), data["mix"])[0])
     assert abs(loss - json.loads((tmp_path / "jax_loss.json").read_text())) < 1e-4
-    levels, logp = model.generate(2, 40, seed=1)
+    from srnn.generation import generate_levels
+
+    levels, logp = generate_levels(model.sampler(), 2, 40, seed=1)
     assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
 
 

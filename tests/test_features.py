@@ -13,10 +13,10 @@ import soundfile as sf
 from conftest import MINI_CFG, run_tool
 from srnn import checkpoint
 from srnn.config import ModelConfig
+from srnn.generation import generate_levels
 from srnn.model import SampleRNN
 from srnn.quantize import Q_ZERO
 from srnn.quiet import import_tensorflow
-from srnn.sample import Sampler
 from srnn.training import TrainOptions, train
 
 tf = import_tensorflow()
@@ -123,7 +123,7 @@ def test_mu_law_is_stored_and_used(tmp_path):
     assert ckpt.config.qtype == "mu-law"
     # sampling takes the quantisation from the file: levels are turned back into audio by mu-law
     from srnn.quantize import mu_law_dequantize, soundsc
-    from srnn.sample import to_audio
+    from srnn.quantize import to_audio
 
     levels = np.arange(256)
     np.testing.assert_allclose(to_audio(levels, ckpt.config.qtype, 256, scaling="minmax"),
@@ -136,13 +136,13 @@ def test_priming_continues_from_the_primer(tmp_path):
 
     keras.utils.set_random_seed(4)
     m = SampleRNN(CFG)
-    s = Sampler(m)
+    s = m.sampler()
     rng = np.random.default_rng(0)
     primer = rng.integers(100, 156, 21).astype(np.int32)  # not a whole number of big frames
     start = s.prime(primer, 2)
     h0 = s.initial(2)
-    assert not np.allclose(start[0], h0[0]) and not np.allclose(start[1], h0[1])
-    levels, logp = s.generate(2, 40, seed=3, start=start)
+    assert not np.allclose(start.states[0], h0.states[0]) and not np.allclose(start.frame, h0.frame)
+    levels, logp = generate_levels(m.sampler(), 2, 40, seed=3, primer=primer)
     # the training graph fed [silence, padding, primer, continuation] agrees with the sampler
     pad = np.full(3, Q_ZERO, np.int32)
     x = np.concatenate([np.full((2, 8), Q_ZERO, np.int32), np.tile(np.concatenate([pad, primer]), (2, 1)), levels], 1)

@@ -94,7 +94,7 @@ def test_written_audio_keeps_silence_at_zero_and_minmax_is_the_originals():
     """Issue 27: the default scaling puts the silent level at exactly 0 and the largest magnitude
     at 0.475, whatever the range's lopsidedness; `minmax` gives soundsc's values exactly."""
     from srnn.quantize import q_zero, scale_audio
-    from srnn.sample import to_audio
+    from srnn.quantize import to_audio
 
     for qtype in ("linear", "mu-law", "a-law"):
         levels = np.array([q_zero(256)] * 5 + [200, 250, 140, q_zero(256)])  # lopsided: all above silence
@@ -108,7 +108,7 @@ def test_written_audio_keeps_silence_at_zero_and_minmax_is_the_originals():
                                    rtol=1e-6)
     assert np.all(scale_audio(np.zeros(4)) == 0)
     np.testing.assert_allclose(scale_audio(np.array([-0.5, 0.25, 0.0])), [-0.475, 0.2375, 0.0])
-    with pytest.raises(ValueError, match="peak, minmax"):
+    with pytest.raises(ValueError, match="peak, fixed, minmax"):
         scale_audio(np.zeros(2), "loud")
 
 

@@ -329,7 +329,8 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work, model_file):
 def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
     from srnn.config import ModelConfig
     from srnn.model import SampleRNN
-    from srnn.sample import Sampler, to_audio
+    from srnn.generation import generate_levels
+    from srnn.quantize import to_audio
     from srnn.training import TrainOptions, train
 
     d = tmp_path / "blizzard" / "odd_parts"
@@ -346,7 +347,7 @@ def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
     assert np.all(np.isfinite(history["train_bits"] + history["valid_bits"]))
     model = SampleRNN(cfg)
     checkpoint.apply_weights(checkpoint.load(str(tmp_path / "odd_srnn_sz16_e1.h5")), model)
-    levels, logp = Sampler(model).generate(2, 4000)
+    levels, logp = generate_levels(model.sampler(), 2, 4000)
     assert np.all(np.isfinite(logp)) and np.all(np.isfinite(to_audio(levels[0], "linear", 256)))
 
 

@@ -7,7 +7,8 @@ from srnn.config import ModelConfig
 from srnn.model import SampleRNN
 from srnn.quantize import Q_ZERO, q_zero
 from srnn.quiet import import_tensorflow
-from srnn.sample import Sampler
+from srnn.generation import generate_levels, level_chunks, plain_request
+from srnn.sampler import Sampler
 
 tf = import_tensorflow()
 import keras  # noqa: E402
@@ -39,7 +40,7 @@ def teacher_forced_logp(model, levels, temps=1.0, before=(), mix=None):
 @pytest.mark.parametrize("xla", [True, False])
 def test_sampler_equals_model(model, xla):
     temps = [1.0, 0.7, 1.3]
-    levels, logp = Sampler(model, xla=xla).generate(3, 64, temperature=temps, seed=5)
+    levels, logp = generate_levels(model.sampler(xla=xla), 3, 64, temperature=temps, seed=5)
     assert levels.shape == logp.shape == (3, 64)
     assert len(np.unique(levels)) > 5  # really drawn, not stuck
     np.testing.assert_allclose(logp, teacher_forced_logp(model, levels, temps), atol=1e-4)
@@ -54,12 +55,12 @@ def test_generate_and_prime_equal_model_for_every_architecture(arch_model):
     # runs the same graph without it (the other architectures cover the compiled path)
     xla = bf <= 16
     mix = mix_for(m, 2)  # a conditioned model: each sequence its own mixture of labels
-    levels, logp = m.generate(2, n, temperature=[1.0, 0.8], seed=5, xla=xla, mix=mix)
+    levels, logp = generate_levels(m.sampler(xla=xla), 2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
     assert levels.shape == (2, n) and levels.max() < m.cfg.q_levels
     assert len(np.unique(levels)) > 3
     np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, [1.0, 0.8], mix=mix), atol=1e-4)
     primer = np.random.default_rng(0).integers(0, m.cfg.q_levels, bf + 3).astype(np.int32)
-    levels, logp = m.generate(2, n, seed=6, primer=primer, xla=xla, mix=mix)
+    levels, logp = generate_levels(m.sampler(xla=xla), 2, n, seed=6, primer=primer, mix=mix)
     padded = np.concatenate([np.full(-len(primer) % bf, q_zero(m.cfg.q_levels), np.int32), primer])
     np.testing.assert_allclose(logp, teacher_forced_logp(m, levels, before=padded, mix=mix), atol=1e-4)
     if mix is not None:  # the label matters: another mixture, other predictions for the same audio
@@ -73,8 +74,9 @@ def test_one_compilation_serves_every_length(model):
     from srnn import memory
 
     s = Sampler(model, xla=False)
-    short = [s.generate(1, n, seed=3)[0] for n in (5, 64, 1000)]
-    assert s._run.experimental_get_tracing_count() == 1
+    short = [np.concatenate([p for p, _ in level_chunks(s, plain_request(model.cfg, 1, n, seed=3))], 1)
+             for n in (5, 64, 1000)]
+    assert s._compiled.experimental_get_tracing_count() == 1
     assert [len(x[0]) for x in short] == [5, 64, 1000]
     np.testing.assert_array_equal(short[1][0, :5], short[0][0])  # a prefix draws the same
     # 2 s of room at least; a length past it gets one more room (and its pieces all share it)
@@ -84,9 +86,8 @@ def test_one_compilation_serves_every_length(model):
 
 
 def test_argmax_is_deterministic_and_most_likely(model):
-    s = Sampler(model)
-    a, logp = s.generate(2, 40, argmax=True, seed=1)
-    b, _ = s.generate(2, 40, argmax=True, seed=99)
+    a, logp = generate_levels(model.sampler(), 2, 40, argmax=True, seed=1)
+    b, _ = generate_levels(model.sampler(), 2, 40, argmax=True, seed=99)
     assert np.array_equal(a, b)
     assert np.array_equal(a[0], a[1])  # same start, same choices
     x = np.concatenate([np.full((1, 8), Q_ZERO, np.int32), a[:1]], axis=1)
@@ -95,29 +96,28 @@ def test_argmax_is_deterministic_and_most_likely(model):
 
 
 def test_same_seed_same_audio_other_seed_other_audio(model):
-    s = Sampler(model)
-    a, _ = s.generate(2, 48, seed=3)
-    b, _ = s.generate(2, 48, seed=3)
-    c, _ = s.generate(2, 48, seed=4)
+    a, _ = generate_levels(model.sampler(), 2, 48, seed=3)
+    b, _ = generate_levels(model.sampler(), 2, 48, seed=3)
+    c, _ = generate_levels(model.sampler(), 2, 48, seed=4)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     assert not np.array_equal(a[0], a[1])  # streams of one batch draw independently
 
 
 def test_length_not_a_multiple_of_the_big_frame(model):
-    levels, _ = Sampler(model).generate(1, 37)
+    levels, _ = generate_levels(model.sampler(), 1, 37)
     assert levels.shape == (1, 37)
     assert levels.min() >= 0 and levels.max() < 256
 
 
 def test_lower_temperature_lowers_entropy_of_draws(model):
-    _, cold = model.generate(1, 400, temperature=0.5, seed=2)  # one compiled loop for both
-    _, hot = model.generate(1, 400, temperature=1.5, seed=2)
+    _, cold = generate_levels(model.sampler(), 1, 400, temperature=0.5, seed=2)  # one compiled loop for both
+    _, hot = generate_levels(model.sampler(), 1, 400, temperature=1.5, seed=2)
     assert -cold.mean() < -hot.mean()  # mean surprisal of the chosen samples
 
 
 def test_inverse_cdf_pick_draws_the_right_distribution():
-    from srnn.sample import inverse_cdf_pick
+    from srnn.rule import inverse_cdf_pick
 
     rng = np.random.default_rng(0)
     p = rng.gamma(0.3, size=256)
@@ -136,7 +136,7 @@ def test_inverse_cdf_pick_draws_the_right_distribution():
 
 
 def test_inverse_cdf_pick_with_a_one_hot_distribution():
-    from srnn.sample import inverse_cdf_pick
+    from srnn.rule import inverse_cdf_pick
 
     p = np.zeros((4, 256), np.float32)
     p[np.arange(4), [0, 15, 16, 255]] = 1.0
@@ -145,20 +145,28 @@ def test_inverse_cdf_pick_with_a_one_hot_distribution():
 
 
 @pytest.mark.slow
-def test_a_long_generation_goes_in_pieces_and_draws_the_same(model, tmp_path, monkeypatch):
-    """Pieces joined == one call (the draws are numbered from the start); the command line
-    generates in pieces of at most PIECE samples, spools them to disk and writes the same WAV."""
+def test_a_generation_in_chunks_draws_the_same(model, tmp_path, monkeypatch):
+    """Chunks joined == one call, whatever the chunk (the draws are numbered by big frame from the
+    start): chunks of a whole number of big frames, of a length that is not one, and an endless
+    request taken chunk by chunk; the command line generates in pieces of at most PIECE samples,
+    spools them to disk and writes the same WAV."""
+    import srnn.generation
     import srnn.memory
-    import srnn.sample
     from srnn import checkpoint
     from srnn.cli import train_main
 
     s = model.sampler()
-    whole, whole_logp = s.generate(2, 100, seed=9)
-    parts = list(s.pieces(2, 100, seed=9, piece=24))
+    whole, whole_logp = generate_levels(model.sampler(), 2, 100, seed=9)
+    parts = list(level_chunks(s, plain_request(model.cfg, 2, 100, seed=9), chunk=24))
     assert [p[0].shape[1] for p in parts] == [24, 24, 24, 24, 4]
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts], 1), whole)
     np.testing.assert_allclose(np.concatenate([p[1] for p in parts], 1), whole_logp, atol=1e-6)
+    odd = [p for p, _ in level_chunks(s, plain_request(model.cfg, 2, 100, seed=9), chunk=13)]
+    assert [p.shape[1] for p in odd] == [13] * 7 + [9]
+    np.testing.assert_array_equal(np.concatenate(odd, 1), whole)
+    endless = level_chunks(s, plain_request(model.cfg, 2, None, seed=9), chunk=30)
+    np.testing.assert_array_equal(np.concatenate([next(endless)[0] for _ in range(4)], 1)[:, :100], whole)
+    endless.close()
 
     path = str(tmp_path / "m.h5")
     checkpoint.save(path, model)
@@ -166,14 +174,14 @@ def test_a_long_generation_goes_in_pieces_and_draws_the_same(model, tmp_path, mo
     assert train_main(["--sample", path, "--seconds", "0.1", "--nseqs", "2"]) == 0
     one_go = [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(2)]
     sizes = []
-    real = srnn.sample.Sampler.pieces
+    real = srnn.generation.level_chunks
 
-    def spy(self, *a, **k):
-        for levels, logp in real(self, *a, **k):
+    def spy(*a, **k):
+        for levels, logp in real(*a, **k):
             sizes.append(levels.shape[1])
             yield levels, logp
     monkeypatch.setattr(srnn.memory, "PIECE", 512)
-    monkeypatch.setattr(srnn.sample.Sampler, "pieces", spy)
+    monkeypatch.setattr(srnn.generation, "level_chunks", spy)
     assert train_main(["--sample", path, "--seconds", "0.1", "--nseqs", "2"]) == 0
     assert sizes == [512] * 3 + [1600 - 1536]
     assert [(tmp_path / f"generated_{i}.wav").read_bytes() for i in range(2)] == one_go

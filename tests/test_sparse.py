@@ -11,6 +11,7 @@ from conftest import run_tool
 from srnn import checkpoint, sparse
 from srnn.config import ModelConfig
 from srnn.errors import SrnnError
+from srnn.generation import generate_levels
 from test_untrusted import TRAIN, clean_error, invalid, no_xla, write_parts  # noqa: F401  (no_xla: a fixture)
 
 SPARSE_CFG = ModelConfig(slowdim=32, dim=32, sparse_block=(16, 1))
@@ -108,8 +109,8 @@ def test_sparse_sampler_equals_dense_sampler_on_pruned_weights():
     sparse_s, dense_s = model.sampler(layout="auto"), model.sampler(layout="dense")
     fmt = sparse_s.weight_precision(2)
     assert len(fmt.sparse) == 8 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
-    a, logp_a = sparse_s.generate(2, 400, seed=5)
-    b, logp_b = dense_s.generate(2, 400, seed=5)
+    a, logp_a = generate_levels(sparse_s, 2, 400, seed=5)
+    b, logp_b = generate_levels(dense_s, 2, 400, seed=5)
     assert np.mean(a == b) > 0.99, np.mean(a == b)  # equal but for rare float ties
     # on the same levels, the log-probability of each under both: the same NLL
     same = a == b
@@ -176,7 +177,7 @@ def test_a_dense_model_that_is_mostly_zero_samples_sparse(monkeypatch):
     """auto looks at a big dense model's zeros (here any size: the size threshold lowered), and
     runs a matrix that is mostly zero blocks, even unbalanced, in the sparse layout with room for
     its fullest block column; `sparse` forces the layout on every prunable matrix."""
-    import srnn.sample
+    import srnn.sampler
     from srnn.model import SampleRNN
 
     model = SampleRNN(ModelConfig(slowdim=32, dim=32))
@@ -188,7 +189,7 @@ def test_a_dense_model_that_is_mostly_zero_samples_sparse(monkeypatch):
     zeros[:3] = v.numpy()[:3]  # 3 of 32 inputs kept, in every block column
     zeros[5, :32] = 1.0  # and one more in the first block column only
     v.assign(zeros)
-    monkeypatch.setattr(srnn.sample, "AUTO_MIN_BYTES", 0)
+    monkeypatch.setattr(srnn.sampler, "AUTO_MIN_BYTES", 0)
     assert model.sampler(layout="auto").weight_precision(1).sparse == (("sample/h2/v", 4),)
 
 

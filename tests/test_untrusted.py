@@ -337,7 +337,7 @@ def test_seeds_outside_the_range_are_one_line(good, tmp_path, monkeypatch, capsy
 
 def test_every_seed_of_the_range_has_its_own_draws():
     """Seeds at and above 2^31 (int32's end) are wrapped, not refused by TensorFlow; below, unchanged."""
-    from srnn.sample import int32_seed
+    from srnn.sampler import int32_seed
 
     assert [int32_seed(s) for s in (0, 1337, 2 ** 31 - 1)] == [0, 1337, 2 ** 31 - 1]
     assert int32_seed(2 ** 31) == -2 ** 31 and int32_seed(2 ** 32 - 1) == -1

@@ -1,5 +1,5 @@
-"""Watching training: the audition measures, clips written by a synthetic model, TensorBoard events."""
-import dataclasses
+"""Watching training: the audition measures, the clips of a broken model as an audition writes them,
+TensorBoard events."""
 import os
 
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from srnn.config import ModelConfig
 from srnn.quantize import quantize
-from srnn.watch import audition, describe_clips, inspect_clip
+from srnn.watch import audition_files, describe_clips, inspect_clip
 
 RATE = 16000
 
@@ -38,22 +38,13 @@ def test_measures_name_what_is_wrong(rng):
     assert flags(quantize(x[RATE:3 * RATE])) == []
 
 
-@dataclasses.dataclass
-class Synthetic:
-    """Stands in for a model: generates a fixed pattern (silence or a loop), as a broken model would."""
-    cfg: ModelConfig
-    pattern: np.ndarray
-
-    def generate(self, n_seqs, n_samples, temperature=1.0, seed=0, mix=None):
-        levels = np.tile(self.pattern, n_samples // len(self.pattern) + 1)[:n_samples]
-        return np.tile(levels, (n_seqs, 1)), np.zeros((n_seqs, n_samples), np.float32)
-
-
 @pytest.mark.parametrize("pattern, flag", [(np.full(100, 128), "near-silent"),
                                            (np.arange(10, 240, 3), "stuck in a loop")])
 def test_audition_writes_clips_and_flags_a_broken_model(tmp_path, pattern, flag):
-    model = Synthetic(ModelConfig(slowdim=8, dim=8), pattern)
-    clips = audition(model, str(tmp_path), "x", 4, n_seqs=2, seconds=1.5, seed=1)
+    """What a broken model would generate (a fixed pattern: silence or a loop), as an audition writes it."""
+    n = int(1.5 * RATE)
+    levels = np.tile(np.tile(pattern, n // len(pattern) + 1)[:n], (2, 1))
+    clips = audition_files(levels, ModelConfig(slowdim=8, dim=8), str(tmp_path), "x", 4)
     assert [c[0] for c in clips] == [str(tmp_path / "x_samples" / f"e4_{i}.wav") for i in range(2)]
     for path, audio, report in clips:
         assert (tmp_path / "x_samples" / f"e4_{path[-5]}.png").read_bytes()[:4] == b"\x89PNG"

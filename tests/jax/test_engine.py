@@ -14,6 +14,7 @@ from keras import ops
 from srnn import checkpoint
 from srnn.config import ModelConfig
 from srnn.engine import load
+from srnn.generation import generate_levels, level_chunks, plain_request
 from srnn.model import SampleRNN
 from srnn.training import Steps
 
@@ -93,15 +94,16 @@ def test_step_form_equals_chunk_form_and_a_seed_gives_the_same_audio(name):
     checkpoint.apply_weights(ckpt, model)
     mix = chunk(name)[2] if ckpt.config.labels else None
     n = 4 * ckpt.config.big_frame
-    levels, logp = model.generate(2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
+    levels, logp = generate_levels(model.sampler(), 2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
     assert levels.shape == (2, n) and len(np.unique(levels)) > 3
     np.testing.assert_allclose(logp, teacher_forced_logp(model, levels, [1.0, 0.8], mix), atol=1e-4)
-    again, _ = model.generate(2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
-    other, _ = model.generate(2, n, temperature=[1.0, 0.8], seed=6, mix=mix)
+    again, _ = generate_levels(model.sampler(), 2, n, temperature=[1.0, 0.8], seed=5, mix=mix)
+    other, _ = generate_levels(model.sampler(), 2, n, temperature=[1.0, 0.8], seed=6, mix=mix)
     np.testing.assert_array_equal(levels, again)
     assert not np.array_equal(levels, other)
-    # in pieces: the same draws
-    pieces = list(model.sampler().pieces(2, n, [1.0, 0.8], 5, piece=2 * ckpt.config.big_frame, mix=mix))
+    # in chunks: the same draws
+    req = plain_request(ckpt.config, 2, n, [1.0, 0.8], 5, mix=mix)
+    pieces = list(level_chunks(model.sampler(), req, chunk=2 * ckpt.config.big_frame + 3))
     np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces], 1), levels)
 
 
@@ -177,7 +179,7 @@ def test_packed_step_weights_sample(precision):
     ckpt = checkpoint.load(os.path.join(REF, "default.h5"))
     model = SampleRNN(ckpt.config)
     checkpoint.apply_weights(ckpt, model)
-    levels, logp = model.sampler(precision=precision).generate(2, 40, seed=1)
+    levels, logp = generate_levels(model.sampler(precision=precision), 2, 40, seed=1)
     assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
 
 
@@ -246,7 +248,7 @@ def test_sparse_sampler_equals_dense_sampler_on_jax():
 
     model = SampleRNN(ModelConfig(slowdim=16, dim=16, sparse_block=(16, 1)))
     prune_to(model, 0.9, (16, 1))
-    a, _ = model.sampler().generate(2, 96, seed=3)
-    b, _ = model.sampler(layout="dense").generate(2, 96, seed=3)
+    a, _ = generate_levels(model.sampler(), 2, 96, seed=3)
+    b, _ = generate_levels(model.sampler(layout="dense"), 2, 96, seed=3)
     assert len(model.sampler().weight_precision(2).sparse) == 8
     assert np.mean(a == b) > 0.99  # the same levels but for rare float ties: the NLL follows
