@@ -2,10 +2,10 @@
 custom loops: a `keras.callbacks.CallbackList` whose `on_train_begin`, `on_epoch_end(epoch, logs)`
 and `on_train_end` the loop in srnn.training calls).
 
-Keras hands each callback the Trainer as its `model` (`CallbackList(..., model=trainer)`); what a
-callback reads of it: `stop_training` (set to stop after this epoch, as on a Keras model),
-`history`, `best` and `best_weights` (the best epoch so far and its weights), `model` (the
-SampleRNN), `use_best()`, `last_saved`. The epoch's numbers come in `logs`: train_bits,
+Each callback is given the run as `trainer` (srnn.training.Trainer); what a callback reads of it:
+`stop_training` (set to stop after this epoch, as on a Keras model), `history`, `best` and
+`best_weights` (the best epoch so far and its weights), `model` (the SampleRNN), `use_best()`,
+`last_saved`. The epoch's numbers come in `logs`: train_bits,
 valid_bits, seconds, samples_per_s, learning_rate, best, improved, and valid_bits/LABEL for a
 conditioned model (Keras turns every value into a float).
 
@@ -51,7 +51,7 @@ class EarlyStop(keras.callbacks.Callback):
             self.message = (f"{self.max_minutes:g} minute(s) of training are over (--max-minutes): stopping; "
                             f"the best epoch is {best}")
         if patience_over or time_over:
-            self.model.stop_training = True
+            self.trainer.stop_training = True
 
     def on_train_end(self, logs=None):
         if self.message:
@@ -79,10 +79,10 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # The original saved when epoch % svepoch == 0 (so after the first epoch too) and at the end.
-        if (self.model.stop_training or epoch == self.nepochs - 1
+        if (self.trainer.stop_training or epoch == self.nepochs - 1
                 or (self.svepoch > 0 and epoch % self.svepoch == 0)):
-            self.model.last_saved = self.save(epoch, epoch)  # the NaN message names it
-            self.log(f"saved {self.model.last_saved}")
+            self.trainer.last_saved = self.save(epoch, epoch)  # the NaN message names it
+            self.log(f"saved {self.trainer.last_saved}")
 
 
 class CostsPlot(keras.callbacks.Callback):
@@ -93,7 +93,7 @@ class CostsPlot(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        history = self.model.history
+        history = self.trainer.history
         plot_costs(self.path, history["train_bits"], history["valid_bits"], int(logs["best"]))
 
 
@@ -109,7 +109,7 @@ class Audition(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        model = self.model.model
+        model = self.trainer.model
         try:
             clips = self.make_clips(model, epoch)
         except Exception as e:  # noqa: BLE001  (whatever it is, it must not end the training)
@@ -139,11 +139,11 @@ class Events(keras.callbacks.Callback):
         self.board.flush()
 
     def on_train_end(self, logs=None):
-        history = self.model.history
+        history = self.trainer.history
         if "test_bits" in history:
             per_label = {f"test/bits/{k}": v for k, v in zip(self.labels, history.get("test_label_bits", []))
                          if v == v}  # the labels the test split saw (the others are NaN)
-            self.board.scalars(self.model.best, **{"test/bits": history["test_bits"], **per_label})
+            self.board.scalars(self.trainer.best, **{"test/bits": history["test_bits"], **per_label})
         self.board.close()
 
 
@@ -159,7 +159,7 @@ class TestLoss(keras.callbacks.Callback):
         self.labels, self.log = labels or (), log
 
     def on_train_end(self, logs=None):
-        trainer = self.model
+        trainer = self.trainer
         if trainer.best is not None and trainer.best_weights is None:
             # the best epoch was before this run: its file holds it, if it is where training writes
             if os.path.exists(self.best_path):
@@ -187,7 +187,7 @@ class Export(keras.callbacks.Callback):
         self.export, self.log = export, log
 
     def on_train_end(self, logs=None):
-        trainer = self.model
+        trainer = self.trainer
         best = trainer.use_best()
         which = f"the best epoch ({trainer.best})" if best else "the last epoch"
         self.log(f"exported {which} to {self.export(trainer.model)}")

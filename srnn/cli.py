@@ -396,16 +396,13 @@ def check_backend(args):
     """What only the TensorFlow engine does is refused on another, before anything loads."""
     import importlib.util
 
-    from .engine import checked_backend
+    from .engine import checked_backend, features
 
-    name = checked_backend()
-    if name == "tensorflow":
-        return
-    for flag, used, what in (("--export", args.export, "a TensorFlow SavedModel"),):
-        if used:
-            raise SrnnError(f"{flag} needs the TensorFlow backend ({what}): run it with KERAS_BACKEND=tensorflow "
-                            f"(the {name} backend trains and samples)")
-    if args.tensorboard and importlib.util.find_spec("tensorflow") is None:
+    name, can = checked_backend(), features()
+    if args.export and not can.savedmodel:
+        raise SrnnError(f"--export needs the TensorFlow backend (a TensorFlow SavedModel): run it with "
+                        f"KERAS_BACKEND=tensorflow (the {name} backend trains and samples)")
+    if args.tensorboard and not can.owns_tensorflow and importlib.util.find_spec("tensorflow") is None:
         raise SrnnError("--tensorboard writes TensorFlow's event files, and TensorFlow is not installed here: "
                         "install it, or leave --tensorboard out")
 

@@ -23,7 +23,6 @@ ADDRESSES, COUNT, INDEX = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTI
                            "KERAS_DISTRIBUTION_PROCESS_ID")
 TIMEOUT = 180.0  # seconds for every process to come (--cluster-timeout)
 HELLO = "srnn-cluster/1"
-joined = None  # the Cluster this process has started (srnn.commands), for the Trainer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from . import precision
-from .engine import backend
+from .engine import backend, features
 from .config import ConfigError
 from .errors import SrnnError
 
@@ -109,15 +109,15 @@ def train_run(args, log=print):
                    "choose another --exp or folder") if chief else contextlib.nullcontext():
         if chief:
             remove_temporaries(opts, cfg, log)
-        if jax_cluster(args):
-            join_cluster(args, opts, splits, log)
+        joined = join_cluster(args, opts, splits, log) if jax_cluster(args) else None
         from .training import train
 
-        return train(cfg, opts, log=log, splits=splits, ckpt=ckpt)
+        return train(cfg, opts, log=log, splits=splits, ckpt=ckpt, cluster=joined)
 
 
 def jax_cluster(args):
-    return args.distribute == "multiworker" and backend() == "jax"
+    """Whether this run's processes meet through srnn.cluster (the JAX engine's multi-worker runs)."""
+    return args.distribute == "multiworker" and features().uses_srnn_cluster
 
 
 def process_zero(args):
@@ -149,7 +149,7 @@ def check_cluster(args, log):
 
 def join_cluster(args, opts, splits, log):
     """JAX's --distribute multiworker: the processes meet (srnn.cluster), JAX's runtime starts,
-    each process's feeders take its rows."""
+    each process's feeders take its rows. Returns the cluster (srnn.cluster.Cluster)."""
     from . import cluster
 
     joined = cluster.from_env()
@@ -168,7 +168,7 @@ def join_cluster(args, opts, splits, log):
     if opts.batchsize % devices:
         raise SrnnError(f"--batchsize {opts.batchsize} does not split over the cluster's {devices} devices: use a "
                         f"multiple of {devices}")
-    cluster.joined = joined
+    return joined
 
 
 def from_load(args, log):

@@ -27,9 +27,11 @@ def check_distribute(precision, distribute):
 
 
 def check_engine(precision, backend):
-    """float16's dynamic loss scale is TensorFlow's (its LossScale); the other engine trains in
-    bfloat16, which needs none."""
-    if precision == "mixed_float16" and backend != "tensorflow":
+    """float16 needs a dynamic loss scale, which only some engines have (srnn.engine.contract); the
+    others train in bfloat16, which needs none."""
+    from .engine.contract import FEATURES
+
+    if precision == "mixed_float16" and not FEATURES[backend].float16_loss_scale:
         raise SrnnError(f"--precision mixed_float16 needs the TensorFlow backend (its dynamic loss scale): "
                         f"on {backend} use mixed_bfloat16, or set KERAS_BACKEND=tensorflow")
 

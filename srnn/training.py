@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from . import checkpoint, cluster, engine, names, sparse
-from .distribute import is_chief, make_strategy
+from . import checkpoint, engine, names, sparse
+from .distribute import is_chief
 from .errors import SrnnError
 from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainOptions is part of this module's API)
 from .precision import training_note
@@ -21,9 +21,8 @@ import keras  # noqa: E402  (after the engine has loaded its framework quietly)
 from .callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Events, Export,  # noqa: E402
                         PeriodicCheckpoint, TestLoss, per_label_line)
 from .engine.common import GRAD_CLIP, use_xla  # noqa: E402,F401  (part of this module's API)
-from .model import SampleRNN  # noqa: E402
 
-Steps, DistributedSteps, LossScale = E.Steps, getattr(E, "DistributedSteps", None), getattr(E, "LossScale", None)
+Steps = E.Steps  # one device's steps, this engine's (the tests and benches build them directly)
 
 
 class NonFiniteLoss(SrnnError):
@@ -136,7 +135,7 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
     step = steps.train_step if train else steps.eval_step
     # a cluster's processes stop after the same step (srnn.engine.jax.ClusterSteps): the signal
     # one of them got goes into each step, and the step says whether any got one
-    agreed = getattr(steps, "stop_after", None)
+    together = steps.together
     for b, seqs in feeder.loaded(batches, start=pos.batch, prefetch=prefetch):
         for c, chunk in enumerate(feeder.batch_chunks(seqs, batches[b])):
             if b == pos.batch and c < pos.chunk:
@@ -146,7 +145,7 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 pos.at_batch = (pos.total, pos.count, pos.n_chunks)
             if before_step is not None:
                 before_step()
-            if agreed is not None:
+            if together:
                 steps.stopping = stop is not None and stop.signum is not None
             out = step(chunk.x, chunk.mask, E.scalar(chunk.reset), pos.states, chunk.mix)
             loss, pos.states = float(out[0]), out[1]
@@ -165,16 +164,17 @@ def run_pass(steps, feeder, batches, train, pos=None, bar=None, stop=None, prefe
                 bar.update(pos.n_chunks, values=[("loss in bits", pos.bits)])  # running epoch mean
             if on_step is not None:
                 on_step(loss)
-            if stop is not None and (agreed() if agreed is not None else stop.signum is not None):
+            if stop is not None and (steps.stop_after() if together else stop.signum is not None):
                 raise _Stop
         pos.batch, pos.chunk = b + 1, 0
     return pos
 
 
-def train(cfg, opts, log=print, splits=None, ckpt=None):
+def train(cfg, opts, log=print, splits=None, ckpt=None, cluster=None):
     """Train a model of `cfg` on `blizzard/{exp}_parts`; returns the history. `ckpt`: opts.load's
-    checkpoint, if the caller has read it already."""
-    trainer = Trainer(cfg, opts, log, splits, ckpt)
+    checkpoint, if the caller has read it already; `cluster`: the processes of a multi-worker run
+    on an engine whose processes meet through srnn.cluster, met and started already."""
+    trainer = Trainer(cfg, opts, log, splits, ckpt, cluster)
     if trainer.start >= opts.nepochs:
         trainer.log(f"{opts.load} has already been trained for {trainer.start} epoch(s): raise --nepochs to continue")
         return trainer.history
@@ -183,25 +183,18 @@ def train(cfg, opts, log=print, splits=None, ckpt=None):
 
 class Trainer:
     """One training run: the model and its steps, the history, the best epoch and its weights, where
-    a resumed run starts; `fit` runs the epochs and drives the callbacks (srnn.callbacks), which see
-    it as their Keras `model`."""
+    a resumed run starts; `fit` runs the epochs and drives the callbacks (srnn.callbacks), which are
+    given the Trainer by name."""
 
-    def __init__(self, cfg, opts, log=print, splits=None, ckpt=None):
-        self.cfg, self.opts = cfg, opts
+    def __init__(self, cfg, opts, log=print, splits=None, ckpt=None, cluster=None):
+        self.cfg, self.opts, self.cluster = cfg, opts, cluster
         self.splits = splits or prepare(cfg, opts)
         if ckpt is None and opts.load:
             ckpt = checkpoint.load(opts.load)
-        self.cluster = cluster.joined if E.NAME == "jax" and opts.distribute == "multiworker" else None
-        if E.NAME == "jax" and opts.distribute == "mirrored":  # keras.distribution, not tf.distribute
-            log(f"mirrored: {E.data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
-            self.strategy = None
-        elif self.cluster is not None:  # JAX's processes (srnn.cluster), started by the command
-            self.strategy = None
-        else:
-            self.strategy = make_strategy(opts.distribute, opts.devices)
-        self.chief = self.cluster.chief if self.cluster is not None else is_chief(opts.distribute)
+        self.chief = cluster.chief if cluster is not None else is_chief(opts.distribute)
         self.log = log if self.chief else lambda *a, **k: None  # one voice per cluster: the chief's
-        self._build()
+        lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
+        self.model, self.steps, self.xla = E.training_steps(cfg, opts, lr, cluster, self.log)
         self.history = {"train_bits": [], "valid_bits": [], **({"valid_label_bits": []} if cfg.labels else {})}
         self.start, self.resume = 0, None
         self.stop_training, self.last_saved, self._best_in_model, self.board = False, None, False, None
@@ -216,27 +209,6 @@ class Trainer:
         # (an interrupted run's): then the best epoch's are in its file, as for an earlier best
         if self.best is not None and self.best == self.start - 1 and self.resume is None:
             self.best_weights = self.weights()
-
-    def _build(self):
-        cfg, opts, log = self.cfg, self.opts, self.log
-        E.seed(opts.seed)  # initial weights; data order is seeded per epoch
-        lr = LEARNING_RATE if opts.learning_rate is None else opts.learning_rate
-        if self.strategy is None:
-            self.model = SampleRNN(cfg, precision=opts.precision)
-            self.xla = use_xla(cfg) if opts.xla is None else opts.xla
-            steps = Steps if self.cluster is None else E.ClusterSteps
-            self.steps = steps(self.model, learning_rate=lr, xla=self.xla)
-            if self.cluster is not None:
-                devices = len(self.steps.by_rows.mesh.devices.flat)
-                log(f"multiworker: {self.cluster.count} processes, {devices} device(s) in all, "
-                    f"{opts.batchsize // devices} sequence(s) each; coordinator {self.cluster.coordinator}")
-        else:
-            with self.strategy.scope():
-                self.model = SampleRNN(cfg, precision=opts.precision)
-                self.steps = DistributedSteps(self.model, self.strategy, learning_rate=lr)
-            self.xla = False
-            log(f"{opts.distribute}: {self.steps.replicas} replica(s), {opts.batchsize // self.steps.replicas} "
-                f"sequence(s) each")
 
     def _load(self, ckpt):
         """Resume: the weights, and from a training checkpoint the optimizer, history, position in
@@ -360,16 +332,13 @@ class Trainer:
             from .export import export
 
             out.append(Export(lambda model: export(model, opts.export, opts.scaling), log))
-        # the callbacks' `model` is this Trainer; no add_history (Keras would replace self.history)
-        return keras.callbacks.CallbackList(out, model=self)
+        for callback in out:
+            callback.trainer = self  # what they read and set of the run (srnn.callbacks)
+        return keras.callbacks.CallbackList(out)
 
     def evaluate(self, feed):
         """A pass over `feed` with the model's weights as they are (the test loss)."""
-        # one device: the test split may end in a smaller batch, and a cluster's workers need not
-        # agree on anything for it
-        alone = self.strategy is None and self.cluster is None
-        evaluator = self.steps if alone else Steps(self.model, xla=False, evaluate_only=True)
-        return run_pass(evaluator, feed, feed.batches(), False)
+        return run_pass(self.steps.evaluator(), feed, feed.batches(), False)
 
     def fit(self, callbacks):
         """The epochs from `start`, each followed by `callbacks.on_epoch_end`, until the last or until
@@ -382,8 +351,8 @@ class Trainer:
         with StopRequest(self.log) as stop:
             for epoch in range(self.start, self.opts.nepochs):
                 callbacks.on_epoch_end(epoch, self.run_epoch(epoch, stop, on_step))
-                if self.cluster is not None:  # each process's clock (--max-minutes): process 0's decides
-                    self.stop_training = E.agree(self.stop_training)
+                # each process's clock (--max-minutes) may say otherwise: a cluster's process 0 decides
+                self.stop_training = self.steps.agree(self.stop_training)
                 if self.stop_training:
                     break
         callbacks.on_train_end()

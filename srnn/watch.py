@@ -123,7 +123,7 @@ class Board:
             from .quiet import import_tensorflow
 
             self.tf = import_tensorflow()
-            if engine.backend() != "tensorflow":
+            if not engine.features().owns_tensorflow:
                 # TensorFlow only writes the files here: it must not take the GPU the backend trains
                 # on (its context reserves most of a GPU's memory when it starts)
                 try:

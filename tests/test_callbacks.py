@@ -8,19 +8,19 @@ from srnn.callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Even
 
 
 def trainer(**kw):
-    """A stand-in for srnn.training.Trainer, as callbacks see it (their Keras `model`)."""
+    """A stand-in for srnn.training.Trainer, as callbacks see it (their `trainer`)."""
     return SimpleNamespace(**{"stop_training": False, "last_saved": None, "best": None, "best_weights": None,
                               "history": {"train_bits": [], "valid_bits": []}, **kw})
 
 
 def attach(callback, **kw):
-    callback.set_model(trainer(**kw))
+    callback.trainer = trainer(**kw)
     return callback
 
 
 def run(callback, valid, stop_when=None):
     """Feed `valid` losses as epochs (best tracked as the Trainer does); the epochs run."""
-    t = callback.model
+    t = callback.trainer
     callback.on_train_begin()
     ran = []
     for epoch, bits in enumerate(valid):
@@ -77,7 +77,7 @@ def test_checkpoints_best_periodic_and_last():
     periodic = attach(PeriodicCheckpoint(fake_save(saved), svepoch=3, nepochs=5, log=lines.append))
     run(periodic, [1.0] * 5)
     assert saved == [(0, 0), (3, 3), (4, 4)]  # epoch % svepoch == 0, and the last
-    assert periodic.model.last_saved == "ckpt_4.h5"
+    assert periodic.trainer.last_saved == "ckpt_4.h5"
     saved.clear()
     never = attach(PeriodicCheckpoint(fake_save(saved), svepoch=0, nepochs=5))
     run(never, [1.0] * 5)
@@ -89,9 +89,11 @@ def test_a_checkpoint_when_training_stops_early():
     from keras.callbacks import CallbackList
 
     saved = []
-    callbacks = CallbackList([EarlyStop(patience=1, max_minutes=None, nepochs=10, log=lambda s: None),
-                              PeriodicCheckpoint(fake_save(saved), svepoch=0, nepochs=10, log=lambda s: None)],
-                             model=trainer())
+    both = [attach(EarlyStop(patience=1, max_minutes=None, nepochs=10, log=lambda s: None)),
+            PeriodicCheckpoint(fake_save(saved), svepoch=0, nepochs=10, log=lambda s: None)]
+    both[1].trainer = both[0].trainer  # one run
+    callbacks = CallbackList(both)
+    callbacks.trainer = both[0].trainer
     assert run(callbacks, [1.0, 2.0, 3.0]) == [0, 1]
     assert saved == [(1, 1)]
 
@@ -163,19 +165,19 @@ def test_test_loss_takes_the_best_weights_from_the_file_and_export_says_which(tm
     t = trainer(best=2, use_best=use_best, model="the model")
     passed = SimpleNamespace(bits=1.25, label_bits=lambda labels: {})
     test = TestLoss(lambda: passed, 3, str(best_path), lambda path: [np.zeros(1)], log=lines.append)
-    test.set_model(t)
+    test.trainer = t
     test.on_train_end()
     assert t.history["test_bits"] == 1.25 and len(used) == 1 and used[0] is not None
     assert lines == ["Test loss in bits 1.25000 (best model, epoch 2, 3 part(s))"]
     export = Export(lambda model: f"exported/{model}", log=lines.append)
-    export.set_model(t)
+    export.trainer = t
     export.on_train_end()
     assert lines[-1] == "exported the best epoch (2) to exported/the model"
 
     lines.clear()
     t2 = trainer(best=2, use_best=lambda: False, model="m")
     test = TestLoss(lambda: passed, 3, str(tmp_path / "missing.h5"), None, log=lines.append)
-    test.set_model(t2)
+    test.trainer = t2
     test.on_train_end()
     assert "test_bits" not in t2.history
     assert lines == [f"note: no test loss: the best epoch (2) was before this run and {tmp_path / 'missing.h5'} "

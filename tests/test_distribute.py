@@ -31,7 +31,8 @@ from srnn.labels import one_hot
 from srnn.model import SampleRNN
 from srnn.prune import Pruner
 from srnn.sparse import Schedule
-from srnn.training import DistributedSteps, Steps, run_pass
+from srnn.engine.tensorflow import DistributedSteps
+from srnn.training import Steps, run_pass
 
 root = sys.argv[2]
 # the original's tiny sizes, conditioned on two labels (so the label path is distributed too), pruned

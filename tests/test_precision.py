@@ -88,7 +88,7 @@ def test_float16_loss_scale_skips_overflow_and_grows():
     assert int(opt.iterations.numpy()) == done + 1
     assert float(ls.scale.numpy()) == 16.0 and int(ls.good.numpy()) == 0
     # the scale goes into the checkpoint's training state and comes back on --load
-    from srnn.training import LossScale
+    from srnn.engine.tensorflow import LossScale
 
     ls.good.assign(7)
     resumed = LossScale()

@@ -3,8 +3,11 @@
 The model (srnn.model, srnn.cells) and the sampler's loop body are written once in `keras.ops`;
 what each backend does its own way lives in `srnn.engine.tensorflow` or `srnn.engine.jax`: the
 scan with its tf.scan semantics, compilation, the generation loop and its per-frame random draw,
-and the training step. The backend is chosen the Keras way: `KERAS_BACKEND`, else the `backend`
-of keras.json, else TensorFlow.
+the training steps on one device or many. srnn.engine.contract lists what an engine module
+provides (a typing.Protocol) and what each can do (`features()`, known before the framework
+loads): the rest of the package asks the engine, it does not branch on the backend's name. The
+backend is chosen the Keras way: `KERAS_BACKEND`, else the `backend` of keras.json, else
+TensorFlow.
 """
 import importlib
 import json
@@ -36,6 +39,13 @@ def checked_backend():
         raise SrnnError(f"the Keras backend is {name} (KERAS_BACKEND or keras.json): srnn runs on "
                         f"{' or '.join(ENGINES)}; set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
     return name
+
+
+def features():
+    """What this process's engine can do (srnn.engine.contract.Features), without loading it."""
+    from .contract import FEATURES
+
+    return FEATURES[checked_backend()]
 
 
 def load():

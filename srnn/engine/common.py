@@ -14,8 +14,20 @@ def use_xla(cfg):
 
 
 class CarriedStates:
-    """The carried TBPTT states as plain arrays, one per RNN layer (tf.distribute's steps keep one
-    slice per replica instead); for the steps' `model`."""
+    """What every engine's training steps share: the carried TBPTT states as plain arrays, one per
+    RNN layer (tf.distribute's steps keep one slice per replica instead), for the steps' `model`;
+    and the answers of steps on one device to what steps over many devices or processes do their own
+    way (a subclass overrides them)."""
+
+    together = False  # the processes of a cluster stop after the same step (then: stopping, stop_after)
+
+    def evaluator(self):
+        """Steps for a pass that runs on this process alone (the test loss): these."""
+        return self
+
+    def agree(self, flag):
+        """A decision every process must share (stopping after an epoch): here, this one's."""
+        return flag
 
     def zero_states(self, batch):
         return self.model.zero_states(batch)

@@ -11,7 +11,7 @@ from jax import lax
 from ..errors import SrnnError, first_line
 from ..options import LEARNING_RATE
 from ..precision import check_engine
-from .common import GRAD_CLIP, CarriedStates, describe_processors
+from .common import GRAD_CLIP, CarriedStates, describe_processors, use_xla
 
 NAME = "jax"
 
@@ -245,6 +245,25 @@ class Steps(CarriedStates):
         self._state = None  # read again at the next step: whatever was assigned meanwhile counts
 
 
+def training_steps(cfg, opts, learning_rate, cluster=None, log=print):
+    """The model and its steps for --distribute (srnn.engine.contract): `mirrored` is
+    keras.distribution's DataParallel (set before the model is built), a `cluster` (srnn.cluster's,
+    started by start_cluster) steps over every process's devices."""
+    from ..model import SampleRNN
+
+    if opts.distribute == "mirrored":
+        log(f"mirrored: {data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
+    seed(opts.seed)  # initial weights; data order is seeded per epoch
+    model = SampleRNN(cfg, precision=opts.precision)
+    xla = use_xla(cfg) if opts.xla is None else opts.xla
+    steps = (Steps if cluster is None else ClusterSteps)(model, learning_rate=learning_rate, xla=xla)
+    if cluster is not None:
+        devices = len(steps.by_rows.mesh.devices.flat)
+        log(f"multiworker: {cluster.count} processes, {devices} device(s) in all, "
+            f"{opts.batchsize // devices} sequence(s) each; coordinator {cluster.coordinator}")
+    return model, steps, xla
+
+
 # ---- several processes: --distribute multiworker (srnn.cluster)
 
 
@@ -290,6 +309,15 @@ class ClusterSteps(Steps):
     device, and XLA sums the gradient over all of them before the clip: the one-device step. The
     Keras variables hold this process's copy (`sync`), so checkpoints, auditions and the test loss
     are computed as on one machine."""
+
+    together = True  # each step takes every process's stop request (stopping) and gives their max
+
+    def evaluator(self):
+        """One process's evaluation steps (process 0's test loss, computed alone)."""
+        return Steps(self.model, xla=False, evaluate_only=True)
+
+    def agree(self, flag):
+        return agree(flag)
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)

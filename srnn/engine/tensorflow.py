@@ -163,8 +163,16 @@ class Steps(CarriedStates):
             self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
             self.optimizer.build(model.trainable_variables)
         xla = use_xla(model.cfg) if xla is None else xla
-        self.train_step = tf.function(self._train, jit_compile=xla)
-        self.eval_step = tf.function(self._eval, jit_compile=xla)
+        self._train_compiled = tf.function(self._train, jit_compile=xla)
+        self._eval_compiled = tf.function(self._eval, jit_compile=xla)
+
+    def train_step(self, x, mask, reset, states, mix=None):
+        """One optimizer step on a chunk: (loss_bits, states)."""
+        return self._train_compiled(x, mask, reset, states, mix)
+
+    def eval_step(self, x, mask, reset, states, mix=None):
+        """The loss on a chunk: (loss_bits, states, per-label sums)."""
+        return self._eval_compiled(x, mask, reset, states, mix)
 
     def gradients(self, x, mask, reset, states, mix=None, scale=None):
         """Loss, clipped gradients and new states (not compiled; used by tests and _train). With a
@@ -212,6 +220,33 @@ class Steps(CarriedStates):
         """Nothing to do: the variables are updated in place by each step."""
 
 
+def training_steps(cfg, opts, learning_rate, cluster=None, log=print):
+    """The model and its steps for --distribute (srnn.engine.contract): tf.distribute's strategy
+    first (a multi-worker one sets up the runtime itself, before any other TensorFlow work), then
+    the seed, the model and its steps, under the strategy's scope. TensorFlow's clusters meet by
+    TF_CONFIG: `cluster` is always None here."""
+    from ..distribute import make_strategy
+    from ..model import SampleRNN
+
+    strategy = make_strategy(opts.distribute, opts.devices)
+    seed(opts.seed)  # initial weights; data order is seeded per epoch
+    if strategy is None:
+        model = SampleRNN(cfg, precision=opts.precision)
+        xla = use_xla(cfg) if opts.xla is None else opts.xla
+        return model, Steps(model, learning_rate=learning_rate, xla=xla), xla
+    with strategy.scope():
+        model = SampleRNN(cfg, precision=opts.precision)
+        steps = DistributedSteps(model, strategy, learning_rate=learning_rate)
+    log(f"{opts.distribute}: {steps.replicas} replica(s), {opts.batchsize // steps.replicas} sequence(s) each")
+    return model, steps, False
+
+
+def start_cluster(cluster, timeout):
+    """TensorFlow's processes meet through TF_CONFIG (srnn.distribute), not srnn.cluster."""
+    raise SrnnError("--distribute multiworker on TensorFlow reads TF_CONFIG: its processes do not meet through "
+                    "KERAS_DISTRIBUTION_* (that is the JAX engine's)")
+
+
 class DistributedSteps(Steps):
     """The same steps over the replicas of a tf.distribute strategy (build it, and the model,
     under `strategy.scope()`).
@@ -223,14 +258,23 @@ class DistributedSteps(Steps):
     the optimizer, which sums what the replicas give it, gets 1/replicas of the clipped sum.
     XLA is not used here: it cannot compile the cross-replica sum on every platform."""
 
+    def evaluator(self):
+        """One device's evaluation steps: the test split may end in a smaller batch, and a
+        cluster's workers need not agree on anything for it."""
+        return Steps(self.model, xla=False, evaluate_only=True)
+
     def __init__(self, model, strategy, learning_rate=LEARNING_RATE, clip=GRAD_CLIP):
         check_distribute(model.precision, "mirrored")
         super().__init__(model, learning_rate, clip, xla=False)
         self.strategy, self.replicas = strategy, strategy.num_replicas_in_sync
         self._train_all = tf.function(self._distributed(train=True))
         self._eval_all = tf.function(self._distributed(train=False))
-        self.train_step = lambda *a: self._call(self._train_all, *a)
-        self.eval_step = lambda *a: self._call(self._eval_all, *a)
+
+    def train_step(self, x, mask, reset, states, mix=None):
+        return self._call(self._train_all, x, mask, reset, states, mix)
+
+    def eval_step(self, x, mask, reset, states, mix=None):
+        return self._call(self._eval_all, x, mask, reset, states, mix)
 
     def _split(self, array):
         """Per-replica row slices of a NumPy array (batch first); every worker of a cluster holds
