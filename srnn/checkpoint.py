@@ -283,7 +283,7 @@ def _check_states(path, config, version, objects):
             continue
         key = v1_states.get(name[len("train/"):], name[len("train/"):])
         i = key[len("state_"):] if key.startswith("state_") else ""
-        if not (isinstance(obj, h5py.Dataset) and i.isdigit() and int(i) < len(sizes)
+        if not (isinstance(obj, h5py.Dataset) and i.isascii() and i.isdigit() and int(i) < len(sizes)
                 and len(obj.shape) == 2 and obj.shape[1] == sizes[int(i)]
                 and 1 <= obj.shape[0] <= MAX_STATE_ROWS):
             raise invalid(path, f"{name} is no carried state of a model with {config.describe()}")

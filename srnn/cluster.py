@@ -65,15 +65,20 @@ def from_env(env=None):
 
 def _whole(env, name, lowest):
     text = env[name].strip()
-    if not text.isdigit() or int(text) < lowest:
+    if not _digits(text) or int(text) < lowest:
         raise SrnnError(f"{name}={text!r} must be a whole number of at least {lowest}")
     return int(text)
+
+
+def _digits(text):
+    """Whether `text` is a whole number int() reads: ASCII digits only (str.isdigit() takes '²')."""
+    return text.isascii() and text.isdigit()
 
 
 def _address(text):
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")  # [::1]:1234
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not _digits(port) or not 0 < int(port) < 65536:
         raise SrnnError(f"{ADDRESSES}: {text!r} is not host:port (e.g. 10.0.0.1:1234)")
     return host, int(port)
 
@@ -153,7 +158,7 @@ def _greeting(peer, cluster, came, deadline):
         words = peer.makefile("r").readline().split()
     except OSError:
         words = []
-    if len(words) != 3 or words[0] != HELLO or not words[1].isdigit() or not words[2].isdigit():
+    if len(words) != 3 or words[0] != HELLO or not _digits(words[1]) or not _digits(words[2]):
         return None, None
     index, count = int(words[1]), int(words[2])
     if count != cluster.count:

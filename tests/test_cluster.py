@@ -32,6 +32,9 @@ def free_port():
     (env(addresses="host"), "'host' is not host:port"),
     (env(addresses="host:99999"), "'host:99999' is not host:port"),
     (env(addresses="a:1,b:x"), "'b:x' is not host:port"),
+    (env(count="\u00b2"), "NUM_PROCESSES='\u00b2' must be a whole number"),  # str.isdigit() takes it, int() not
+    (env(index="\u00b9"), "PROCESS_ID='\u00b9' must be a whole number"),
+    (env(addresses="host:\u00b2"), "'host:\u00b2' is not host:port"),
 ])
 def test_bad_variables_are_one_line(variables, words):
     with pytest.raises(SrnnError, match=words.replace("(", r"\(").replace(")", r"\)")):

@@ -580,3 +580,21 @@ def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, c
     assert out.count("warning: the audition of epoch") == 2 and "No space left on device" in out
     assert out.count("warning: cannot write TensorBoard events to tb (events: No space left)") == 1
     assert (tmp_path / "t_srnn_sz16_e1.h5").exists() and "Epoch 1 valid loss in bits" in out
+
+
+# ---- 8. numbers only ASCII digits spell
+
+def test_a_block_of_other_digits_is_one_line_from_python(tmp_path, monkeypatch):
+    """str.isdigit() takes '²', which int() refuses: the block is refused as the flag is."""
+    import srnn
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SrnnError, match="--prune-block \u00b2x1: give ROWSxCOLS"):
+        srnn.train(exp="t", sparsity=0.5, prune_block="\u00b2x1", log=None)
+
+
+def test_a_state_named_with_other_digits_is_refused(good, tmp_path):
+    def edit(f):
+        f["train"].create_dataset("state_\u00b2", data=np.zeros((1, 16), np.float32))
+    invalid(crafted(good, tmp_path, edit, which="full"), "train/state_\u00b2 is no carried state")
+
