@@ -412,7 +412,7 @@ def _schedule_problem(train):
         if not (_number(train[key]) and 0 <= train[key] < 1):
             return f"says {key} is {train[key]!r}, not a sparsity in [0, 1)"
     for key in ("prune_start", "prune_end"):
-        if not _count(train[key], 0, 2 ** 62):
+        if not _count(train[key], 0, sparse.MAX_STEP):
             return f"says {key} is {train[key]!r}, not an optimizer step"
     if train["prune_start"] > train["prune_end"]:
         return "has a pruning schedule that ends before it starts"

@@ -168,6 +168,7 @@ class Schedule:
 
 
 STATE_KEYS = ("sparsity_target", "prune_start", "prune_end", "sparsity_initial")  # checked by srnn.checkpoint
+MAX_STEP = 2 ** 62  # the last optimizer step a schedule may name: a checkpoint naming a later one is refused
 
 
 def default_steps(value, fraction, run_steps):

@@ -582,7 +582,7 @@ def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, c
     assert (tmp_path / "t_srnn_sz16_e1.h5").exists() and "Epoch 1 valid loss in bits" in out
 
 
-# ---- 8. numbers only ASCII digits spell
+# ---- 8. numbers only ASCII digits spell; schedules a checkpoint can hold
 
 def test_a_block_of_other_digits_is_one_line_from_python(tmp_path, monkeypatch):
     """str.isdigit() takes '²', which int() refuses: the block is refused as the flag is."""
@@ -598,3 +598,23 @@ def test_a_state_named_with_other_digits_is_refused(good, tmp_path):
         f["train"].create_dataset("state_\u00b2", data=np.zeros((1, 16), np.float32))
     invalid(crafted(good, tmp_path, edit, which="full"), "train/state_\u00b2 is no carried state")
 
+
+def test_a_schedule_past_a_checkpoints_last_step_is_refused_before_training(tmp_path, monkeypatch, capsys, no_xla):
+    """--prune-end counts from the loaded run's step: that step plus the flag must still be a step
+    a checkpoint holds, or the run would write files that --load and --sample refuse."""
+    from srnn.model import SampleRNN
+    from srnn.sparse import MAX_STEP
+    from srnn.training import Steps
+
+    write_parts(tmp_path)
+    model = SampleRNN(CFG)
+    optimizer = Steps(model, xla=False).optimizer
+    optimizer.iterations.assign(7)
+    path = str(tmp_path / "resumed.h5")
+    checkpoint.save(path, model, optimizer, {"epoch": 0, "seed": 1337, "exp": "t", "train_bits": [5.0],
+                                             "valid_bits": [5.0]})
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, TRAIN + ["--nepochs=2", f"--load={path}", "--sparsity=0.5", "--prune-block=16x1",
+                                        f"--prune-end={MAX_STEP}"])
+    clean_error(capsys, code, "--prune-start/--prune-end", f"optimizer step {MAX_STEP + 7}", "give fewer steps")
+    assert not list(tmp_path.glob("t_srnn_*.h5"))
