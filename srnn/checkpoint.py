@@ -125,6 +125,8 @@ def load(path):
         raise SrnnError(f"{path} not found: give a checkpoint written by train_srnn.py (*.h5)")
     if os.path.isdir(path):
         raise SrnnError(f"{path} is a folder: give a checkpoint file (*.h5)")
+    if not os.path.isfile(path):  # a FIFO or a device: reading it may never end
+        raise SrnnError(f"{path} is not a regular file: give a checkpoint file (*.h5)")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT or "weights" not in f:

@@ -1,5 +1,6 @@
 """Robustness, third pass (issue 22): files that lie, environments that linger, the new features'
 edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs made here."""
+import contextlib
 import errno
 import json
 import os
@@ -618,3 +619,33 @@ def test_a_schedule_past_a_checkpoints_last_step_is_refused_before_training(tmp_
                                         f"--prune-end={MAX_STEP}"])
     clean_error(capsys, code, "--prune-start/--prune-end", f"optimizer step {MAX_STEP + 7}", "give fewer steps")
     assert not list(tmp_path.glob("t_srnn_*.h5"))
+
+
+def test_a_fifo_or_a_device_as_checkpoint_is_one_line_not_a_hang(tmp_path, monkeypatch, capsys):
+    """A named pipe nobody writes to held srnn.load and --sample in their first read for ever."""
+    import srnn
+
+    os.mkfifo(tmp_path / "x.h5")
+    monkeypatch.chdir(tmp_path)
+    with ends_after(tmp_path / "x.h5", 5.0):  # a reader that blocks gets an end: it fails, not hangs
+        for path in (str(tmp_path / "x.h5"), "/dev/zero"):
+            with pytest.raises(SrnnError, match=f"^{path} is not a regular file: give a checkpoint file"):
+                srnn.load(path)
+            code = run_cli(train_main, [f"--sample={path}", "--seconds=0.01"])
+            clean_error(capsys, code, path, "not a regular file")
+            clean_error(capsys, run_cli(train_main, TRAIN + [f"--load={path}"]), path, "not a regular file")
+
+
+@contextlib.contextmanager
+def ends_after(fifo, seconds):
+    """After `seconds`, whoever waits on `fifo` sees a writer come and go (its end), until the block
+    ends: another process, as h5py holds this one's interpreter while it waits."""
+    import subprocess
+
+    writer = subprocess.Popen(["sh", "-c", 'sleep "$1"; while :; do : > "$2"; sleep 0.05; done', "sh", str(seconds),
+                               str(fifo)])
+    try:
+        yield
+    finally:
+        writer.kill()
+        writer.wait()
