@@ -649,3 +649,74 @@ def ends_after(fifo, seconds):
     finally:
         writer.kill()
         writer.wait()
+
+
+# ---- 9. weights are checked as the model computes with them
+
+def replace(name, value):
+    """An edit that puts `value` (any dtype) in the place of weight `name`."""
+    def edit(f):
+        del f[f"weights/{name}"]
+        f[f"weights/{name}"] = value
+    return edit
+
+
+def refused_values(path, monkeypatch, capsys, tmp_path, *words):
+    """srnn.load and --sample both refuse the file's values in one line naming it."""
+    import srnn
+
+    with pytest.raises(SrnnError) as e:
+        srnn.load(path)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, [f"--sample={path}", "--seconds=0.01"]), path, *words)
+    assert not list(tmp_path.glob("*.wav"))
+
+
+def test_a_float64_weight_beyond_float32_is_refused(good, tmp_path, monkeypatch, capsys):
+    """1e300 is finite in the file and infinite in the model: every sample came out the same."""
+    value = np.zeros(256)
+    value[7] = 1e300
+    path = crafted(good, tmp_path, replace("sample/out/b", value))
+    refused_values(path, monkeypatch, capsys, tmp_path, "weight sample/out/b holds 1e+300, beyond float32's range")
+
+
+def test_a_kernel_column_of_zeros_is_refused(good, tmp_path, monkeypatch, capsys):
+    """The weight norm divides a column by its norm: a column of zeros is 0 / 0 in every output."""
+    def edit(f):
+        f["weights/sample/h2/v"][:, 3] = 0.0
+    path = crafted(good, tmp_path, edit)
+    refused_values(path, monkeypatch, capsys, tmp_path, "weight sample/h2/v's column 3 has the norm 0")
+
+
+def test_a_sparse_kernel_zero_where_its_mask_keeps_weights_is_refused(tmp_path, monkeypatch, capsys):
+    """v is not zero, but v * mask is in every column: the norm the model divides by is v * mask's."""
+    from srnn import sparse
+
+    cfg = ModelConfig(slowdim=16, dim=16, sparse_block=(16, 1))
+    path = save_model(tmp_path / "sparse.h5", cfg)
+
+    def edit(f):
+        f["weights/sample/h1/mask"][1:] = 0  # each output keeps input 0 alone, whose weights are zero
+        f["weights/sample/h1/v"][0] = 0.0
+        held = sparse.mask_sparsity([f[f"weights/{m}"][()] for m in sparse.mask_suffixes(cfg).values()])
+        set_config(sparsity=round(held, 6))(f)
+    path = crafted({"weights": path}, tmp_path, edit)
+    refused_values(path, monkeypatch, capsys, tmp_path,
+                   "weight sample/h1/v's column 0 has the norm 0 where its mask keeps weights")
+
+
+def test_strip_to_float16_says_what_float16_cannot_hold(good, tmp_path):
+    def big(f):
+        f["weights/sample/out/b"][5] = 1e5
+    with pytest.raises(SrnnError, match=r"^strip: weight sample/out/b of .*x\.h5 holds 100000, beyond float16's "
+                                        r"range \(largest 65504\): keep float32 \(leave dtype out\)$"):
+        checkpoint.strip(crafted(good, tmp_path, big), str(tmp_path / "half.h5"), dtype="float16")
+
+    def tiny(f):  # 1e-9 is 0 in float16: the column's norm with it
+        f["weights/sample/h1/v"][:, 2] = 1e-9
+    with pytest.raises(SrnnError, match=r"in float16: weight sample/h1/v's column 2 has the norm 0 in float32"):
+        checkpoint.strip(crafted(good, tmp_path, tiny, name="y.h5"), str(tmp_path / "half.h5"), dtype="float16")
+    assert not (tmp_path / "half.h5").exists()
