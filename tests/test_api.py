@@ -155,6 +155,19 @@ def test_numbers_beyond_float32_or_a_wav_are_refused(tmp_path):
     assert sf.info(str(tmp_path / "x.wav")).samplerate == 2 ** 31 - 1
 
 
+def test_text_given_for_a_number_is_quoted():
+    """n='2' is text: the message shows it quoted, not as the valid number 2 (numbers as before)."""
+    model = srnn.load(os.path.join(ROOT, "models", "demo_srnn_sz128.h5"))
+    for kwargs, words in ((dict(n="2"), "--nseqs='2' must be a whole number"),
+                          (dict(seconds="1"), "--seconds='1' must be positive and finite"),
+                          (dict(seed="7"), "--seed='7' must be a whole number"),
+                          (dict(temperature=[0.9, "1"], n=2), "--temperature must be positive, got 0.9 '1'"),
+                          (dict(n=2.5), "--nseqs=2.5 must be a whole number")):
+        kwargs = {"seconds": 0.01, **kwargs}
+        with pytest.raises(SrnnError, match=f"^{re.escape(words)}$"):
+            model.generate(**kwargs)
+
+
 def test_score_is_the_training_loss_of_the_signal(models):
     """bits per sample as training computes them for a part that is this signal alone: quantised
     as a part is, a big frame of silence before it, from the learned initial state."""
