@@ -77,9 +77,13 @@ def _digits(text):
 
 def _address(text):
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")  # [::1]:1234
-    if not sep or not host or not _digits(port) or not 0 < int(port) < 65536:
-        raise SrnnError(f"{ADDRESSES}: {text!r} is not host:port (e.g. 10.0.0.1:1234)")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host  # [::1]:1234
+    # an IPv6 address needs its brackets: ::1 would read as host ':' and port 1
+    if (not sep or not host or "[" in host or "]" in host or (":" in host and not bracketed) or not _digits(port)
+            or not 0 < int(port) < 65536):
+        raise SrnnError(f"{ADDRESSES}: {text!r} is not host:port (e.g. 10.0.0.1:1234, or an IPv6 address in brackets: "
+                        f"[::1]:1234)")
     return host, int(port)
 
 

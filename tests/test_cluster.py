@@ -1,6 +1,7 @@
 """--distribute multiworker on JAX (srnn.cluster): the Keras variables' checks and the processes'
 meeting, in this process (threads stand in for the other processes); the two-process training
 itself is tests/jax/test_cluster.py."""
+import re
 import socket
 import threading
 import time
@@ -35,9 +36,12 @@ def free_port():
     (env(count="\u00b2"), "NUM_PROCESSES='\u00b2' must be a whole number"),  # str.isdigit() takes it, int() not
     (env(index="\u00b9"), "PROCESS_ID='\u00b9' must be a whole number"),
     (env(addresses="host:\u00b2"), "'host:\u00b2' is not host:port"),
+    (env(addresses="::1"), "'::1' is not host:port (e.g. 10.0.0.1:1234, or an IPv6 address in brackets: [::1]:1234)"),
+    (env(addresses="fe80::1:1234"), "'fe80::1:1234' is not host:port"),
+    (env(addresses="[::1:1234"), "'[::1:1234' is not host:port"),
 ])
 def test_bad_variables_are_one_line(variables, words):
-    with pytest.raises(SrnnError, match=words.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SrnnError, match=re.escape(words)):
         cluster.from_env(variables)
 
 
