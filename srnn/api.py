@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 
 from . import checkpoint, generation, memory, precision
+from .config import MAX_SAMPLE_RATE
 from .errors import SrnnError
 from .quantize import SCALINGS
 
@@ -134,7 +135,9 @@ class Model:
         from .quantize import quantize
 
         x = np.asarray(audio)
-        if x.ndim != 1 or x.dtype.kind not in "fiu" or not np.all(np.isfinite(x)):
+        with np.errstate(over="ignore"):  # finite as the model reads it, in float32 (a float64 1e300 is not)
+            finite = x.dtype.kind in "fiu" and np.all(np.isfinite(x.astype(np.float32)))
+        if x.ndim != 1 or not finite:
             raise SrnnError(f"score: give a 1-D array of finite samples at {self.sample_rate} Hz (got shape {x.shape})")
         if x.size < self.config.big_frame:
             raise SrnnError(f"score: {x.size} sample(s) is less than one big frame ({self.config.big_frame}): "
@@ -160,6 +163,8 @@ def write_wav(path, audio, rate):
                         f"{x.dtype} of shape {x.shape}); write each row of generate()'s output to its own file")
     if not isinstance(rate, numbers.Integral) or isinstance(rate, (bool, np.bool_)) or rate <= 0:
         raise SrnnError(f"write_wav: the rate must be a positive whole number of Hz, got {rate!r}")
+    if rate > MAX_SAMPLE_RATE:
+        raise SrnnError(f"write_wav: a WAV holds rates up to {MAX_SAMPLE_RATE} Hz, got {rate!r}")
     write(path, x, rate)
 
 

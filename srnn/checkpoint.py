@@ -125,6 +125,8 @@ def load(path):
         raise SrnnError(f"{path} not found: give a checkpoint written by train_srnn.py (*.h5)")
     if os.path.isdir(path):
         raise SrnnError(f"{path} is a folder: give a checkpoint file (*.h5)")
+    if not os.path.isfile(path):  # a FIFO or a device: reading it may never end
+        raise SrnnError(f"{path} is not a regular file: give a checkpoint file (*.h5)")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT or "weights" not in f:
@@ -283,7 +285,7 @@ def _check_states(path, config, version, objects):
             continue
         key = v1_states.get(name[len("train/"):], name[len("train/"):])
         i = key[len("state_"):] if key.startswith("state_") else ""
-        if not (isinstance(obj, h5py.Dataset) and i.isdigit() and int(i) < len(sizes)
+        if not (isinstance(obj, h5py.Dataset) and i.isascii() and i.isdigit() and int(i) < len(sizes)
                 and len(obj.shape) == 2 and obj.shape[1] == sizes[int(i)]
                 and 1 <= obj.shape[0] <= MAX_STATE_ROWS):
             raise invalid(path, f"{name} is no carried state of a model with {config.describe()}")
@@ -412,7 +414,7 @@ def _schedule_problem(train):
         if not (_number(train[key]) and 0 <= train[key] < 1):
             return f"says {key} is {train[key]!r}, not a sparsity in [0, 1)"
     for key in ("prune_start", "prune_end"):
-        if not _count(train[key], 0, 2 ** 62):
+        if not _count(train[key], 0, sparse.MAX_STEP):
             return f"says {key} is {train[key]!r}, not an optimizer step"
     if train["prune_start"] > train["prune_end"]:
         return "has a pruning schedule that ends before it starts"
@@ -438,6 +440,7 @@ def check_compatible(ckpt, config):
 def apply_weights(ckpt, model):
     """Assign the file's weights to `model` (whose config must be compatible)."""
     check_compatible(ckpt, model.cfg)
+    check_values(ckpt)
     new_masks = _masks(model.cfg) - _masks(ckpt.config)  # a dense file into a model to prune: nothing pruned yet
     for name, w in model.named_weights():
         if name in new_masks:
@@ -450,20 +453,54 @@ def apply_weights(ckpt, model):
             raise SrnnError(
                 f"{ckpt.path}: weight {name} has shape {value.shape}, the model needs {tuple(w.shape)}"
             )
-        _check_finite(ckpt, name, value)
         w.assign(value)
-
-
-def _check_finite(ckpt, name, value):
-    if not np.all(np.isfinite(value)):
-        raise SrnnError(f"{ckpt.path}: weight {name} holds NaN or infinite values: use an earlier checkpoint")
 
 
 def check_values(ckpt):
     """What `apply_weights` refuses in the values themselves, without a model to assign them to
     (srnn.load, which imports no framework): the shapes were checked by `load`."""
-    for name, value in ckpt.weights.items():
-        _check_finite(ckpt, name, value)
+    problem = _values_problem(ckpt.weights, ckpt.config)
+    if problem:
+        raise SrnnError(f"{ckpt.path}: {problem}: use an earlier checkpoint")
+
+
+def _values_problem(weights, config):
+    """What makes `weights` compute NaN or infinities, in words, or None. They are looked at as the
+    model computes with them: in float32 (a float64 1e300 is finite in the file, infinite in the
+    model), and each weight-normalised kernel w = g * v / ||v|| (srnn.model.weight_norm) with its
+    mask, whose column norm must be finite and above 0 (a column that is zero where its mask keeps
+    weights divides 0 by 0; the masks themselves never prune a whole column, see `load`)."""
+    with np.errstate(all="ignore"):
+        for name, value in weights.items():
+            if not np.all(np.isfinite(value)):
+                return f"weight {name} holds NaN or infinite values"
+            if not np.all(np.isfinite(np.asarray(value, np.float32))):
+                return (f"weight {name} holds {float(np.max(np.abs(value))):g}, beyond float32's range (the model "
+                        f"computes in float32)")
+        for v_name, g_name, mask_name in _normalised(weights, config):
+            v = np.asarray(weights[v_name], np.float32)
+            if mask_name:
+                v = v * np.asarray(weights[mask_name], np.float32)
+            norm = np.sqrt(np.sum(np.square(v), axis=0))
+            w = v * (np.asarray(weights[g_name], np.float32) / norm)
+            bad = ~(np.isfinite(norm) & (norm > 0) & np.all(np.isfinite(w), axis=0))
+            if bad.any():
+                j = int(np.argmax(bad))
+                return (f"weight {v_name}'s column {j} has the norm {norm[j]:g}"
+                        f"{' where its mask keeps weights' if mask_name else ''} in float32, and the weight norm "
+                        f"divides by it")
+    return None
+
+
+def _normalised(weights, config):
+    """(v, g, mask or None) names of each weight-normalised kernel in `weights` (srnn.model's
+    add_weight_norm names them v{suffix} and g{suffix}; srnn.sparse names the masks)."""
+    masks = sparse.mask_suffixes(config) if config.sparse_block else {}
+    for name in weights:
+        folder, _, last = name.rpartition("/")
+        g_name = f"{folder}/g{last[1:]}"
+        if last.startswith("v") and g_name in weights:
+            yield name, g_name, masks.get(name)
 
 
 def apply_optimizer(ckpt, optimizer):
@@ -486,9 +523,17 @@ def strip(src, dst, dtype=None):
     ckpt = load(src)
     if dtype not in (None, "float16", "float32"):
         raise SrnnError(f"strip: dtype {dtype!r}: choose float16 or float32")
+    check_values(ckpt)
     masks = _masks(ckpt.config)
-    weights = [(name, value if dtype is None or name in masks else value.astype(dtype))
-               for name, value in ckpt.weights.items()]
-    for name, value in weights:
-        _check_finite(ckpt, name, value)  # (a weight beyond float16's range would become inf)
-    _write(dst, ckpt.config, weights)
+    with np.errstate(over="ignore"):  # (beyond float16's range: said below)
+        weights = {name: value if dtype is None or name in masks else value.astype(dtype)
+                   for name, value in ckpt.weights.items()}
+    for name, value in weights.items():
+        if not np.all(np.isfinite(value)):  # (check_values found the source finite)
+            raise SrnnError(f"strip: weight {name} of {src} holds {float(np.max(np.abs(ckpt.weights[name]))):g}, "
+                            f"beyond {dtype}'s range (largest {float(np.finfo(dtype).max):g}): keep float32 (leave "
+                            f"dtype out)")
+    problem = _values_problem(weights, ckpt.config)  # (a small weight may become 0 in float16)
+    if problem:
+        raise SrnnError(f"strip: {src} in {dtype}: {problem}: keep float32 (leave dtype out)")
+    _write(dst, ckpt.config, list(weights.items()))

@@ -13,7 +13,7 @@ from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
 from .errors import SrnnError, run_cli
 from .quantize import QTYPES, SCALINGS
 from .server import PORT as SERVE_PORT, parse_port
-from .sparse import DEFAULT_BLOCK, parse_block
+from .sparse import DEFAULT_BLOCK, MAX_STEP, parse_block
 
 
 def preprocess_parser():
@@ -379,9 +379,9 @@ def check_sparsity_flags(args):
         if getattr(args, flag) is not None and not args.sparsity:
             raise SrnnError(f"--{flag.replace('_', '-')} needs --sparsity above 0 (the sparsity to prune to)")
     for flag in ("prune_start", "prune_end"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+        if getattr(args, flag) is not None and not 0 <= getattr(args, flag) <= MAX_STEP:
             raise SrnnError(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be 0 or a positive number of "
-                            f"optimizer steps")
+                            f"optimizer steps, at most {MAX_STEP}")
     if args.prune_start is not None and args.prune_end is not None and args.prune_start > args.prune_end:
         raise SrnnError(f"--prune-start={args.prune_start} is after --prune-end={args.prune_end}: pruning must "
                         f"start before it ends")

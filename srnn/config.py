@@ -16,6 +16,7 @@ from .quantize import Q_LEVELS, QTYPES
 FRAMES = (8, 2)  # the original: a slow tier over 8 samples, a mid tier over 2
 EMB_SIZE = 256  # sample-tier embedding width per previous sample
 SAMPLE_RATE = 16000
+MAX_SAMPLE_RATE = (2 ** 32 - 1) // 2  # Hz: a WAV's byte rate (the rate x 2 bytes of 16-bit mono) is a 32-bit field
 # per RNN: blocks of `units` in its projected input (gates), and in its state (h; h and c)
 RNN_BLOCKS = {"gru": (3, 1), "lstm": (4, 2)}
 RNNS = tuple(RNN_BLOCKS)
@@ -58,6 +59,8 @@ class ModelConfig:
                            ("emb_size", "--emb-size")):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{flag}={getattr(self, name)} must be positive")
+        if int(self.sample_rate) > MAX_SAMPLE_RATE:  # its audio could not be written
+            raise ConfigError(f"--samplerate={self.sample_rate} is more than a WAV holds ({MAX_SAMPLE_RATE} Hz)")
         if not 2 <= self.q_levels <= MAX_Q_LEVELS:
             raise ConfigError(f"--q-levels={self.q_levels} must lie between 2 and {MAX_Q_LEVELS}")
         if self.rnn not in RNNS:

@@ -72,7 +72,7 @@ def per_sequence(flag, values, nseqs):
 def check_temperatures(temps, nseqs):
     if any(isinstance(t, (bool, np.bool_)) or not (isinstance(t, numbers.Real) and 0 < t < float("inf"))
            for t in temps):
-        raise SrnnError(f"--temperature must be positive, got {' '.join(map(str, temps))}")
+        raise SrnnError(f"--temperature must be positive, got {' '.join(map(_shown, temps))}")
     per_sequence("--temperature", temps, nseqs)
 
 
@@ -84,9 +84,14 @@ def check_choice(flag, value, choices):
 
 def _positive(flag, value, whole=False):
     if whole and (not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_))):
-        raise SrnnError(f"{flag}={value} must be a whole number")
+        raise SrnnError(f"{flag}={_shown(value)} must be a whole number")
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)) or not 0 < value < float("inf"):
-        raise SrnnError(f"{flag}={value} must be positive and finite")
+        raise SrnnError(f"{flag}={_shown(value)} must be positive and finite")
+
+
+def _shown(value):
+    """A value as a message shows it: text quoted, so that n='2' does not read as the number 2."""
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def request(config, seconds, nseqs=1, temperature=1.0, label=None, prime=None, seed=None, argmax=False,
@@ -123,7 +128,7 @@ def request(config, seconds, nseqs=1, temperature=1.0, label=None, prime=None, s
         raise SrnnError(f"--seconds {seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
                         f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
-        raise SrnnError(f"--seed={seed} must be a whole number")
+        raise SrnnError(f"--seed={_shown(seed)} must be a whole number")
     seed = DEFAULT_SEED if seed is None else check_seed(int(seed))
     return Request(config=config, rate=rate, seconds=seconds, n_samples=n, nseqs=nseqs, seqs=seqs,
                    temps=[float(temps[i % len(temps)]) for _, i, _ in seqs], primer=primer, seed=seed,

@@ -19,6 +19,7 @@ sample), biases, gains, initial states, label tables: small, or not read as matr
 """
 import dataclasses
 import math
+import re
 
 import numpy as np
 
@@ -51,11 +52,12 @@ def mask_suffixes(cfg):
 
 
 def parse_block(text):
-    """`16x1` -> (16, 1); None for anything else."""
-    rows, sep, cols = str(text).lower().partition("x")
-    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+    """`16x1` -> (16, 1); None for anything else (ASCII digits only: str.isdigit() takes '²',
+    which int() refuses)."""
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", str(text).lower())
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
         return None
-    return int(rows), int(cols)
+    return int(match[1]), int(match[2])
 
 
 def block_problem(shapes, block):
@@ -166,6 +168,7 @@ class Schedule:
 
 
 STATE_KEYS = ("sparsity_target", "prune_start", "prune_end", "sparsity_initial")  # checked by srnn.checkpoint
+MAX_STEP = 2 ** 62  # the last optimizer step a schedule may name: a checkpoint naming a later one is refused
 
 
 def default_steps(value, fraction, run_steps):

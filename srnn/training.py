@@ -254,6 +254,10 @@ class Trainer:
                 end = max(end, start)  # a --prune-start past the default end: prune at once there
             if opts.prune_start is None:
                 start = min(start, end)  # an early --prune-end: start at once
+            if end > sparse.MAX_STEP:  # the flags count from the checkpoint's step: the file must read back
+                raise SrnnError(f"--prune-start/--prune-end: pruning would end at optimizer step {end} ({now} taken "
+                                f"+ the flag's), after the last a checkpoint holds ({sparse.MAX_STEP}): give fewer "
+                                f"steps")
             pruner.schedule = sparse.Schedule(opts.sparsity, start, end, reached)
         return pruner
 

@@ -140,6 +140,34 @@ def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
     assert sf.read(str(tmp_path / "x.wav"))[0].tolist() == [0.5, -0.25]
 
 
+def test_numbers_beyond_float32_or_a_wav_are_refused(tmp_path):
+    """score looks at the audio in float32, as the model reads it (1e300 was scored, not refused);
+    write_wav's rate must fit a WAV's 32-bit byte rate (2**31 was an OverflowError)."""
+    model = srnn.load(os.path.join(ROOT, "models", "demo_srnn_sz128.h5"))
+    with pytest.raises(SrnnError, match="^score: give a 1-D array of finite samples at 16000 Hz"):
+        model.score(tone(220, 0.05, 16000, amp=0.4).astype(np.float64) * 1e300)
+    for rate in (2 ** 31, 10 ** 12, np.uint64(2 ** 32)):
+        words = f"write_wav: a WAV holds rates up to 2147483647 Hz, got {rate!r}"
+        with pytest.raises(SrnnError, match=re.escape(words)):
+            srnn.write_wav(tmp_path / "x.wav", np.float32([0.5, -0.25]), rate)
+    assert not (tmp_path / "x.wav").exists()
+    srnn.write_wav(tmp_path / "x.wav", np.float32([0.5, -0.25]), 2 ** 31 - 1)
+    assert sf.info(str(tmp_path / "x.wav")).samplerate == 2 ** 31 - 1
+
+
+def test_text_given_for_a_number_is_quoted():
+    """n='2' is text: the message shows it quoted, not as the valid number 2 (numbers as before)."""
+    model = srnn.load(os.path.join(ROOT, "models", "demo_srnn_sz128.h5"))
+    for kwargs, words in ((dict(n="2"), "--nseqs='2' must be a whole number"),
+                          (dict(seconds="1"), "--seconds='1' must be positive and finite"),
+                          (dict(seed="7"), "--seed='7' must be a whole number"),
+                          (dict(temperature=[0.9, "1"], n=2), "--temperature must be positive, got 0.9 '1'"),
+                          (dict(n=2.5), "--nseqs=2.5 must be a whole number")):
+        kwargs = {"seconds": 0.01, **kwargs}
+        with pytest.raises(SrnnError, match=f"^{re.escape(words)}$"):
+            model.generate(**kwargs)
+
+
 def test_score_is_the_training_loss_of_the_signal(models):
     """bits per sample as training computes them for a part that is this signal alone: quantised
     as a part is, a big frame of silence before it, from the learned initial state."""

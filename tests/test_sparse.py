@@ -265,6 +265,11 @@ def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
     (["--sparsity", "0.9", "--prune-start", "9", "--prune-end", "5"], ["--prune-start=9 is after --prune-end=5"]),
     (["--sparsity", "0.9", "--prune-end", "-1"], ["--prune-end=-1 must be 0 or a positive"]),
     (["--sparsity", "0.9", "--prune-block", "16"], ["--prune-block 16: give ROWSxCOLS"]),
+    (["--sparsity", "0.9", "--prune-block", "\u00b2x1"], ["--prune-block \u00b2x1: give ROWSxCOLS"]),
+    (["--sparsity", "0.9", "--prune-block", "32x\u00b2"], ["--prune-block 32x\u00b2: give ROWSxCOLS"]),
+    (["--sparsity", "0.5", "--prune-start", "0", "--prune-end", "5000000000000000000"],
+     ["--prune-end=5000000000000000000 must be", "at most 4611686018427387904"]),  # what a checkpoint holds
+    (["--sparsity", "0.5", "--prune-start", "4611686018427387905"], ["--prune-start=4611686018427387905 must be"]),
     (["--sparsity", "0.9", "--prune-block", "64x1"], ["--prune-block 64x1:", "do not tile"]),
     (["--sparsity", "0.9"], ["--prune-block 32x1: frame0/rnn0/vh is 16 inputs x 48 outputs, which 32x1 blocks"]),
 ])

@@ -1,5 +1,6 @@
 """Robustness, third pass (issue 22): files that lie, environments that linger, the new features'
 edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs made here."""
+import contextlib
 import errno
 import json
 import os
@@ -580,3 +581,148 @@ def test_audition_and_tensorboard_failures_are_warnings(tmp_path, monkeypatch, c
     assert out.count("warning: the audition of epoch") == 2 and "No space left on device" in out
     assert out.count("warning: cannot write TensorBoard events to tb (events: No space left)") == 1
     assert (tmp_path / "t_srnn_sz16_e1.h5").exists() and "Epoch 1 valid loss in bits" in out
+
+
+# ---- 8. numbers only ASCII digits spell; schedules a checkpoint can hold
+
+def test_a_block_of_other_digits_is_one_line_from_python(tmp_path, monkeypatch):
+    """str.isdigit() takes '²', which int() refuses: the block is refused as the flag is."""
+    import srnn
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SrnnError, match="--prune-block \u00b2x1: give ROWSxCOLS"):
+        srnn.train(exp="t", sparsity=0.5, prune_block="\u00b2x1", log=None)
+
+
+def test_a_state_named_with_other_digits_is_refused(good, tmp_path):
+    def edit(f):
+        f["train"].create_dataset("state_\u00b2", data=np.zeros((1, 16), np.float32))
+    invalid(crafted(good, tmp_path, edit, which="full"), "train/state_\u00b2 is no carried state")
+
+
+def test_a_schedule_past_a_checkpoints_last_step_is_refused_before_training(tmp_path, monkeypatch, capsys, no_xla):
+    """--prune-end counts from the loaded run's step: that step plus the flag must still be a step
+    a checkpoint holds, or the run would write files that --load and --sample refuse."""
+    from srnn.model import SampleRNN
+    from srnn.sparse import MAX_STEP
+    from srnn.training import Steps
+
+    write_parts(tmp_path)
+    model = SampleRNN(CFG)
+    optimizer = Steps(model, xla=False).optimizer
+    optimizer.iterations.assign(7)
+    path = str(tmp_path / "resumed.h5")
+    checkpoint.save(path, model, optimizer, {"epoch": 0, "seed": 1337, "exp": "t", "train_bits": [5.0],
+                                             "valid_bits": [5.0]})
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(train_main, TRAIN + ["--nepochs=2", f"--load={path}", "--sparsity=0.5", "--prune-block=16x1",
+                                        f"--prune-end={MAX_STEP}"])
+    clean_error(capsys, code, "--prune-start/--prune-end", f"optimizer step {MAX_STEP + 7}", "give fewer steps")
+    assert not list(tmp_path.glob("t_srnn_*.h5"))
+
+
+def test_a_fifo_or_a_device_as_checkpoint_is_one_line_not_a_hang(tmp_path, monkeypatch, capsys):
+    """A named pipe nobody writes to held srnn.load and --sample in their first read for ever."""
+    import srnn
+
+    os.mkfifo(tmp_path / "x.h5")
+    monkeypatch.chdir(tmp_path)
+    with ends_after(tmp_path / "x.h5", 5.0):  # a reader that blocks gets an end: it fails, not hangs
+        for path in (str(tmp_path / "x.h5"), "/dev/zero"):
+            with pytest.raises(SrnnError, match=f"^{path} is not a regular file: give a checkpoint file"):
+                srnn.load(path)
+            code = run_cli(train_main, [f"--sample={path}", "--seconds=0.01"])
+            clean_error(capsys, code, path, "not a regular file")
+            clean_error(capsys, run_cli(train_main, TRAIN + [f"--load={path}"]), path, "not a regular file")
+
+
+@contextlib.contextmanager
+def ends_after(fifo, seconds):
+    """After `seconds`, whoever waits on `fifo` sees a writer come and go (its end), until the block
+    ends: another process, as h5py holds this one's interpreter while it waits."""
+    import subprocess
+
+    writer = subprocess.Popen(["sh", "-c", 'sleep "$1"; while :; do : > "$2"; sleep 0.05; done', "sh", str(seconds),
+                               str(fifo)])
+    try:
+        yield
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+# ---- 9. weights are checked as the model computes with them
+
+def replace(name, value):
+    """An edit that puts `value` (any dtype) in the place of weight `name`."""
+    def edit(f):
+        del f[f"weights/{name}"]
+        f[f"weights/{name}"] = value
+    return edit
+
+
+def refused_values(path, monkeypatch, capsys, tmp_path, *words):
+    """srnn.load and --sample both refuse the file's values in one line naming it."""
+    import srnn
+
+    with pytest.raises(SrnnError) as e:
+        srnn.load(path)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    monkeypatch.chdir(tmp_path)
+    clean_error(capsys, run_cli(train_main, [f"--sample={path}", "--seconds=0.01"]), path, *words)
+    assert not list(tmp_path.glob("*.wav"))
+
+
+def test_a_float64_weight_beyond_float32_is_refused(good, tmp_path, monkeypatch, capsys):
+    """1e300 is finite in the file and infinite in the model: every sample came out the same."""
+    value = np.zeros(256)
+    value[7] = 1e300
+    path = crafted(good, tmp_path, replace("sample/out/b", value))
+    refused_values(path, monkeypatch, capsys, tmp_path, "weight sample/out/b holds 1e+300, beyond float32's range")
+
+
+def test_a_kernel_column_of_zeros_is_refused(good, tmp_path, monkeypatch, capsys):
+    """The weight norm divides a column by its norm: a column of zeros is 0 / 0 in every output."""
+    def edit(f):
+        f["weights/sample/h2/v"][:, 3] = 0.0
+    path = crafted(good, tmp_path, edit)
+    refused_values(path, monkeypatch, capsys, tmp_path, "weight sample/h2/v's column 3 has the norm 0")
+
+
+def test_a_sparse_kernel_zero_where_its_mask_keeps_weights_is_refused(tmp_path, monkeypatch, capsys):
+    """v is not zero, but v * mask is in every column: the norm the model divides by is v * mask's."""
+    from srnn import sparse
+
+    cfg = ModelConfig(slowdim=16, dim=16, sparse_block=(16, 1))
+    path = save_model(tmp_path / "sparse.h5", cfg)
+
+    def edit(f):
+        f["weights/sample/h1/mask"][1:] = 0  # each output keeps input 0 alone, whose weights are zero
+        f["weights/sample/h1/v"][0] = 0.0
+        held = sparse.mask_sparsity([f[f"weights/{m}"][()] for m in sparse.mask_suffixes(cfg).values()])
+        set_config(sparsity=round(held, 6))(f)
+    path = crafted({"weights": path}, tmp_path, edit)
+    refused_values(path, monkeypatch, capsys, tmp_path,
+                   "weight sample/h1/v's column 0 has the norm 0 where its mask keeps weights")
+
+
+def test_a_sample_rate_beyond_a_wav_is_refused(good, tmp_path):
+    """Its audio could not be written: --sample generated, then failed in the WAV library."""
+    invalid(crafted(good, tmp_path, set_config(sample_rate=10 ** 12)), "--samplerate=1000000000000 is more than a WAV "
+                                                                         "holds (2147483647 Hz)")
+
+
+def test_strip_to_float16_says_what_float16_cannot_hold(good, tmp_path):
+    def big(f):
+        f["weights/sample/out/b"][5] = 1e5
+    with pytest.raises(SrnnError, match=r"^strip: weight sample/out/b of .*x\.h5 holds 100000, beyond float16's "
+                                        r"range \(largest 65504\): keep float32 \(leave dtype out\)$"):
+        checkpoint.strip(crafted(good, tmp_path, big), str(tmp_path / "half.h5"), dtype="float16")
+
+    def tiny(f):  # 1e-9 is 0 in float16: the column's norm with it
+        f["weights/sample/h1/v"][:, 2] = 1e-9
+    with pytest.raises(SrnnError, match=r"in float16: weight sample/h1/v's column 2 has the norm 0 in float32"):
+        checkpoint.strip(crafted(good, tmp_path, tiny, name="y.h5"), str(tmp_path / "half.h5"), dtype="float16")
+    assert not (tmp_path / "half.h5").exists()

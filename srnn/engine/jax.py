@@ -273,10 +273,12 @@ def start_cluster(cluster, timeout):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         # (the processes leave together: at exit the others wait for process 0's test loss, which
-        # may take long, so their wait at JAX's shutdown barrier is not the default 5 minutes)
+        # may take long, so their wait at JAX's shutdown barrier is not the default 5 minutes.
+        # The coordinator listens where the meeting did, on the interface the address names: JAX's
+        # default is every interface, [::])
         jax.distributed.initialize(coordinator_address=cluster.coordinator, num_processes=cluster.count,
                                    process_id=cluster.index, initialization_timeout=max(int(timeout), 1),
-                                   shutdown_timeout_seconds=SHUTDOWN_WAIT)
+                                   shutdown_timeout_seconds=SHUTDOWN_WAIT, coordinator_bind_address=cluster.coordinator)
     except (RuntimeError, ValueError) as e:
         raise SrnnError(f"JAX's distributed runtime did not start at {cluster.coordinator} ({first_line(e)}): "
                         f"start every process afresh") from None

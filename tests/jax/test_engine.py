@@ -4,6 +4,7 @@ TensorFlow side filled: checkpoints of small models, a chunk, and TensorFlow's l
 side writes its own trained checkpoint and losses there for the TensorFlow side to check."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -252,3 +253,23 @@ def test_sparse_sampler_equals_dense_sampler_on_jax():
     b, _ = generate_levels(model.sampler(layout="dense"), 2, 96, seed=3)
     assert len(model.sampler().weight_precision(2).sparse) == 8
     assert np.mean(a == b) > 0.99  # the same levels but for rare float ties: the NLL follows
+
+
+def test_the_coordinator_listens_where_the_meeting_did(monkeypatch):
+    """JAX's coordinator binds the interface process 0's address names (its default: every one)."""
+    import jax
+
+    from srnn import cluster
+    from srnn.errors import SrnnError
+
+    seen = {}
+
+    def initialize(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("not started here")
+    monkeypatch.setattr(jax.config, "update", lambda *args: None)
+    monkeypatch.setattr(jax.distributed, "initialize", initialize)
+    for host, address in (("10.0.0.1", "10.0.0.1:1234"), ("::", "[::]:1234")):
+        with pytest.raises(SrnnError, match=re.escape(f"did not start at {address} (not started here)")):
+            E.start_cluster(cluster.Cluster(host, 1234, 2, 0), 5)
+        assert seen["coordinator_bind_address"] == seen["coordinator_address"] == address
