@@ -10,9 +10,9 @@ import psutil  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from srnn.engine import load  # noqa: E402
+from srnn.engine import module  # noqa: E402
 
-E = load()  # the backend: KERAS_BACKEND (TensorFlow by default); every figure is this backend's
+E = module()  # the backend: KERAS_BACKEND (TensorFlow by default); every figure is this backend's
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 

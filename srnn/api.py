@@ -10,9 +10,10 @@ train_srnn.py does, without files in between.
         ...
 
 Nothing here imports a deep-learning framework until a model is first run (generate, score,
-train): `srnn.load` reads and checks the file with h5py and NumPy only. Bad arguments raise
-srnn.SrnnError (a ValueError) with the message train_srnn.py prints for the same mistake, which
-names the command line's flag (`n` is --nseqs, `prime` --prime, and so on).
+train): `srnn.load` reads and checks the file with h5py and NumPy only. A bad argument raises
+srnn.SrnnError (a ValueError; srnn.checks.OptionError for a bad option's value) with the message
+train_srnn.py prints for the same mistake, naming the Python parameter where train_srnn.py names
+its flag (`n` where it says --nseqs).
 """
 import html
 import json
@@ -21,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from . import checkpoint, generation, memory, precision
+from . import checkpoint, checks, generation, memory, precision
 from .config import MAX_SAMPLE_RATE
 from .errors import SrnnError
 from .quantize import SCALINGS
@@ -30,9 +31,7 @@ from .quantize import SCALINGS
 def load(path):
     """The model in a checkpoint written by train_srnn.py (or srnn.train), checked as --sample
     checks it: every way the file can be wrong is one SrnnError naming it."""
-    ckpt = checkpoint.load(path)
-    checkpoint.check_values(ckpt)
-    return Model(ckpt)
+    return Model(checkpoint.load(path))
 
 
 class Model:
@@ -77,8 +76,8 @@ class Model:
 
     def sampler(self, sample_precision="auto", layout="auto"):
         """The compiled loop (srnn.sampler.Sampler) for these settings, checked as the flags are."""
-        generation.check_choice("--sample-precision", sample_precision, precision.SAMPLE)
-        generation.check_choice("--sample-layout", layout, generation.LAYOUTS)
+        checks.choice("precision", sample_precision, precision.SAMPLE)
+        checks.choice("layout", layout, generation.LAYOUTS)
         return self.network.sampler(precision=sample_precision, layout=layout)
 
     def generate(self, seconds, n=1, temperature=1.0, seed=None, prime=None, label=None, precision="auto",
@@ -98,7 +97,7 @@ class Model:
         progress(what, done, total): called as the pieces come (seconds)."""
         from .quantize import to_audio
 
-        generation.check_choice("--scaling", scaling, SCALINGS)
+        checks.choice("scaling", scaling, SCALINGS)
         req = self.request(seconds, n, temperature, seed, prime, label, argmax)
         # the whole output in memory (the command line writes as it goes): levels, then the audio
         # in float64 and float32 (srnn.quantize.to_audio)
@@ -122,8 +121,7 @@ class Model:
             for chunk in model.stream(temperature=0.9):   # endless
                 speaker.write(chunk[0])
         """
-        if not isinstance(chunk, numbers.Integral) or isinstance(chunk, (bool, np.bool_)) or chunk < 1:
-            raise SrnnError(f"stream: chunk={chunk!r} must be a positive whole number of samples")
+        checks.positive("chunk", chunk, is_whole=True)
         req = self.request(seconds, n, temperature, seed, prime, label, argmax)
         sampler = self.sampler(precision, layout)
         return generation.audio_chunks(sampler, req, int(chunk))
@@ -179,17 +177,23 @@ def play(audio, rate):
 
 
 def train(exp="tiny", log=print, **options):
-    """Train as `train_srnn.py --exp EXP --option value ...` does, from Python: the options are the
-    command line's flags as keywords (`slowdim=32, dim=32, cutlen=512, batchsize=2`, `skip=True`,
-    `frames=(8, 2)`, `load="x.h5"`; a flag given False or None is left out, as on the command
-    line), with its defaults, checks and files (EXP_srnn_szDIM_eN.h5,
-    costs.png, ... in the current folder, the corpus in ./blizzard/EXP_parts). `log(line)` gets
-    what the command prints (None: nothing). Returns the history: per-epoch `train_bits` and
-    `valid_bits`, and `test_bits` of the best model."""
-    from . import cli, commands
+    """Train as `train_srnn.py --exp EXP ...` does, from Python: the options are
+    srnn.options.TrainOptions' (`slowdim=32, dim=32, cutlen=512, batchsize=2`, `skip=True`,
+    `frames=(8, 2)`, `load="x.h5"`, `audition=2, audition_seqs=1`), with the command's defaults,
+    checks and files (EXP_srnn_szDIM_eN.h5, costs.png, ... in the current folder, or `out_dir`; the
+    corpus in ./blizzard/EXP_parts, or `parts_root`). `log(line)` gets what the command prints
+    (None: nothing). Returns the history: per-epoch `train_bits` and `valid_bits`, and
+    `test_bits` of the best model."""
+    import dataclasses
 
-    if "sample" in options:
+    from .fit import fit
+    from .options import TrainOptions
+
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
+    unknown = sorted(set(options) - known)
+    if "sample" in unknown:
         raise SrnnError("srnn.train: sample is the command line's --sample; from Python: srnn.load(path).generate(...)")
-    args = cli.train_args(exp=exp, **options)
-    cli.check_train_args(args)
-    return commands.train_run(args, log=log or (lambda line: None))
+    if unknown:
+        raise SrnnError(f"srnn.train: unknown option(s) {', '.join(unknown)}: the options are srnn.options."
+                        f"TrainOptions' fields ({', '.join(sorted(known))})")
+    return fit(TrainOptions(exp=exp, **options), log=log or (lambda line: None))

@@ -23,7 +23,7 @@ from .errors import first_line, one_line
 from .plots import plot_costs
 from .watch import describe_clips
 
-engine.load()  # the framework, quietly, before Keras
+engine.module()  # the framework, quietly, before Keras
 import keras  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from . import engine
 from .config import RNN_BLOCKS
 from .packed import matmul
 
-E = engine.load()
+E = engine.module()
 from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 

@@ -114,7 +114,8 @@ def invalid(path, what):
 
 
 def load(path):
-    """Read a checkpoint; every way a file can be wrong becomes a one-line SrnnError.
+    """Read a checkpoint, the one way to: every way a file can be wrong, its values included,
+    becomes a one-line SrnnError.
 
     A checkpoint is untrusted input (it may be handed over, or crafted): the whole file is checked
     against the architecture its config declares before any array is read, so that nothing it
@@ -161,7 +162,9 @@ def load(path):
             f"{path} cannot be read as an HDF5 checkpoint ({first_line(e)}); it may be truncated or "
             f"not a checkpoint: use another file"
         ) from None
-    return Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)
+    ckpt = Checkpoint(path=path, config=config, weights=weights, optimizer=optimizer, train=train)
+    _check_values(ckpt)  # the values last: a file that is not a checkpoint says so first
+    return ckpt
 
 
 def _mask_problem(weights, config):
@@ -440,7 +443,6 @@ def check_compatible(ckpt, config):
 def apply_weights(ckpt, model):
     """Assign the file's weights to `model` (whose config must be compatible)."""
     check_compatible(ckpt, model.cfg)
-    check_values(ckpt)
     new_masks = _masks(model.cfg) - _masks(ckpt.config)  # a dense file into a model to prune: nothing pruned yet
     for name, w in model.named_weights():
         if name in new_masks:
@@ -456,9 +458,8 @@ def apply_weights(ckpt, model):
         w.assign(value)
 
 
-def check_values(ckpt):
-    """What `apply_weights` refuses in the values themselves, without a model to assign them to
-    (srnn.load, which imports no framework): the shapes were checked by `load`."""
+def _check_values(ckpt):
+    """What `load` refuses in the values themselves (the shapes checked before)."""
     problem = _values_problem(ckpt.weights, ckpt.config)
     if problem:
         raise SrnnError(f"{ckpt.path}: {problem}: use an earlier checkpoint")
@@ -467,7 +468,7 @@ def check_values(ckpt):
 def _values_problem(weights, config):
     """What makes `weights` compute NaN or infinities, in words, or None. They are looked at as the
     model computes with them: in float32 (a float64 1e300 is finite in the file, infinite in the
-    model), and each weight-normalised kernel w = g * v / ||v|| (srnn.model.weight_norm) with its
+    model), and each weight-normalised kernel w = g * v / ||v|| (srnn.layers.weight_norm) with its
     mask, whose column norm must be finite and above 0 (a column that is zero where its mask keeps
     weights divides 0 by 0; the masks themselves never prune a whole column, see `load`)."""
     with np.errstate(all="ignore"):
@@ -523,13 +524,12 @@ def strip(src, dst, dtype=None):
     ckpt = load(src)
     if dtype not in (None, "float16", "float32"):
         raise SrnnError(f"strip: dtype {dtype!r}: choose float16 or float32")
-    check_values(ckpt)
     masks = _masks(ckpt.config)
     with np.errstate(over="ignore"):  # (beyond float16's range: said below)
         weights = {name: value if dtype is None or name in masks else value.astype(dtype)
                    for name, value in ckpt.weights.items()}
     for name, value in weights.items():
-        if not np.all(np.isfinite(value)):  # (check_values found the source finite)
+        if not np.all(np.isfinite(value)):  # (load found the source finite)
             raise SrnnError(f"strip: weight {name} of {src} holds {float(np.max(np.abs(ckpt.weights[name]))):g}, "
                             f"beyond {dtype}'s range (largest {float(np.finfo(dtype).max):g}): keep float32 (leave "
                             f"dtype out)")

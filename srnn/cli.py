@@ -3,17 +3,28 @@
 import argparse
 import sys
 
-import numpy as np
-
 from . import precision
 from .cluster import TIMEOUT as CLUSTER_TIMEOUT
 from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
 from .config import FRAMES, MAX_LAYERS, RNNS, SAMPLE_RATE
+from .checks import OptionError
 from .errors import SrnnError, run_cli
+from .flags import as_flags
 from .quantize import QTYPES, SCALINGS
-from .server import PORT as SERVE_PORT, parse_port
-from .sparse import DEFAULT_BLOCK, MAX_STEP, parse_block
+from .sparse import DEFAULT_BLOCK
+
+
+SERVE_PORT = 8000  # --serve's port when none is given
+
+
+def parse_port(text):
+    """--serve's value: a port number (argparse type)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, e.g. 8000, got {text!r} (to listen on another "
+                                         f"address than 127.0.0.1 give --host ADDRESS)") from None
 
 
 def preprocess_parser():
@@ -44,7 +55,8 @@ def preprocess_main(argv=None):
     args = preprocess_parser().parse_args(argv)
     summary = make_parts(
         args.dir, out_dir=args.out, seconds=args.seconds, samplerate=args.samplerate,
-        force=args.force, labels=args.labels, log=lambda msg: print(msg, file=sys.stderr if msg.startswith("warning") else sys.stdout, flush=True),
+        force=args.force, labels=args.labels,
+        log=lambda msg: print(msg, file=sys.stderr if msg.startswith("warning") else sys.stdout, flush=True),
     )
     print(describe(summary, args.seconds))
     return 0
@@ -87,6 +99,13 @@ def train_parser():
         "blizzard/EXP_parts (made by preprocess.py), or generate audio from a checkpoint with --sample.",
         epilog=ARCHITECTURE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    for flags in (_run_flags, _architecture_flags, _sparsity_flags, _watch_flags, _sampling_flags, _live_flags):
+        flags(p)
+    return p
+
+
+def _run_flags(p):
+    """The run: what to train on or sample from, its length, batches and seed."""
     p.add_argument("--exp", default="tiny",
                    help="experiment name: reads ./blizzard/EXP_parts/prompts.txt and names the "
                    "checkpoints EXP_srnn_sz{dim}_e{epoch}.h5. tiny: 10 epochs, batch 2, "
@@ -128,6 +147,10 @@ def train_parser():
                    help="quantisation of the audio for training: linear (the original's), mu-law or "
                    "a-law; stored in the checkpoint and used by sampling. Losses in bits are comparable "
                    "only between runs of one qtype and --q-levels (default linear)")
+
+
+def _architecture_flags(p):
+    """The model's architecture, the labels, the optimizer, devices and precision."""
     a = p.add_argument_group("architecture (stored in the checkpoint: --sample and --load need none of these)")
     a.add_argument("--frames", default=None, metavar="F1,F2,...",
                    help="frame size in samples of each frame tier, top tier first, each a multiple of "
@@ -164,6 +187,10 @@ def train_parser():
                    "layers compute in 16 bits, the weights, optimizer, logits and loss stay float32 (float16 "
                    "with loss scaling; it is for GPUs). bfloat16 is faster only on GPUs and CPUs with BF16 "
                    "instructions. Stored in the checkpoint (default float32, or the checkpoint's with --load)")
+
+
+def _sparsity_flags(p):
+    """Block sparsity, and early stopping."""
     sp = p.add_argument_group("sparsity (block-sparse weights trained in: big models sample in real time on a CPU)")
     sp.add_argument("--sparsity", type=float, default=None, metavar="S",
                     help="prune the large matrices to this fraction of zero weights, 0 <= S < 1 (e.g. 0.9, 0.95), "
@@ -184,6 +211,10 @@ def train_parser():
                     "faster than LPCNet's 16x1 and tiles every width that is a multiple of 32)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop training after N epochs without a better validation loss (default 0: off)")
+
+
+def _watch_flags(p):
+    """Watching training, exporting, a time limit."""
     w = p.add_argument_group("watching training")
     w.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="write TensorBoard event files to DIR: the loss of every step, each epoch's "
@@ -202,6 +233,10 @@ def train_parser():
     p.add_argument("--max-minutes", type=float, default=None, metavar="M",
                    help="stop training after the epoch during which M minutes have passed (and save, as "
                    "at the end); --nepochs still caps the epochs (default: no time limit)")
+
+
+def _sampling_flags(p):
+    """--sample's settings."""
     g = p.add_argument_group("sampling (with --sample)")
     g.add_argument("--seconds", type=float, default=None, help="seconds of audio to generate (default 4)")
     g.add_argument("--nseqs", type=int, default=None,
@@ -239,13 +274,17 @@ def train_parser():
                    "resampled and quantised as training data is and run through the model, and "
                    "generation continues it; the output holds the primer followed by --seconds of "
                    "continuation")
+
+
+def _live_flags(p):
+    """--stream and --serve."""
     live = p.add_argument_group("live (with --sample): hear the audio as it is generated")
     live.add_argument("--stream", metavar="OUT", default=None,
-                      help="write the audio as it is generated: `-` for raw 16-bit little-endian PCM on standard "
-                      "output (one channel per sequence; every message goes to standard error), e.g. `... --stream - | "
-                      "aplay -r 16000 -f S16_LE -c 1 -t raw -`; or a new WAV file that grows, a valid WAV of everything "
-                      "so far at every moment. Ends after --seconds, at Ctrl-C or SIGTERM, or when the reader goes away, "
-                      "with every generated sample written")
+                      help="write the audio as it is generated: `-` for raw 16-bit little-endian PCM on "
+                      "standard output (one channel per sequence; every message goes to standard error), e.g. "
+                      "`... --stream - | aplay -r 16000 -f S16_LE -c 1 -t raw -`; or a new WAV file that grows, a "
+                      "valid WAV of everything so far at every moment. Ends after --seconds, at Ctrl-C or SIGTERM, or "
+                      "when the reader goes away, with every generated sample written")
     live.add_argument("--endless", action="store_true",
                       help="with --stream or --serve: generate until stopped instead of for --seconds")
     live.add_argument("--serve", metavar="PORT", type=parse_port, nargs="?", const=SERVE_PORT, default=None,
@@ -259,78 +298,30 @@ def train_parser():
     live.add_argument("--max-listeners", type=int, default=None, metavar="N",
                       help="with --serve: streams at once (default: as many as this machine generates in real time "
                       "with a margin, measured when the server starts)")
-    return p
 
-
-def _positive(args, *flags):
-    for flag in flags:
-        value = getattr(args, flag)
-        if value is not None and not 0 < value < float("inf"):  # NaN fails this too
-            raise SrnnError(f"--{flag.replace('_', '-')}={value} must be positive and finite")
 
 
 def train_main(argv=None):
     args = train_parser().parse_args(argv)
-    check_train_args(args)
+    check_live_flags(args)
     from .commands import sample_command, train_command
 
-    if args.sample:
-        return sample_command(args)
-    return train_command(args)
+    try:
+        if args.sample:
+            check_sample_flags(args)
+            return sample_command(args)
+        return train_command(args)
+    except OptionError as e:  # the library names its parameters; the command line, its flags
+        raise SrnnError(as_flags(e, sample=bool(args.sample))) from None
 
 
-# options that the command line takes as one word with a separator (srnn.train accepts a sequence)
-JOINED = {"frames": ",", "devices": ",", "prune_block": "x"}
+def check_sample_flags(args):
+    """What --sample refuses among the training flags, before the file is read."""
+    from .options import check_engine_options
 
-
-def train_args(**options):
-    """train_srnn.py's parsed flags from Python keywords (`dim=32`, `learning_rate=1e-3`,
-    `skip=True`, `frames=(8, 2)`): the command line's own parser, so the same defaults, types,
-    choices and words when one is wrong (an SrnnError, not an exit)."""
-    parser = train_parser()
-    many = {action.dest for action in parser._actions if action.nargs == "+"}  # --temperature, --label
-    argv = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if key in ("help", "h"):
-            raise SrnnError("srnn.train: help is the command line's; from Python: help(srnn.train) and "
-                            "`python train_srnn.py --help` for the options")
-        if value is None or value is False or value is np.False_:
-            continue
-        if value is True or value is np.True_:
-            argv.append(flag)
-        elif isinstance(value, (list, tuple)) and key not in JOINED and key not in many:
-            raise SrnnError(f"srnn.train: {key} takes one value, not {value!r}")
-        elif isinstance(value, (list, tuple)) and key in JOINED:
-            argv.append(f"{flag}={JOINED[key].join(map(str, value))}")
-        elif isinstance(value, (list, tuple)):
-            argv += [flag, *map(str, value)]
-        else:
-            argv.append(f"{flag}={value}")
-    parser.allow_abbrev = False  # a keyword is an option's whole name
-
-    def refuse(message):
-        raise SrnnError(f"srnn.train: {message.replace('arguments: --', 'options: ').replace('argument --', '')}")
-
-    parser.error = refuse
-    return parser.parse_args(argv)
-
-
-def check_train_args(args):
-    """The flags' checks that need no file: numbers in range, the pruning flags, the engine."""
-    _positive(args, "slowdim", "dim", "nepochs", "batchsize", "cutlen", "samplerate", "seconds", "nseqs",
-              "emb_size", "learning_rate", "max_minutes", "cluster_timeout")
-    if args.patience < 0:
-        raise SrnnError(f"--patience={args.patience} must be 0 (off) or positive")
-    if args.audition < 0:
-        raise SrnnError(f"--audition={args.audition} must be 0 (off) or a number of epochs")
-    if args.seed is not None:
-        from .options import check_seed
-
-        check_seed(args.seed)
-    check_sparsity_flags(args)
-    check_live_flags(args)
-    check_backend(args)
+    if args.sparsity is not None:
+        raise SrnnError("--sparsity is for training: --sample takes a model's sparsity from its checkpoint's masks")
+    check_engine_options(export=args.export)
 
 
 def check_live_flags(args):
@@ -367,44 +358,6 @@ def check_live_flags(args):
         args.seconds = 4.0
     if args.scaling is None:
         args.scaling = "fixed" if live else "peak"
-
-
-def check_sparsity_flags(args):
-    """--sparsity and the pruning flags, alone (what a checkpoint says is checked with it)."""
-    if args.sparsity is not None and not 0 <= args.sparsity < 1:  # NaN fails this too
-        raise SrnnError(f"--sparsity={args.sparsity} must lie in [0, 1): the fraction of weights pruned, e.g. 0.9")
-    if args.sample and args.sparsity is not None:
-        raise SrnnError("--sparsity is for training: --sample takes a model's sparsity from its checkpoint's masks")
-    for flag in ("prune_start", "prune_end", "prune_block"):
-        if getattr(args, flag) is not None and not args.sparsity:
-            raise SrnnError(f"--{flag.replace('_', '-')} needs --sparsity above 0 (the sparsity to prune to)")
-    for flag in ("prune_start", "prune_end"):
-        if getattr(args, flag) is not None and not 0 <= getattr(args, flag) <= MAX_STEP:
-            raise SrnnError(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be 0 or a positive number of "
-                            f"optimizer steps, at most {MAX_STEP}")
-    if args.prune_start is not None and args.prune_end is not None and args.prune_start > args.prune_end:
-        raise SrnnError(f"--prune-start={args.prune_start} is after --prune-end={args.prune_end}: pruning must "
-                        f"start before it ends")
-    if args.prune_block is not None:
-        block = parse_block(args.prune_block)
-        if block is None:
-            raise SrnnError(f"--prune-block {args.prune_block}: give ROWSxCOLS, two positive numbers, e.g. 16x1")
-        args.prune_block = block
-
-
-def check_backend(args):
-    """What only the TensorFlow engine does is refused on another, before anything loads."""
-    import importlib.util
-
-    from .engine import checked_backend, features
-
-    name, can = checked_backend(), features()
-    if args.export and not can.savedmodel:
-        raise SrnnError(f"--export needs the TensorFlow backend (a TensorFlow SavedModel): run it with "
-                        f"KERAS_BACKEND=tensorflow (the {name} backend trains and samples)")
-    if args.tensorboard and not can.owns_tensorflow and importlib.util.find_spec("tensorflow") is None:
-        raise SrnnError("--tensorboard writes TensorFlow's event files, and TensorFlow is not installed here: "
-                        "install it, or leave --tensorboard out")
 
 
 def preprocess_entry():

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 
+from . import checks
+from .checks import OptionError
 from .quantize import Q_LEVELS, QTYPES
 
 FRAMES = (8, 2)  # the original: a slow tier over 8 samples, a mid tier over 2
@@ -53,20 +55,17 @@ class ModelConfig:
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"the labels {', '.join(self.labels)} are not distinct")
-        if self.qtype not in QTYPES:
-            raise ConfigError(f"--qtype {self.qtype}: choose one of {', '.join(QTYPES)}")
-        for name, flag in (("slowdim", "--slowdim"), ("dim", "--dim"), ("sample_rate", "--samplerate"),
-                           ("emb_size", "--emb-size")):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{flag}={getattr(self, name)} must be positive")
-        if int(self.sample_rate) > MAX_SAMPLE_RATE:  # its audio could not be written
-            raise ConfigError(f"--samplerate={self.sample_rate} is more than a WAV holds ({MAX_SAMPLE_RATE} Hz)")
-        if not 2 <= self.q_levels <= MAX_Q_LEVELS:
-            raise ConfigError(f"--q-levels={self.q_levels} must lie between 2 and {MAX_Q_LEVELS}")
-        if self.rnn not in RNNS:
-            raise ConfigError(f"--rnn {self.rnn}: choose one of {', '.join(RNNS)}")
-        if not 1 <= self.rnn_layers <= MAX_LAYERS:
-            raise ConfigError(f"--rnn-layers={self.rnn_layers} must lie between 1 and {MAX_LAYERS}")
+        # each value as the options name it (srnn.checks): a flag on the command line
+        checks.choice("qtype", self.qtype, QTYPES)
+        for name, option in (("slowdim", "slowdim"), ("dim", "dim"), ("sample_rate", "samplerate"),
+                             ("emb_size", "emb_size")):
+            checks.positive(option, getattr(self, name), is_whole=True)
+        if self.sample_rate > MAX_SAMPLE_RATE:  # its audio could not be written
+            raise OptionError("samplerate", f"{{samplerate}}={self.sample_rate} is more than a WAV holds "
+                                            f"({MAX_SAMPLE_RATE} Hz)")
+        checks.between("q_levels", self.q_levels, 2, MAX_Q_LEVELS)
+        checks.choice("rnn", self.rnn, RNNS)
+        checks.between("rnn_layers", self.rnn_layers, 1, MAX_LAYERS)
         check_frames(self.frames)
         object.__setattr__(self, "sparse_block", tuple(int(b) for b in self.sparse_block))
         self._check_sparsity()
@@ -78,14 +77,15 @@ class ModelConfig:
             if self.sparsity:
                 raise ConfigError(f"sparsity {self.sparsity} without a block shape (sparse_block)")
             return
+        block = "x".join(map(str, self.sparse_block))
         if len(self.sparse_block) != 2 or min(self.sparse_block) < 1:
-            raise ConfigError(f"--prune-block {'x'.join(map(str, self.sparse_block))}: give ROWSxCOLS, e.g. 16x1")
+            raise OptionError("prune_block", f"{{prune_block}} {block}: give ROWSxCOLS, e.g. 16x1")
         if not 0 <= self.sparsity < 1:  # NaN fails this too
             raise ConfigError(f"sparsity {self.sparsity} must lie in [0, 1)")
         problem = block_problem(self.pruned_shapes(), self.sparse_block)
         if problem:
-            raise ConfigError(f"--prune-block {'x'.join(map(str, self.sparse_block))}: {problem}; choose a block "
-                              f"whose rows divide every output width and whose columns every input width")
+            raise OptionError("prune_block", f"{{prune_block}} {block}: {problem}; choose a block whose rows divide "
+                                             f"every output width and whose columns every input width")
 
     def pruned_shapes(self):
         """{v name: (inputs, outputs)} of the matrices a sparse model prunes (srnn.sparse)."""
@@ -225,13 +225,13 @@ def check_frames(frames):
     """Frame sizes from the top tier down: positive, each a multiple of the next."""
     text = ",".join(map(str, frames))
     if not frames:
-        raise ConfigError("--frames needs at least one frame size, e.g. --frames 8,2")
+        raise OptionError("frames", "{frames} needs at least one frame size, e.g. {frames} 8,2")
     if any(f <= 0 for f in frames):
-        raise ConfigError(f"--frames {text}: frame sizes must be positive")
+        raise OptionError("frames", f"{{frames}} {text}: frame sizes must be positive")
     for a, b in zip(frames, frames[1:]):
         if a <= b:
-            raise ConfigError(f"--frames {text}: frame sizes must shrink from the top tier down "
-                              f"({a} is not larger than {b})")
+            raise OptionError("frames", f"{{frames}} {text}: frame sizes must shrink from the top tier down "
+                                        f"({a} is not larger than {b})")
         if a % b:
-            raise ConfigError(f"--frames {text}: each frame size (top tier first) must be a multiple of "
-                              f"the next, and {a} is not a multiple of {b}")
+            raise OptionError("frames", f"{{frames}} {text}: each frame size (top tier first) must be a multiple "
+                                        f"of the next, and {a} is not a multiple of {b}")

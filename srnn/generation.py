@@ -9,13 +9,14 @@ Every way of generating goes through here: `--sample`'s files (srnn.commands, sr
 are the command line's and the API's alike, in the same words (the CLI's flags name them).
 Checking loads no framework; running does (srnn.sampler)."""
 import dataclasses
-import numbers
 import os
 
 import numpy as np
 
-from . import memory
-from .errors import SrnnError, first_line
+from . import checks, memory
+from .checks import OptionError
+from .errors import first_line
+from .options import DEFAULT_SEED
 
 LAYOUTS = ("auto", "dense", "sparse")  # --sample-layout: the pruned matrices' form in the sampler
 
@@ -23,14 +24,16 @@ LAYOUTS = ("auto", "dense", "sparse")  # --sample-layout: the pruned matrices' f
 @dataclasses.dataclass
 class Request:
     """What to generate: `seqs` holds, per sequence, (its label for the file name or None, its
-    index among `nseqs`, its label weights or None); `temps` one temperature per sequence;
+    index among `n_seqs`, its label weights or None); `temps` one temperature per sequence;
     `primer` the levels every sequence opens with; `n_samples` the new samples of each (None:
-    endless, a stream's)."""
+    endless, a stream's). `n_seqs` is the number asked for (Python's n, the command line's
+    --nseqs), `total` the number generated (n_seqs of every label, for a conditioned model asked
+    for none)."""
     config: object
     rate: int
     seconds: float
     n_samples: int
-    nseqs: int
+    n_seqs: int
     seqs: list
     temps: list
     primer: np.ndarray
@@ -54,8 +57,8 @@ def plain_request(config, n_seqs, n_samples, temperature=1.0, seed=0, argmax=Fal
     seqs = [(None, i, None if mix is None else np.asarray(mix[i], np.float32)) for i in range(n_seqs)]
     primer = np.zeros(0, np.int32) if primer is None else np.asarray(primer, np.int32)
     return Request(config=config, rate=config.sample_rate, seconds=None if n_samples is None else n_samples
-                   / config.sample_rate, n_samples=n_samples, nseqs=n_seqs, seqs=seqs, temps=[float(t) for t in temps],
-                   primer=primer, seed=int(seed), argmax=bool(argmax))
+                   / config.sample_rate, n_samples=n_samples, n_seqs=n_seqs, seqs=seqs,
+                   temps=[float(t) for t in temps], primer=primer, seed=int(seed), argmax=bool(argmax))
 
 
 def _listed(value):
@@ -63,95 +66,62 @@ def _listed(value):
     return list(np.asarray(value, object).reshape(-1))  # (a NumPy scalar or 0-d array: one value)
 
 
-def per_sequence(flag, values, nseqs):
-    """A flag that takes one value for all sequences, or one per sequence."""
-    if len(values) not in (1, nseqs):
-        raise SrnnError(f"{flag} has {len(values)} values: give one, or one per sequence (--nseqs {nseqs})")
-
-
-def check_temperatures(temps, nseqs):
-    if any(isinstance(t, (bool, np.bool_)) or not (isinstance(t, numbers.Real) and 0 < t < float("inf"))
-           for t in temps):
-        raise SrnnError(f"--temperature must be positive, got {' '.join(map(_shown, temps))}")
-    per_sequence("--temperature", temps, nseqs)
-
-
-def check_choice(flag, value, choices):
-    """A setting argparse checks on the command line, checked the same way from Python."""
-    if value not in choices:
-        raise SrnnError(f"{flag} {value}: choose one of {', '.join(choices)}")
-
-
-def _positive(flag, value, whole=False):
-    if whole and (not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_))):
-        raise SrnnError(f"{flag}={_shown(value)} must be a whole number")
-    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)) or not 0 < value < float("inf"):
-        raise SrnnError(f"{flag}={_shown(value)} must be positive and finite")
-
-
-def _shown(value):
-    """A value as a message shows it: text quoted, so that n='2' does not read as the number 2."""
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def request(config, seconds, nseqs=1, temperature=1.0, label=None, prime=None, seed=None, argmax=False,
+def request(config, seconds, n=1, temperature=1.0, label=None, prime=None, seed=None, argmax=False,
             rate=None, source="the model", check_total=None):
-    """The checked Request for a model of `config` (read from `source`, a path for the messages).
-    `seconds`: the new audio of each sequence, None for endless (a stream). `label`: None (a
-    conditioned model: `nseqs` of every label, label by label), or a name or mixture
-    (`speech:0.7,music:0.3`), or one per sequence. `prime`: a path to audio, or an array of samples
-    at `rate` (the model's by default). `check_total(total)` is called once the number of
-    sequences is known, before they are listed (the CLI's open-file limit)."""
-    from .options import DEFAULT_SEED, check_seed
-
+    """The checked Request for a model of `config` (read from `source`, a path for the messages);
+    a bad argument is an OptionError naming it (srnn.checks). `seconds`: the new audio of each
+    sequence, None for endless (a stream). `label`: None (a conditioned model: `n` of every label,
+    label by label), or a name or mixture (`speech:0.7,music:0.3`), or one per sequence. `prime`: a
+    path to audio, or an array of samples at `rate` (the model's by default). `check_total(total)`
+    is called once the number of sequences is known, before they are listed (the CLI's open-file
+    limit)."""
     temps = _listed(temperature)
     labels = None if label is None else _listed(label)
     if seconds is not None:
-        _positive("--seconds", seconds)
-    _positive("--nseqs", nseqs, whole=True)
-    check_temperatures(temps, nseqs)
+        checks.positive("seconds", seconds)
+    checks.positive("n", n, is_whole=True)
+    checks.temperatures("temperature", temps, n)
     rate = rate or config.sample_rate
-    n = None if seconds is None else int(round(seconds * rate))
-    if n is not None and n < 1:
-        raise SrnnError(f"--seconds={seconds:g} is less than one sample at {rate} Hz: ask for more")
+    n_samples = None if seconds is None else int(round(seconds * rate))
+    if n_samples is not None and n_samples < 1:
+        raise OptionError("seconds", f"{{seconds}}={seconds:g} is less than one sample at {rate} Hz: ask for more")
     # checked before the sequences are listed: a list of 10^8 of them is itself gigabytes
-    total = nseqs * (len(config.labels) if config.labels and not labels else 1)
-    length = f"{seconds:g} s" if n is not None else "a stream"
-    memory.check(memory.generation_bytes(config, total, n or STREAM_CHUNK), f"generating {total:,} x {length}",
-                 "lower --seconds or --nseqs")
+    total = n * (len(config.labels) if config.labels and not labels else 1)
+    length = f"{seconds:g} s" if n_samples is not None else "a stream"
+    memory.check(memory.generation_bytes(config, total, n_samples or STREAM_CHUNK), f"generating {total:,} x {length}",
+                 "lower {seconds} or {n}", option="n")
     if check_total is not None:
         check_total(total)
-    seqs = sequences(config, nseqs, labels, source)
+    seqs = sequences(config, n, labels, source)
     assert len(seqs) == total, (len(seqs), total)  # the count checked above is the generation's
     primer = primer_levels(prime, config, rate)
-    if n is not None and 2 * (len(primer) + n) > memory.WAV_LIMIT:  # 16-bit samples
-        raise SrnnError(f"--seconds {seconds:g}{' with the primer' if primer.size else ''} is longer than a WAV "
-                        f"file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at {rate} Hz): ask for less")
-    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
-        raise SrnnError(f"--seed={_shown(seed)} must be a whole number")
-    seed = DEFAULT_SEED if seed is None else check_seed(int(seed))
-    return Request(config=config, rate=rate, seconds=seconds, n_samples=n, nseqs=nseqs, seqs=seqs,
+    if n_samples is not None and 2 * (len(primer) + n_samples) > memory.WAV_LIMIT:  # 16-bit samples
+        raise OptionError("seconds", f"{{seconds}} {seconds:g}{' with the primer' if primer.size else ''} is longer "
+                                     f"than a WAV file holds ({memory.WAV_LIMIT // 2 / rate / 3600:.0f} hours at "
+                                     f"{rate} Hz): ask for less")
+    seed = DEFAULT_SEED if seed is None else checks.seed("seed", seed)
+    return Request(config=config, rate=rate, seconds=seconds, n_samples=n_samples, n_seqs=n, seqs=seqs,
                    temps=[float(temps[i % len(temps)]) for _, i, _ in seqs], primer=primer, seed=seed,
                    argmax=bool(argmax))
 
 
-def sequences(config, nseqs, labels, source):
-    """(label for the file name or None, index among nseqs, label weights) per sequence. `labels`
-    gives each of `nseqs` sequences its label or mixture; a conditioned model without them
-    generates `nseqs` of every label, named by label."""
+def sequences(config, n_seqs, labels, source):
+    """(label for the file name or None, index among n_seqs, label weights) per sequence. `labels`
+    gives each of `n_seqs` sequences its label or mixture; a conditioned model without them
+    generates `n_seqs` of every label, named by label."""
     from .labels import one_hot, parse_mix
 
     vocab = config.labels
     if labels and not vocab:
-        raise SrnnError(f"{source} was trained without labels: leave --label out")
+        raise OptionError("label", f"{checks.text(str(source))} was trained without labels: leave {{label}} out")
     if not vocab:
-        return [(None, i, None) for i in range(nseqs)]
+        return [(None, i, None) for i in range(n_seqs)]
     if labels:
-        per_sequence("--label", labels, nseqs)
+        checks.per_sequence("label", labels, n_seqs)
         mixes = [parse_mix(str(text), vocab) for text in labels]
-        return [(None, i, mixes[i % len(mixes)]) for i in range(nseqs)]
+        return [(None, i, mixes[i % len(mixes)]) for i in range(n_seqs)]
     rows = one_hot(range(len(vocab)), len(vocab))
-    return [(label, i, row) for label, row in zip(vocab, rows) for i in range(nseqs)]
+    return [(label, i, row) for label, row in zip(vocab, rows) for i in range(n_seqs)]
 
 
 def primer_levels(prime, config, rate):
@@ -163,32 +133,33 @@ def primer_levels(prime, config, rate):
         return np.zeros(0, np.int32)
     if isinstance(prime, (str, os.PathLike)):
         x = _read_primer(os.fspath(prime), rate)
-        what, other = f"--prime {os.fspath(prime)}", "another file"
+        what, other = f"{{prime}} {checks.text(os.fspath(prime))}", "another file"
     else:
         x = np.asarray(prime)
         if x.ndim != 1 or x.dtype.kind not in "fiu":
-            raise SrnnError(f"prime: give a file name or a 1-D array of samples at {rate} Hz (got an array of "
-                            f"shape {x.shape}, {x.dtype})")
+            raise OptionError("prime", f"{{prime}}: give a file name or a 1-D array of samples at {rate} Hz (got an "
+                                       f"array of shape {x.shape}, {x.dtype})")
         x = x.astype(np.float32)
-        what, other = "prime (the array)", "finite samples"
+        what, other = "{prime} (the array)", "finite samples"
     if x.size == 0 or not np.all(np.isfinite(x)):
-        raise SrnnError(f"{what} holds no usable audio samples: give {other}")
+        raise OptionError("prime", f"{what} holds no usable audio samples: give {other}")
     return quantize(x, config.qtype, config.q_levels)
 
 
 def _read_primer(path, rate):
     from .audio import stream_mono
 
+    shown = f"{{prime}} {checks.text(path)}"
     if os.path.isdir(path):
-        raise SrnnError(f"--prime {path} is a folder: give an audio file")
+        raise OptionError("prime", f"{shown} is a folder: give an audio file")
     if not os.path.exists(path):
-        raise SrnnError(f"--prime {path} not found: give an audio file")
+        raise OptionError("prime", f"{shown} not found: give an audio file")
     if not os.path.isfile(path):  # a device (/dev/zero never ends) or a FIFO
-        raise SrnnError(f"--prime {path} is not a regular file: give an audio file")
+        raise OptionError("prime", f"{shown} is not a regular file: give an audio file")
     try:
         return np.concatenate([np.zeros(0, np.float32), *stream_mono(path, rate)])
     except Exception as e:
-        raise SrnnError(f"--prime {path} cannot be read as audio ({first_line(e)})") from None
+        raise OptionError("prime", f"{shown} cannot be read as audio ({checks.text(first_line(e))})") from None
 
 
 # ---- a request run: the one path from a checked request to levels and audio, in chunks

@@ -9,6 +9,7 @@ convex mixture at generation.
 """
 import numpy as np
 
+from .checks import OptionError
 from .errors import SrnnError
 from .names import NO_LABEL
 
@@ -80,13 +81,15 @@ def parse_mix(text, vocab):
     for item in text.split(","):
         name, sep, w = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "1")
         if name not in vocab:
-            raise SrnnError(f"--label {text}: unknown label {name!r}; the model knows {', '.join(vocab)}")
+            raise OptionError("label", _text(f"{{label}} {text}: unknown label {name!r}; the model knows "
+                                             f"{', '.join(vocab)}", keep="{label}"))
         try:
             value = float(w)
         except ValueError:
             value = float("nan")
         if not 0 < value < float("inf"):
-            raise SrnnError(f"--label {text}: the weight of {name} must be a positive number, got {w!r}")
+            raise OptionError("label", _text(f"{{label}} {text}: the weight of {name} must be a positive number, "
+                                             f"got {w!r}", keep="{label}"))
         items.append((vocab.index(name), value))
     # summed per label relative to the largest weight: 1e308 twice (one label or two) would
     # overflow to inf, the ratios never do (each term <= 1, at most len(text) of them)
@@ -95,6 +98,12 @@ def parse_mix(text, vocab):
     for i, value in items:
         weights[i] += value / top
     return (weights / weights.sum()).astype(np.float32)
+
+
+def _text(message, keep):
+    """A message of the user's text as an OptionError's format string: every brace doubled but the
+    option's own field `keep`."""
+    return message.replace("{", "{{").replace("}", "}}").replace("{" + keep + "}", keep)
 
 
 def describe_mix(weights, vocab):

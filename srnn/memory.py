@@ -62,8 +62,14 @@ def audition_bytes(cfg, n_seqs, n_samples):
     return generation_bytes(cfg, n_seqs, n_samples) + FLOAT * 4 * n_seqs * n_samples
 
 
-def check(need, what, hint):
+def check(need, what, hint, option=None):
+    """A one-line error when `need` bytes are more than the machine has: `what` needs ...: `hint`.
+    With `option`, an OptionError whose `hint` names options as `{seconds}` (srnn.checks)."""
     have = machine_bytes()
     if have and need > have:
-        raise SrnnError(f"{what} needs about {need / 2**30:,.1f} GB of memory, this machine has "
-                        f"{have / 2**30:,.0f} GB: {hint}")
+        text = f"{what} needs about {need / 2**30:,.1f} GB of memory, this machine has {have / 2**30:,.0f} GB: "
+        if option is None:
+            raise SrnnError(text + hint)
+        from .checks import OptionError
+
+        raise OptionError(option, text.replace("{", "{{").replace("}", "}}") + hint)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import engine
 
-E = engine.load()
+E = engine.module()
 from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 INT8_MAX = 127.0  # symmetric int8: -127..127, one scale per column

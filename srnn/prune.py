@@ -2,7 +2,7 @@
 when the schedule says the sparsity has risen, each pruned matrix's mask is recomputed from its
 effective weights, and its pruned weights and their Adam moments are set to zero.
 
-The mask multiplies v inside every kernel (srnn.model.masked), so a pruned weight is zero in
+The mask multiplies v inside every kernel (srnn.layers.masked), so a pruned weight is zero in
 every forward pass and its gradient is zero; with its moments zeroed too, Adam's update of it is
 exactly zero, so after every step (on every engine and under --distribute) the pruned weights
 are zero in the variables as well. The masks are weights of the model: checkpoints hold them, and

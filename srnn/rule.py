@@ -11,7 +11,7 @@ import numpy as np
 
 from . import engine
 
-E = engine.load()
+E = engine.module()
 from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 PICK_BLOCK = 16  # levels per block of the two-level inverse CDF

@@ -12,7 +12,7 @@ from .quantize import q_zero
 from .rule import Rule, _batch
 from .sparse import DEFAULT_BLOCK, SPARSE_MIN, kept_per_column
 
-E = engine.load()
+E = engine.module()
 from keras import ops  # noqa: E402  (after the engine has loaded its framework quietly)
 
 

@@ -25,9 +25,10 @@ import threading
 import time
 import urllib.parse
 
+from .checks import OptionError
 from .errors import SrnnError, first_line
+from .flags import as_flags
 
-PORT = 8000
 LOCAL = "127.0.0.1"
 LEAD = 2.0  # seconds: how far a stream's audio may run ahead of real time (the page's buffer)
 HEADROOM = 1.5  # a listener's stream needs this many times real time (the default limit of listeners)
@@ -52,17 +53,6 @@ class Refused(Exception):
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
-
-
-def parse_port(text):
-    """--serve's value: a port number (argparse type)."""
-    import argparse
-
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, e.g. 8000, got {text!r} (to listen on another "
-                                         f"address than 127.0.0.1 give --host ADDRESS)") from None
 
 
 def _is_loopback(name):
@@ -148,6 +138,8 @@ class Station:
         try:
             new = self.model.request(seconds, 1, temperature, seed, None, value.get("label", self.default_label),
                                      req.argmax, req.rate)
+        except OptionError as e:  # the command line's words for the same mistake
+            raise Refused(400, as_flags(e, sample=True)) from None
         except SrnnError as e:
             raise Refused(400, str(e)) from None
         return dataclasses.replace(new, primer=req.primer)  # the command line's primer, read once

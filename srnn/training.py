@@ -15,7 +15,7 @@ from .options import LEARNING_RATE, TrainOptions, prepare  # noqa: F401  (TrainO
 from .precision import training_note
 from .watch import Board, audition
 
-E = engine.load()
+E = engine.module()
 import keras  # noqa: E402  (after the engine has loaded its framework quietly)
 
 from .callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Events, Export,  # noqa: E402

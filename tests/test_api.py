@@ -98,13 +98,21 @@ BAD = [  # (the API's arguments, the command line's, the model)
 
 @pytest.mark.parametrize("api,argv,which", BAD, ids=[" ".join(b[1]) for b in BAD])
 def test_bad_arguments_raise_the_clis_message(models, tmp_path, monkeypatch, api, argv, which):
+    """The same words for the same mistake, each naming the option as its caller knows it: the
+    Python parameter (`n`) from Python, the flag (`--nseqs`) on the command line."""
     message = cli_error(tmp_path, f"--sample={models[which]}", *argv)
     monkeypatch.chdir(tmp_path)
     model = srnn.load(models[which])
     api = {"seconds": 0.01, **api}
     with pytest.raises(SrnnError) as e:
         model.generate(**api)
-    assert str(e.value) == message
+    python = str(e.value)
+    assert "--" not in python and python != message
+    flags = {"n": "--nseqs"}  # the one parameter here whose flag is not its name with dashes
+    words = python
+    for name in sorted(api, key=len, reverse=True):
+        words = re.sub(rf"\b{name}\b(?=[ =:])", flags.get(name, f"--{name}"), words, count=1)
+    assert words == message
 
 
 def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
@@ -118,17 +126,19 @@ def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
         arrays[0][...] = np.nan
     assert str(pytest.raises(ValueError, srnn.load, broken).value) == cli_error(tmp_path, f"--sample={broken}")
 
-    # the file's values are checked after the arguments, as before srnn.load existed
-    assert "--qtype" in cli_error(tmp_path, f"--sample={broken}", "--qtype=mu-law")
+    # a checkpoint is read one way, its values checked as it is read: before the flags that need it,
+    # after those that do not
+    assert "NaN" in cli_error(tmp_path, f"--sample={broken}", "--qtype=mu-law")
+    assert "--temperature" in cli_error(tmp_path, f"--sample={broken}", "--temperature=-1")
 
     model = srnn.load(models["plain"])
     assert model.request(0.01, temperature=np.array(0.9)).temps == [0.9]
-    for kwargs, flag in ((dict(precision="float64"), "--sample-precision"), (dict(layout="csr"), "--sample-layout"),
-                         (dict(scaling="loud"), "--scaling"), (dict(prime=np.zeros((2, 2))), "prime"),
-                         (dict(prime=[np.nan]), "prime"), (dict(seed=1.5), "--seed"),
-                         (dict(n=2.0), "--nseqs=2.0 must be a whole number"),
-                         (dict(temperature=True), "--temperature")):
-        with pytest.raises(SrnnError, match=re.escape(flag)):
+    for kwargs, words in ((dict(precision="float64"), "precision 'float64': choose one of"),
+                          (dict(layout="csr"), "layout 'csr'"), (dict(scaling="loud"), "scaling 'loud'"),
+                          (dict(prime=np.zeros((2, 2))), "prime: give a file name"),
+                          (dict(prime=[np.nan]), "prime (the array)"), (dict(seed=1.5), "seed=1.5"),
+                          (dict(n=2.0), "n=2.0 must be a whole number"), (dict(temperature=True), "temperature")):
+        with pytest.raises(SrnnError, match="^" + re.escape(words)):
             model.generate(0.01, **kwargs)
     with pytest.raises(SrnnError, match="give label="):
         srnn.load(models["labelled"]).score(np.zeros(64))
@@ -158,11 +168,11 @@ def test_numbers_beyond_float32_or_a_wav_are_refused(tmp_path):
 def test_text_given_for_a_number_is_quoted():
     """n='2' is text: the message shows it quoted, not as the valid number 2 (numbers as before)."""
     model = srnn.load(os.path.join(ROOT, "models", "demo_srnn_sz128.h5"))
-    for kwargs, words in ((dict(n="2"), "--nseqs='2' must be a whole number"),
-                          (dict(seconds="1"), "--seconds='1' must be positive and finite"),
-                          (dict(seed="7"), "--seed='7' must be a whole number"),
-                          (dict(temperature=[0.9, "1"], n=2), "--temperature must be positive, got 0.9 '1'"),
-                          (dict(n=2.5), "--nseqs=2.5 must be a whole number")):
+    for kwargs, words in ((dict(n="2"), "n='2' must be a whole number"),
+                          (dict(seconds="1"), "seconds='1' must be positive and finite"),
+                          (dict(seed="7"), "seed='7' must be a whole number"),
+                          (dict(temperature=[0.9, "1"], n=2), "temperature must be positive, got 0.9 '1'"),
+                          (dict(n=2.5), "n=2.5 must be a whole number")):
         kwargs = {"seconds": 0.01, **kwargs}
         with pytest.raises(SrnnError, match=f"^{re.escape(words)}$"):
             model.generate(**kwargs)
@@ -187,8 +197,9 @@ def test_score_is_the_training_loss_of_the_signal(models):
 
 @pytest.mark.slow  # generation / training / a new interpreter
 def test_train_from_python_is_the_commands_training(mini_root, base_run, tmp_path, monkeypatch):
-    """srnn.train with the flags as keywords runs the command's training: its defaults (seed 1337),
-    its files, the same losses as the shared run of those settings; a wrong option is one line."""
+    """srnn.train with the options as keywords runs the command's training: its defaults (seed 1337),
+    its files, the same losses as the shared run of those settings; a wrong option is one line
+    naming the Python parameter."""
     shutil.copytree(mini_root / "blizzard", tmp_path / "blizzard")
     monkeypatch.chdir(tmp_path)
     lines = []
@@ -197,9 +208,10 @@ def test_train_from_python_is_the_commands_training(mini_root, base_run, tmp_pat
     np.testing.assert_allclose(history["train_bits"], base_run[1]["train_bits"][:1], rtol=1e-5)
     assert np.isfinite(history["test_bits"]) and any(line.startswith("Test loss in bits") for line in lines)
     assert (tmp_path / "mini_srnn_sz16_e0.h5").is_file() and (tmp_path / "costs.png").is_file()
-    for options, words in ((dict(dimm=3), "unrecognized options: dimm=3"), (dict(dim="x"), "invalid int value"),
-                           (dict(dim=-2), "--dim=-2 must be positive"), (dict(sample="a.h5"), "srnn.load"),
-                           (dict(help=True), "help(srnn.train)"), (dict(dim=[2, 3]), "dim takes one value")):
+    for options, words in ((dict(dimm=3), "unknown option(s) dimm"), (dict(dim="x"), "dim='x' must be a whole"),
+                           (dict(dim=-2), "dim=-2 must be positive"), (dict(sample="a.h5"), "srnn.load"),
+                           (dict(help=True), "unknown option(s) help"), (dict(dim=[2, 3]), "dim=[2, 3] must be"),
+                           (dict(audition_seqs=0), "audition_seqs=0"), (dict(frames="8;2"), "frames 8;2")):
         with pytest.raises(SrnnError, match=re.escape(words)):
             srnn.train("mini", **options)
 

@@ -87,11 +87,11 @@ def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
 
 @pytest.mark.slow  # the shared training run
 def test_the_log_names_the_engine_and_what_it_computes_on(base_run):
-    from srnn.engine import load
+    from srnn.engine import module
     from srnn.engine.common import describe_processors
 
     assert [line for line in base_run[2] if line.startswith("engine: ")] == [
-        f"engine: tensorflow on {load().processors()}"]
+        f"engine: tensorflow on {module().processors()}"]
     assert describe_processors(["CPU"]) == "CPU"
     assert describe_processors(["NVIDIA H200"] * 8) == "8 x NVIDIA H200"
     assert describe_processors(["A", "B", "A"]) == "2 x A, B"

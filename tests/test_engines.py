@@ -51,6 +51,6 @@ def test_the_contract_is_the_whole_of_what_the_package_asks_of_an_engine():
         for f in files:
             if f.endswith(".py"):
                 text = open(os.path.join(folder, f), encoding="utf-8").read()
-                if re.search(r"^E = engine\.load\(\)", text, re.M):
+                if re.search(r"^E = engine\.module\(\)", text, re.M):
                     used |= set(re.findall(r"\bE\.([A-Za-z_]\w*)", text))
     assert used and used <= set(contract()), used - set(contract())

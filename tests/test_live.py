@@ -46,7 +46,7 @@ def test_stream_is_generate_with_the_fixed_gain(small_checkpoints):
     np.testing.assert_array_equal(head[:, :800], silence)
     assert np.abs(whole).max() <= 0.475  # the fixed gain: the extreme levels at +-0.475
     for kwargs, words in ((dict(chunk=0), "chunk=0"), (dict(chunk=1.5), "chunk=1.5"),
-                          (dict(temperature=0), "--temperature"), (dict(seconds=-1.0), "--seconds=-1"),
+                          (dict(temperature=0), "^temperature must"), (dict(seconds=-1.0), "^seconds=-1"),
                           (dict(label="c"), "unknown label 'c'")):
         with pytest.raises(SrnnError, match=words):
             model.stream(**kwargs)

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import mix_for
 from srnn.config import ModelConfig
-from srnn.model import LOG2E, WNDense, WNRNN, SampleRNN, loss_bits
+from srnn.layers import WNDense, WNRNN
+from srnn.model import LOG2E, SampleRNN, loss_bits
 from srnn.quiet import import_tensorflow
 from srnn.training import Steps
 

@@ -590,7 +590,7 @@ def test_a_block_of_other_digits_is_one_line_from_python(tmp_path, monkeypatch):
     import srnn
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SrnnError, match="--prune-block \u00b2x1: give ROWSxCOLS"):
+    with pytest.raises(SrnnError, match="prune_block \u00b2x1: give ROWSxCOLS"):
         srnn.train(exp="t", sparsity=0.5, prune_block="\u00b2x1", log=None)
 
 

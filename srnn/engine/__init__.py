@@ -48,8 +48,8 @@ def features():
     return FEATURES[checked_backend()]
 
 
-def load():
-    """The engine module of this process's backend (imported once; loads the framework)."""
+def module():
+    """The engine module of this process's backend (imported once; it loads the framework)."""
     name = checked_backend()
     os.environ["KERAS_BACKEND"] = name  # Keras, imported next, agrees
     return importlib.import_module(f"{__name__}.{name}")

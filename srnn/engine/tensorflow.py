@@ -284,8 +284,12 @@ class DistributedSteps(Steps):
             raise SrnnError(f"--batchsize {array.shape[0]} does not split over {self.replicas} replicas: "
                             f"use a multiple of {self.replicas}")
         rows = array.shape[0] // self.replicas
-        return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * rows:(ctx.replica_id_in_sync_group + 1) * rows]))
+
+        def replica_rows(ctx):
+            first = ctx.replica_id_in_sync_group * rows
+            return tf.constant(array[first:first + rows])
+
+        return self.strategy.experimental_distribute_values_from_function(replica_rows)
 
     def zero_states(self, batch):
         return tuple(self._split(np.zeros((batch, n), np.float32)) for n in self.model.state_sizes())

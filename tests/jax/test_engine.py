@@ -14,12 +14,12 @@ from keras import ops
 
 from srnn import checkpoint
 from srnn.config import ModelConfig
-from srnn.engine import load
+from srnn.engine import module
 from srnn.generation import generate_levels, level_chunks, plain_request
 from srnn.model import SampleRNN
 from srnn.training import Steps
 
-E = load()
+E = module()
 REF = os.environ.get("SRNN_REFERENCE", "")
 
 
