@@ -83,7 +83,7 @@ def fraction(option, value, what):
 def choice(option, value, choices):
     """One of `choices` (what argparse checks on the command line)."""
     if value not in choices:
-        raise OptionError(option, f"{{{option}}} {shown(value)}: choose one of {', '.join(choices)}")
+        raise OptionError(option, f"{{{option}}} {text(value)}: choose one of {', '.join(choices)}")
     return value
 
 

@@ -133,8 +133,8 @@ def test_bad_files_and_settings_are_one_line_errors(models, tmp_path):
 
     model = srnn.load(models["plain"])
     assert model.request(0.01, temperature=np.array(0.9)).temps == [0.9]
-    for kwargs, words in ((dict(precision="float64"), "precision 'float64': choose one of"),
-                          (dict(layout="csr"), "layout 'csr'"), (dict(scaling="loud"), "scaling 'loud'"),
+    for kwargs, words in ((dict(precision="float64"), "precision float64: choose one of"),
+                          (dict(layout="csr"), "layout csr"), (dict(scaling="loud"), "scaling loud"),
                           (dict(prime=np.zeros((2, 2))), "prime: give a file name"),
                           (dict(prime=[np.nan]), "prime (the array)"), (dict(seed=1.5), "seed=1.5"),
                           (dict(n=2.0), "n=2.0 must be a whole number"), (dict(temperature=True), "temperature")):

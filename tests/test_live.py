@@ -104,6 +104,19 @@ def test_a_growing_wav_is_a_valid_wav_at_every_moment(tmp_path, monkeypatch):
         sinks.GrowingWav(path, RATE, 1)
 
 
+def test_a_pipe_says_which_end_failed():
+    """A reader that went away ends a stream (SinkClosed); a full disk behind the pipe is an error."""
+    from srnn import sinks
+
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "wb") as out, pytest.raises(sinks.SinkClosed):
+        sinks.PcmPipe(out, 1).write(np.zeros((1, 4096), np.float32))
+    with open("/dev/full", "wb") as out, pytest.raises(OSError) as e:
+        sinks.PcmPipe(out, 1).write(np.zeros((1, 4096), np.float32))
+    assert not isinstance(e.value, sinks.SinkClosed)
+
+
 def test_the_wav_format_end_stops_a_stream(tmp_path, monkeypatch):
     from srnn import memory, sinks
 

@@ -55,15 +55,13 @@ def test_balanced_mask_keeps_the_largest_blocks_and_never_brings_one_back(rng):
 
 
 def test_config_lists_the_masks_and_refuses_a_block_that_does_not_tile():
-    from srnn.config import ConfigError
-
     shapes = SPARSE_CFG.weight_shapes()
     assert shapes["frame0/rnn0/maskh"] == (32, 96) and shapes["sample/h2/mask"] == (32, 32)
     assert "frame0/rnn0/maskx" not in shapes and "sample/in/mask" not in shapes  # they stay dense
     assert shapes["sample/out/mask"] == (32, 256)  # read every sample: pruned too
     assert SPARSE_CFG.count_params() == ModelConfig(slowdim=32, dim=32).count_params()
     assert "sparse_block" not in json.loads(ModelConfig().to_json())  # a dense model's config as before
-    with pytest.raises(ConfigError, match="--prune-block 64x1: .* do not tile"):
+    with pytest.raises(SrnnError, match="^prune_block 64x1: .* do not tile"):
         ModelConfig(slowdim=32, dim=32, sparse_block=(64, 1))
 
 

@@ -710,7 +710,7 @@ def test_a_sparse_kernel_zero_where_its_mask_keeps_weights_is_refused(tmp_path, 
 
 def test_a_sample_rate_beyond_a_wav_is_refused(good, tmp_path):
     """Its audio could not be written: --sample generated, then failed in the WAV library."""
-    invalid(crafted(good, tmp_path, set_config(sample_rate=10 ** 12)), "--samplerate=1000000000000 is more than a WAV "
+    invalid(crafted(good, tmp_path, set_config(sample_rate=10 ** 12)), "samplerate=1000000000000 is more than a WAV "
                                                                          "holds (2147483647 Hz)")
 
 
