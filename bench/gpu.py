@@ -1,5 +1,5 @@
 """srnn on one GPU: training and sampling speed beside PyTorch's cuDNN GRU and the GPU's bf16
-matmul rate, measured in the same run, with the peak GPU memory of each row (issue 20, items 6-7).
+matmul rate, measured in the same run, with the peak GPU memory of each row.
 
 For a GPU machine with JAX and PyTorch but no TensorFlow and no network: here, once,
 `bash bench/gpu_wheels.sh` puts the wheels it lacks (Keras and a few small ones, 4.5 MB) in ./.whl;
@@ -40,8 +40,8 @@ import keras  # noqa: E402  (after srnn, which sets the backend's defaults)
 
 TORCH_DEVICE = "cuda"  # the yardsticks' device (a CPU check of their shapes may change it)
 REAL_TIME = 16000  # samples per second of 16 kHz audio
-TARGET_TRAIN = TARGET_SAMPLE = 1e6  # issue 20's targets, target samples/s
-SIZES = {  # the issue's rows, and tiny ones for a CPU smoke test
+TARGET_TRAIN = TARGET_SAMPLE = 1e6  # the goals (docs/performance.md), samples/s
+SIZES = {  # the goals' rows, and tiny ones for a CPU smoke test
     False: dict(dim=1024, cutlen=512, batches=(64, 128), tiny_cutlen=512, streams=(1, 16, 256, 4096),
                 train_s=3.0, sample_s=1.5),
     True: dict(dim=32, cutlen=64, batches=(2, 4), tiny_cutlen=64, streams=(1, 4, 16, 64),
@@ -346,7 +346,7 @@ def jax_cudnn_lstm_row(cfg, batch, cutlen, memory):
 
 
 def ratios(figures, size):
-    """The issue's targets as ratios of this run's figures, then the ratios that say where a step's
+    """The goals as ratios of this run's figures, then the ratios that say where a step's
     time goes (no targets)."""
     dim, batch, s_max = size["dim"], size["batches"][-1], size["streams"][-1]
     train, gru = figures.get(("train", batch, "float32")), figures.get(("gru", batch, "float32"))

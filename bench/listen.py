@@ -24,10 +24,10 @@ whine   a loud window whose strongest periodicity lies above the pitch range: a 
 longest quiet run   the most consecutive quiet windows within one file, in seconds.
 DC      the mean of all samples.
 
-Calibrated on the figures issue 27 reports, measured there with a similar method: blizzard/tiny
-pooled gives 14 % quiet, 81 % of loud voiced (issue: 14 %, 81 %); the demo model's 12 s
+Calibrated against reference figures measured with a similar method: blizzard/tiny
+pooled gives 14 % quiet, 81 % of loud voiced (reference: 14 %, 81 %); the demo model's 12 s
 (`train_srnn.py --sample=models/demo_srnn_sz128.h5 --seconds 12`) 39 % quiet, 49 % voiced,
-longest quiet run 1.8 s, DC +0.040 (issue: 39 %, 49 %, up to 1.8 s, silences at +0.04).
+longest quiet run 1.8 s, DC +0.040 (reference: 39 %, 49 %, up to 1.8 s, silences at +0.04).
 
 numpy and soundfile only: the measures (`measure`, `combine`) import without srnn or Keras.
 """

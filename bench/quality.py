@@ -1,7 +1,7 @@
 """Which architecture to pick with a few CPU minutes: each trains for the same wall-clock budget on
 the shipped demo corpus, over several seeds, and the best epoch's valid and test bits are printed.
 
-    python bench/quality.py                 # 10 minutes per run, 3 seeds: about 2 hours
+    python bench/quality.py                 # 10 minutes per run, 7 rows, 3 seeds: about 3.5 hours
     python bench/quality.py --minutes 2     # a quicker look
     python bench/quality.py --only music    # rows whose name starts with this
     python bench/quality.py --only "original tiny" --epochs 4 --seeds 1 \
@@ -33,7 +33,7 @@ RUNS = {
     "2-tier GRU": "--frames 16 --slowdim 64 --dim 64 --cutlen 512 --batchsize 2",
     "music (LSTM x3, skip)": "--frames 16,4 --rnn lstm --rnn-layers 3 --skip --slowdim 32 --dim 32 --cutlen 512 "
                              "--batchsize 2",
-    # issue 26: at equal epochs, a small dense model, a 4x wider one with 1/16 of its pruned matrices'
+    # sparsity: at equal epochs, a small dense model, a 4x wider one with 1/16 of its pruned matrices'
     # weights (about the small one's count), and the wide one dense
     "sparse: dense dim 128": "--slowdim 128 --dim 128 --cutlen 512 --batchsize 2",
     "sparse: dim 512, 93.75 %": "--slowdim 512 --dim 512 --cutlen 512 --batchsize 2 --sparsity 0.9375",

@@ -1,4 +1,5 @@
-"""Why sampling runs at the speed it does: the profile behind the README's two unmet targets.
+"""Why sampling runs at the speed it does: the profile behind the two unmet sampling goals
+(docs/performance.md).
 
     python bench/sample_profile.py
 

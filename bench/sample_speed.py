@@ -78,7 +78,7 @@ def main():
     p.add_argument("--precision", default=None,
                    help="comma-separated --sample-precision values to run each configuration with "
                    "(default float32,bfloat16,int8,auto; with --sparse float32,int8)")
-    p.add_argument("--sparse", action="store_true", help="the block-sparse rows instead (issue 26)")
+    p.add_argument("--sparse", action="store_true", help="the block-sparse rows instead")
     args = p.parse_args()
     args.precision_given = args.precision is not None
     args.precision = args.precision or "float32,bfloat16,int8,auto"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make the "voice" corpus and model (issue 27): ~25 minutes of Allison Smith's Asterisk prompts
+# Make the "voice" corpus and model: ~25 minutes of Allison Smith's Asterisk prompts
 # (Debian's asterisk-core-sounds-en-g722, CC BY-SA 3.0, the same speaker and source as blizzard/tiny,
 # see blizzard/tiny/SOURCE.md), decoded to 16 kHz WAV, then a SampleRNN trained on them and stripped
 # into models/voice_srnn_sz256.h5.
@@ -29,7 +29,7 @@ DECODE=${DECODE:-decode_ffmpeg}
 PYTHON=${PYTHON:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python3 )}
 # the shipped model: dense dim 256, linear quantisation, 18 epochs of the corpus (the default; the
 # shipped file's training took 62 + 42 minutes on 2 CPU cores, a run and its exact resume); it samples
-# far above real time. README "A ready model" says why not a bigger, a mu-law or a sparse one.
+# far above real time. docs/ready.md says why not a bigger, a mu-law or a sparse one.
 SLOWDIM=${SLOWDIM:-256}
 DIM=${DIM:-256}
 TRAIN_FLAGS=${TRAIN_FLAGS:---cutlen 512 --batchsize 16 --nepochs 18}

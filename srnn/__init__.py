@@ -44,7 +44,7 @@ import os
 # srnn.engine reads it. Keep TensorFlow's C++ start-up chatter off the user's screen.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors still reach Python as exceptions
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 API = ("load", "train", "write_wav", "play", "Model", "SrnnError")
 __all__ = list(API)

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from . import precision
+from . import __version__, precision
 from .cluster import TIMEOUT as CLUSTER_TIMEOUT
 from .distribute import KINDS
 from .labels import MODES as LABEL_MODES
@@ -34,6 +34,7 @@ def preprocess_parser():
         "(DIR_parts/p0.wav, p1.wav, ... and prompts.txt). Reads WAV, FLAC, OGG, AIFF, MP3 and "
         "whatever else soundfile reads, recursively, in sorted order.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("dir", metavar="DIR", help="folder with audio files (searched recursively)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each part in seconds (default 8)")
     p.add_argument("--samplerate", type=int, default=SAMPLE_RATE,
@@ -99,6 +100,7 @@ def train_parser():
         "blizzard/EXP_parts (made by preprocess.py), or generate audio from a checkpoint with --sample.",
         epilog=ARCHITECTURE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     for flags in (_run_flags, _architecture_flags, _sparsity_flags, _watch_flags, _sampling_flags, _live_flags):
         flags(p)
     return p

@@ -20,7 +20,7 @@ few seconds (GREETING_TIME), all of them at once, and lets nothing it receives s
 well-formed greeting. With a secret, process 0 sends each connection a random challenge that a
 process answers with an HMAC of it under the secret (the secret never crosses the network); a
 connection that cannot is refused and never takes a place. Without one, a stranger that speaks
-the protocol can take a process's place: the README says to use it only on a private network.
+the protocol can take a process's place: docs/distributed.md says to use it only on a private network.
 """
 import dataclasses
 import hashlib
@@ -70,7 +70,7 @@ def from_env(env=None):
     missing = [name for name in (ADDRESSES, COUNT, INDEX) if not env.get(name, "").strip()]
     if missing:
         raise SrnnError(f"--distribute multiworker on JAX needs {', '.join(missing)} (and the other "
-                        f"KERAS_DISTRIBUTION_* variables; see the README's 'Training on more than one device')")
+                        f"KERAS_DISTRIBUTION_* variables; see docs/distributed.md)")
     count, index = _whole(env, COUNT, 1), _whole(env, INDEX, 0)
     addresses = [a.strip() for a in env[ADDRESSES].split(",")]
     if len(addresses) > 1 and len(addresses) != count:

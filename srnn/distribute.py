@@ -19,7 +19,7 @@ EXAMPLE = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker"
 
 
 NO_TF_CONFIG = ("--distribute multiworker needs the TF_CONFIG environment variable that names the workers and "
-                "this task (see the README)")
+                "this task (see docs/distributed.md)")
 
 
 def require_tf_config():

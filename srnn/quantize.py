@@ -10,7 +10,7 @@ import numpy as np
 Q_LEVELS = 256
 QTYPES = ("linear", "mu-law", "a-law")
 A_LAW = 87.6  # the A of ITU-T G.711
-AUDIO_PEAK = 0.475  # written audio lies in [-AUDIO_PEAK, AUDIO_PEAK], as the original's (scale_audio)
+AUDIO_PEAK = 0.475  # written audio lies in [-AUDIO_PEAK, AUDIO_PEAK], the original's range (scale_audio)
 
 
 def q_zero(q_levels=Q_LEVELS):

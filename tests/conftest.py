@@ -121,13 +121,13 @@ def rng():
 
 
 def built_once(tmp_path_factory, name, make):
-    """A folder that `make(folder)` fills once per test session, shared by every pytest-xdist worker
-    (a file lock under the session's base temp: the first worker to ask builds it, the others wait
+    """A folder that `make(folder)` fills once per pytest run, shared by every pytest-xdist worker
+    (a file lock under the run's base temp: the first worker to ask builds it, the others wait
     and read it). Trained models and their logs are the suite's costliest artefacts; each is made
     once, not once per worker. Treat the folder as read-only: copy what a test changes."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the session's base, above each worker's own
+        base = base.parent  # the run's base, above each worker's own
     folder = base / f"built-{name}"
     with open(base / f".built-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes

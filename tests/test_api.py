@@ -1,4 +1,4 @@
-"""srnn from Python (issue 28): srnn.load / Model.generate / score / srnn.train / write_wav against
+"""srnn from Python: srnn.load / Model.generate / score / srnn.train / write_wav against
 what train_srnn.py writes and says for the same arguments."""
 import os
 import re

@@ -1,4 +1,4 @@
-"""Conditioning: labels from the folders, through training, into generation (issue 13)."""
+"""Conditioning: labels from the folders, through training, into generation."""
 import os
 
 import numpy as np

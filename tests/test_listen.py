@@ -186,7 +186,7 @@ def test_decode_step_errors_are_one_line(tmp_path):
 
 
 def test_the_ready_model_loads_validates_and_samples(tmp_path):
-    """models/voice_srnn_sz256.h5 (issue 27) is a valid checkpoint without optimizer state, within
+    """models/voice_srnn_sz256.h5 is a valid checkpoint without optimizer state, within
     the size the repository takes, and the README's command samples from it."""
     from conftest import run_tool
     from srnn import checkpoint

@@ -91,7 +91,7 @@ def test_soundsc_scales_into_original_range():
 
 
 def test_written_audio_keeps_silence_at_zero_and_minmax_is_the_originals():
-    """Issue 27: the default scaling puts the silent level at exactly 0 and the largest magnitude
+    """The default scaling puts the silent level at exactly 0 and the largest magnitude
     at 0.475, whatever the range's lopsidedness; `minmax` gives soundsc's values exactly."""
     from srnn.quantize import q_zero, scale_audio
     from srnn.quantize import to_audio

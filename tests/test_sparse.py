@@ -1,4 +1,4 @@
-"""Block-sparse weights (issue 26): the schedule, the masks, training with them (masks hold after
+"""Block-sparse weights: the schedule, the masks, training with them (masks hold after
 steps, exact resume mid-schedule, pruning a dense checkpoint on --load), the sparse sampler against
 the dense one on the same weights, and every bad input. Small models, in-process."""
 import json

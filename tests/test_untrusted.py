@@ -1,4 +1,4 @@
-"""Robustness, third pass (issue 22): files that lie, environments that linger, the new features'
+"""Robustness: files that lie, environments that linger, the new features'
 edges. Every row runs the commands in-process (srnn.errors.run_cli), on inputs made here."""
 import contextlib
 import errno
@@ -348,7 +348,7 @@ def test_sample_memory_is_checked_before_the_sequences_are_listed(good, tmp_path
     from srnn import memory
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(memory, "machine_bytes", lambda: 6 << 30)  # the issue's 6 GB machine
+    monkeypatch.setattr(memory, "machine_bytes", lambda: 6 << 30)  # a 6 GB machine
     code = run_cli(train_main, [f"--sample={good['weights']}", "--seconds=1", "--nseqs=100000000"])
     clean_error(capsys, code, "generating 100,000,000 x 1 s", "GB of memory", "--nseqs")
 
