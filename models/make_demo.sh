@@ -6,8 +6,8 @@
 #
 #   models/make_demo.sh            everything: corpus, then train
 #   models/make_demo.sh corpus     download + decode: blizzard/voice/ and blizzard/voice_heldout/
-#   models/make_demo.sh train      preprocess + fit + strip: models/voice_srnn_sz256.h5
-#   models/make_demo.sh STEP ...   single steps: download, decode, preprocess, fit, strip
+#   models/make_demo.sh train      preprocess + fit + prune + strip: models/voice_srnn_sz256.h5
+#   models/make_demo.sh STEP ...   single steps: download, decode, preprocess, fit, prune, strip
 #
 # Needs: apt-get (download; Debian's repositories), dpkg-deb, ffmpeg (decode; installed with
 # apt-get when missing and run as root), the project's Python (train). ffmpeg is used here only.
@@ -27,12 +27,19 @@ HELDOUT_EVERY=${DEMO_HELDOUT_EVERY:-20}             # every 20th prompt in path 
 # the decoder, called as `$DECODE IN.g722 OUT.wav` (words split on spaces); default: ffmpeg
 DECODE=${DECODE:-decode_ffmpeg}
 PYTHON=${PYTHON:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python3 )}
-# the shipped model: dense dim 256, linear quantisation, 18 epochs of the corpus (the default; the
-# shipped file's training took 62 + 42 minutes on 2 CPU cores, a run and its exact resume); it samples
-# far above real time. docs/ready.md says why not a bigger, a mu-law or a sparse one.
+# the dense model: dim 256, linear quantisation, 18 epochs of the corpus (the default; its training
+# took 62 + 42 minutes on 2 CPU cores, a run and its exact resume). docs/ready.md says why not a
+# bigger or a mu-law one.
 SLOWDIM=${SLOWDIM:-256}
 DIM=${DIM:-256}
 TRAIN_FLAGS=${TRAIN_FLAGS:---cutlen 512 --batchsize 16 --nepochs 18}
+# then block-sparse, for live playback's margin: the dense model's best epoch fine-tuned on the
+# corpus while 80 % of its large matrices are pruned in 32x1 blocks (rising over its first 3,000
+# optimizer steps, about 1.3 epochs), in a folder of its own (PRUNE_WORK: its checkpoints do not
+# replace the dense run's); SPARSITY=0 skips it (the shipped model is then the dense one)
+SPARSITY=${SPARSITY:-0.8}
+PRUNE_FLAGS=${PRUNE_FLAGS:---prune-start 0 --prune-end 3000 --cutlen 512 --batchsize 16 --nepochs 6}
+PRUNE_WORK=${PRUNE_WORK:-$WORK/prune}
 MODEL_OUT=${MODEL_OUT:-$ROOT/models/voice_srnn_sz${DIM}.h5}
 STRIP_DTYPE=${STRIP_DTYPE:-float16}  # the shipped file's weights (half the bytes; sampled in float32)
 
@@ -126,24 +133,42 @@ fit() {
         --slowdim "$SLOWDIM" --dim "$DIM" $TRAIN_FLAGS)
 }
 
+dense_best() { echo "$(exp_dir)/$(basename "$CORPUS")_srnn_sz${DIM}_best.h5"; }
+
+prune() {
+    [ "$SPARSITY" = 0 ] && { say "SPARSITY=0: no pruning"; return; }
+    local dense start; dense=$(dense_best)
+    [ -f "$dense" ] || die "no $dense: run '$0 fit' first"
+    # its weights only (a fresh history: the pruned epochs' best is judged among themselves), and the
+    # corpus's parts through a link, so that the checkpoints land in PRUNE_WORK
+    mkdir -p "$PRUNE_WORK"
+    ln -sfn "$(exp_dir)/blizzard" "$PRUNE_WORK/blizzard"
+    start="$PRUNE_WORK/dense_weights.h5"
+    (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(*sys.argv[1:3])" \
+        "$dense" "$start")
+    # shellcheck disable=SC2086  # PRUNE_FLAGS is a list of words
+    (cd "$PRUNE_WORK" && "$PYTHON" "$ROOT/train_srnn.py" --exp="$(basename "$CORPUS")" --load "$start" \
+        --sparsity "$SPARSITY" $PRUNE_FLAGS)
+}
+
 strip() {
-    local top best; top=$(exp_dir)
-    best="$top/$(basename "$CORPUS")_srnn_sz${DIM}_best.h5"
-    [ -f "$best" ] || die "no $best: run '$0 fit' first"
+    local best; best=$(dense_best)
+    [ "$SPARSITY" = 0 ] || best="$PRUNE_WORK/$(basename "$CORPUS")_srnn_sz${DIM}_best.h5"
+    [ -f "$best" ] || die "no $best: run '$0 fit' (and '$0 prune') first"
     (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(*sys.argv[1:3], sys.argv[3])" \
         "$best" "$MODEL_OUT" "$STRIP_DTYPE")
     say "wrote $MODEL_OUT from $best"
 }
 
-train() { preprocess; fit; strip; }
+train() { preprocess; fit; prune; strip; }
 
 main() {
     [ $# -gt 0 ] || set -- corpus train
     local step
     for step in "$@"; do
         case $step in
-            corpus|train|download|decode|preprocess|fit|strip) ;;
-            *) die "unknown step '$step' (corpus, train, download, decode, preprocess, fit, strip)" ;;
+            corpus|train|download|decode|preprocess|fit|prune|strip) ;;
+            *) die "unknown step '$step' (corpus, train, download, decode, preprocess, fit, prune, strip)" ;;
         esac
     done
     for step in "$@"; do "$step"; done

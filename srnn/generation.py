@@ -6,8 +6,8 @@ the audio of each chunk).
 Every way of generating goes through here: `--sample`'s files (srnn.commands, srnn.clips),
 `srnn.Model.generate` and `Model.stream` (srnn.api), the live outputs (srnn.sinks, srnn.server),
 --audition (srnn.watch); --export's SavedModel runs the same compiled loop in its graph. The checks
-are the command line's and the API's alike, in the same words (the CLI's flags name them).
-Checking loads no framework; running does (srnn.sampler)."""
+are the command line's and the API's alike (srnn.checks: the messages name Python's parameters,
+the command line shows its flags). Checking loads no framework; running does (srnn.sampler)."""
 import dataclasses
 import os
 

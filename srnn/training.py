@@ -175,7 +175,7 @@ def train(cfg, opts, log=print, splits=None, ckpt=None, cluster=None):
     checkpoint, if the caller has read it already; `cluster`: the processes of a multi-worker run
     on an engine whose processes meet through srnn.cluster, met and started already."""
     trainer = Trainer(cfg, opts, log, splits, ckpt, cluster)
-    if trainer.start >= opts.nepochs:
+    if trainer.start >= trainer.opts.nepochs:
         trainer.log(f"{opts.load} has already been trained for {trainer.start} epoch(s): raise --nepochs to continue")
         return trainer.history
     return trainer.fit(trainer.callbacks())
@@ -187,6 +187,7 @@ class Trainer:
     given the Trainer by name."""
 
     def __init__(self, cfg, opts, log=print, splits=None, ckpt=None, cluster=None):
+        opts = opts.with_defaults()  # (srnn.fit has filled in the checkpoint's; here, the rest)
         self.cfg, self.opts, self.cluster = cfg, opts, cluster
         self.splits = splits or prepare(cfg, opts)
         if ckpt is None and opts.load:
