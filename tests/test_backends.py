@@ -48,9 +48,14 @@ def reference_folder(folder):
 @pytest.mark.slow  # a JAX process
 def test_jax_engine_and_checkpoints_across(tmp_path):
     reference_folder(tmp_path)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # two CPU devices: DataParallel
-           "SRNN_HIDE_TENSORFLOW": "1"}  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+    # (not a pytest-xdist worker, though started by one: its conftest.built_once folders are its own,
+    # not ones shared with other runs under the temporary folders' root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update({
+        "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # two CPU devices: DataParallel
+        "SRNN_HIDE_TENSORFLOW": "1",  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+    })
     # (Keras' Variable.numpy() warns of NumPy 2's copy keyword on JAX: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                            "-W", "ignore::DeprecationWarning", os.path.join(ROOT, "tests", "jax")],
