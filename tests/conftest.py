@@ -104,13 +104,14 @@ def write_audio(path, x, sr, **kw):
 
 
 def pytest_collection_modifyitems(items):
-    """The longest tests first: the demo's whole training, then the other slow ones, then the
-    rest, so that the workers (fed one test at a time) end together instead of one of them
-    starting the longest test last."""
+    """The longest tests first: the two JAX processes (test_backends.py's test_jax_*) and the demo's
+    whole training, then the other slow ones, then the rest, so that the workers (fed one test at
+    a time) end together instead of one of them starting a long test last."""
     def rank(item):
         if item.get_closest_marker("slow") is None:
             return 2
-        return 0 if item.module.__name__ == "test_end_to_end" else 1
+        longest = item.module.__name__ == "test_end_to_end" or item.name.startswith("test_jax_")
+        return 0 if longest else 1
 
     items.sort(key=rank)  # stable: file order within each rank
 

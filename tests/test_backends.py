@@ -45,9 +45,11 @@ def reference_folder(folder):
     (folder / "reference.json").write_text(json.dumps(losses))
 
 
-@pytest.mark.slow  # a JAX process
-def test_jax_engine_and_checkpoints_across(tmp_path):
-    reference_folder(tmp_path)
+def run_jax_tests(tmp_path, *files):
+    """pytest on `files` of tests/jax in a process with KERAS_BACKEND=jax, where TensorFlow cannot
+    be imported; SRNN_REFERENCE names the folder the two sides share. The tests run in two such
+    processes (the engine's checks; the command line and the cluster), so that the two workers of
+    the suite share them."""
     # (not a pytest-xdist worker, though started by one: its conftest.built_once folders are its own,
     # not ones shared with other runs under the temporary folders' root)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
@@ -58,10 +60,16 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
     })
     # (Keras' Variable.numpy() warns of NumPy 2's copy keyword on JAX: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                           "-W", "ignore::DeprecationWarning", os.path.join(ROOT, "tests", "jax")],
+                           "-W", "ignore::DeprecationWarning", *(os.path.join(ROOT, "tests", "jax", f) for f in files)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert re.fullmatch(r"\d+ passed in .*", proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]
+
+
+@pytest.mark.slow  # a JAX process
+def test_jax_engine_and_checkpoints_across(tmp_path):
+    reference_folder(tmp_path)
+    run_jax_tests(tmp_path, "test_engine.py")
     # the other way: a checkpoint trained on JAX computes the same loss here, and samples
     ckpt = checkpoint.load(str(tmp_path / "jax_trained.h5"))
     model = SampleRNN(ckpt.config)
@@ -74,6 +82,11 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
 
     levels, logp = generate_levels(model.sampler(), 2, 40, seed=1)
     assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
+
+
+@pytest.mark.slow  # a JAX process, and two more for the cluster
+def test_jax_command_line_and_cluster(tmp_path):
+    run_jax_tests(tmp_path, "test_tool.py", "test_cluster.py")
 
 
 def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):
