@@ -55,8 +55,15 @@ def run_jax_tests(tmp_path, *files):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env.update({
         "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # two CPU devices: DataParallel
+        # two CPU devices (DataParallel); and XLA's LLVM backend at its lowest optimization level:
+        # these programs compute little, so compiling them is most of their time (a quarter less
+        # so), and the same programs run, to float rounding
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
         "SRNN_HIDE_TENSORFLOW": "1",  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+        # JAX's own compilation cache, empty at the start: a program compiled again (the same
+        # model in a new Steps, a resumed run) is read back instead, as JAX caches it for users
+        # who turn it on; the programs themselves are the same
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
     })
     # (Keras' Variable.numpy() warns of NumPy 2's copy keyword on JAX: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",

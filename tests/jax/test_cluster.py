@@ -31,6 +31,8 @@ def test_two_processes_train_as_one(mini_root, tmp_path):
         shutil.copytree(mini_root / "blizzard", folders[i] / "blizzard")
         env = {**os.environ, "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
+        # (the two compile the same programs at the same moment: no compilation cache that both would write)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
         procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train_srnn.py"), *ARGV,
                                        "--distribute=multiworker", "--cluster-timeout=120", "--audition=1",
                                        "--seconds=0.05"],
