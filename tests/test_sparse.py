@@ -12,7 +12,7 @@ from srnn import checkpoint, sparse
 from srnn.config import ModelConfig
 from srnn.errors import SrnnError
 from srnn.generation import generate_levels
-from test_untrusted import TRAIN, clean_error, invalid, no_xla, write_parts  # noqa: F401  (no_xla: a fixture)
+from test_untrusted import TRAIN, clean_error, invalid, write_parts
 
 SPARSE_CFG = ModelConfig(slowdim=32, dim=32, sparse_block=(16, 1))
 
