@@ -281,13 +281,19 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code, no_xla):
 # ---- a full disk (a file-size limit stands in for it: writes past it fail with EFBIG)
 
 def limited(limit, *args, cwd):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train_srnn.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    """train_srnn.py in this process (conftest.run_tool) while no file may grow past `limit` bytes:
+    a write past it fails with EFBIG, as on a full disk (Python ignores SIGXFSZ, which would
+    otherwise end the process). The limit is this process's, and lifted again after the run."""
+    saved = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, saved[1]))
+    try:
+        return run_tool("train_srnn.py", *args, cwd=cwd)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved)
 
 
 @pytest.mark.slow
-def test_full_disk_keeps_every_checkpoint_and_says_so(work, model_file):
+def test_full_disk_keeps_every_checkpoint_and_says_so(work, model_file, no_xla):
     e0 = work / "mini_srnn_sz16_e0.h5"
     shutil.copy(model_file, e0)
     before = e0.read_bytes()
