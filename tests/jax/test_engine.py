@@ -167,11 +167,11 @@ def test_mixed_bfloat16_trains_close_to_float32():
 
 
 def test_mixed_float16_is_tensorflows():
-    from srnn.config import ModelConfig
     from srnn.errors import SrnnError
 
+    config = checkpoint.load(os.path.join(REF, "default.h5")).config  # (a model of shapes built before)
     with pytest.raises(SrnnError, match="mixed_float16 needs the TensorFlow backend"):
-        Steps(SampleRNN(ModelConfig(slowdim=8, dim=8), precision="mixed_float16"))
+        Steps(SampleRNN(config, precision="mixed_float16"))
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
