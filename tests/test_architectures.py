@@ -58,7 +58,10 @@ def test_a_version_1_checkpoint_loads_and_computes_as_before():
     x, sr = read_mono(f"{ROOT}/blizzard/tiny/dir-intro.flac")
     levels = quantize(resample(x, sr, 16000), "linear")[:4096]
     xx = np.concatenate([np.full(8, Q_ZERO, np.int32), levels])[None]
-    logits, _ = model.forward(xx, model.zero_states(1), 1.0)
+    import tensorflow as tf
+
+    # the forward pass as a graph, as training runs it (eagerly, its scans step in Python: slower)
+    logits, _ = tf.function(model.forward)(tf.constant(xx), model.zero_states(1), tf.constant(1.0))
     bits = float(loss_bits(logits, xx[:, 8:], np.ones((1, 4096), np.float32)))
     assert bits == pytest.approx(0.4339583218097687, abs=1e-4)
 
