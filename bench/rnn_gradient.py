@@ -5,7 +5,7 @@ a chunk, the hand-written gradient (srnn.cells) against autodiff of the same sca
     python bench/rnn_gradient.py --quick
 
 Shapes are a music model's bottom tier (--frames 16,4, cutlen 512: 128 steps) at batch 16; XLA is
-used as training uses it (up to dim 512, srnn.training.use_xla).
+used as training uses it (up to dim 512, srnn.engine.common.use_xla).
 """
 import argparse
 import os

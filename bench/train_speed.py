@@ -38,7 +38,8 @@ def measure(arch, dim, batch, cutlen, seconds, precision, density=1.0):
     import numpy as np
 
     from srnn.model import SampleRNN
-    from srnn.training import Steps, use_xla
+    from srnn.engine.common import use_xla
+    from srnn.training import Steps
 
     cfg = model_config(arch, dim)
     if density < 1:  # masks in every kernel, and the pruner's check before every step (its schedule done)

@@ -20,7 +20,6 @@ import keras  # noqa: E402  (after the engine has loaded its framework quietly)
 
 from .callbacks import (Audition, BestCheckpoint, CostsPlot, EarlyStop, Events, Export,  # noqa: E402
                         PeriodicCheckpoint, TestLoss, per_label_line)
-from .engine.common import GRAD_CLIP, use_xla  # noqa: E402,F401  (part of this module's API)
 
 Steps = E.Steps  # one device's steps, this engine's (the tests and benches build them directly)
 

@@ -104,13 +104,14 @@ def write_audio(path, x, sr, **kw):
 
 
 def pytest_collection_modifyitems(items):
-    """The longest tests first: the demo's whole training, then the other slow ones, then the
-    rest, so that the workers (fed one test at a time) end together instead of one of them
-    starting the longest test last."""
+    """The longest tests first: the two JAX processes (test_backends.py's test_jax_*) and the demo's
+    whole training, then the other slow ones, then the rest, so that the workers (fed one test at
+    a time) end together instead of one of them starting a long test last."""
     def rank(item):
         if item.get_closest_marker("slow") is None:
             return 2
-        return 0 if item.module.__name__ == "test_end_to_end" else 1
+        longest = item.module.__name__ == "test_end_to_end" or item.name.startswith("test_jax_")
+        return 0 if longest else 1
 
     items.sort(key=rank)  # stable: file order within each rank
 
@@ -149,15 +150,19 @@ def load_json(path):
         return json.load(f)
 
 
+MINI_SECONDS = 0.25  # the mini parts' length: 4000 samples, 16 chunks of 256 (an epoch of 32 steps)
+
+
 @pytest.fixture(scope="session")
 def mini_root(tmp_path_factory):
-    """A folder with blizzard/mini_parts: the demo cut into 1 s parts, 10 of them kept and listed
-    (with --trainstop 4 --validstop 6: 4 train, 2 valid, 4 test). Treat it as read-only."""
+    """A folder with blizzard/mini_parts: the demo cut into parts of MINI_SECONDS, 10 of them kept
+    and listed (with --trainstop 4 --validstop 6: 4 train, 2 valid, 4 test). Treat it as read-only.
+    Short parts keep the many trainings on it short; they are real speech all the same."""
     from srnn import names
 
     def make(root):
         out = root / "blizzard" / "mini_parts"
-        proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", 1)
+        proc = run_tool("preprocess.py", DEMO, "--out", out, "--seconds", MINI_SECONDS)
         assert proc.returncode == 0, proc.stderr
         for f in out.glob("p*.wav"):
             if int(f.stem[1:]) >= 10:
@@ -193,18 +198,29 @@ def small_checkpoints(tmp_path_factory):
     return {name: str(folder / f"{name}.h5") for name in ("plain", "labelled")}
 
 
+@pytest.fixture
+def no_xla(monkeypatch):
+    """Training steps without XLA, for the runs whose subject is not the compiled step: a tiny
+    model's run takes a second or two instead of a compile of several. (XLA's training step, the
+    default for small models, is the README demo's, test_model's and srnn.train's in test_api.)"""
+    import srnn.engine.common
+
+    monkeypatch.setattr(srnn.engine.common, "use_xla", lambda cfg: False)  # (the engines ask it there)
+
+
 @pytest.fixture(scope="session")
 def base_run(mini_root, tmp_path_factory):
     """One 2-epoch training run on the mini corpus (seed 1337, batch 2, cutlen 256, a checkpoint
     after every epoch) that several modules share; it is watched (--tensorboard, --audition 1)
     and exported, and the runs compared with it are not, so the comparisons also show that
-    watching leaves the losses unchanged. Returns (folder, history, log lines)."""
+    watching leaves the losses unchanged. Its steps are not compiled by XLA (as `no_xla`); the
+    runs that must give its losses to the bit say so too. Returns (folder, history, log lines)."""
     from srnn.config import ModelConfig
     from srnn.training import TrainOptions, train
 
     def make(out):
         lines = []
-        opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
+        opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256, xla=False,
                             parts_root=str(mini_root / "blizzard"), out_dir=str(out), svepoch=1,
                             tensorboard=str(out / "tb"), audition=1, audition_seqs=2, audition_seconds=0.25,
                             export=str(out / "exported"))

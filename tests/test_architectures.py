@@ -58,7 +58,10 @@ def test_a_version_1_checkpoint_loads_and_computes_as_before():
     x, sr = read_mono(f"{ROOT}/blizzard/tiny/dir-intro.flac")
     levels = quantize(resample(x, sr, 16000), "linear")[:4096]
     xx = np.concatenate([np.full(8, Q_ZERO, np.int32), levels])[None]
-    logits, _ = model.forward(xx, model.zero_states(1), 1.0)
+    import tensorflow as tf
+
+    # the forward pass as a graph, as training runs it (eagerly, its scans step in Python: slower)
+    logits, _ = tf.function(model.forward)(tf.constant(xx), model.zero_states(1), tf.constant(1.0))
     bits = float(loss_bits(logits, xx[:, 8:], np.ones((1, 4096), np.float32)))
     assert bits == pytest.approx(0.4339583218097687, abs=1e-4)
 
@@ -100,10 +103,11 @@ def test_sample_needs_no_architecture_flags(music, tmp_path):
 
 
 @pytest.mark.slow
-def test_load_takes_the_architecture_from_the_file_and_resumes_exactly(music, tmp_path):
+def test_load_takes_the_architecture_from_the_file_and_resumes_exactly(music, tmp_path, no_xla):
     """--load with no architecture flags continues the LSTM model (its (h, c) states, layers,
     learning rate and optimizer state all travel through the file): epoch 0 by one command and
-    epoch 1 by another == two epochs in one run."""
+    epoch 1 by another == two epochs in one run. (The second command's steps run without XLA,
+    which would compile them again: its losses agree with the compiled run's to 1e-7.)"""
     import shutil
 
     work, path = music

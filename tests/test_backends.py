@@ -45,18 +45,38 @@ def reference_folder(folder):
     (folder / "reference.json").write_text(json.dumps(losses))
 
 
-@pytest.mark.slow  # a JAX process
-def test_jax_engine_and_checkpoints_across(tmp_path):
-    reference_folder(tmp_path)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # two CPU devices: DataParallel
-           "SRNN_HIDE_TENSORFLOW": "1"}  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+def run_jax_tests(tmp_path, *files):
+    """pytest on `files` of tests/jax in a process with KERAS_BACKEND=jax, where TensorFlow cannot
+    be imported; SRNN_REFERENCE names the folder the two sides share. The tests run in two such
+    processes (the engine's checks; the command line and the cluster), so that the two workers of
+    the suite share them."""
+    # (not a pytest-xdist worker, though started by one: its conftest.built_once folders are its own,
+    # not ones shared with other runs under the temporary folders' root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update({
+        "KERAS_BACKEND": "jax", "SRNN_REFERENCE": str(tmp_path), "PYTHONPATH": ROOT,
+        # two CPU devices (DataParallel); and XLA's LLVM backend at its lowest optimization level:
+        # these programs compute little, so compiling them is most of their time (a quarter less
+        # so), and the same programs run, to float rounding
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
+        "SRNN_HIDE_TENSORFLOW": "1",  # as on a GPU machine with JAX alone (conftest.hide_tensorflow)
+        # JAX's own compilation cache, empty at the start: a program compiled again (the same
+        # model in a new Steps, a resumed run) is read back instead, as JAX caches it for users
+        # who turn it on; the programs themselves are the same
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+    })
     # (Keras' Variable.numpy() warns of NumPy 2's copy keyword on JAX: not ours to fix)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                           "-W", "ignore::DeprecationWarning", os.path.join(ROOT, "tests", "jax")],
+                           "-W", "ignore::DeprecationWarning", *(os.path.join(ROOT, "tests", "jax", f) for f in files)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert re.fullmatch(r"\d+ passed in .*", proc.stdout.strip().splitlines()[-1]), proc.stdout[-2000:]
+
+
+@pytest.mark.slow  # a JAX process
+def test_jax_engine_and_checkpoints_across(tmp_path):
+    reference_folder(tmp_path)
+    run_jax_tests(tmp_path, "test_engine.py")
     # the other way: a checkpoint trained on JAX computes the same loss here, and samples
     ckpt = checkpoint.load(str(tmp_path / "jax_trained.h5"))
     model = SampleRNN(ckpt.config)
@@ -69,6 +89,11 @@ def test_jax_engine_and_checkpoints_across(tmp_path):
 
     levels, logp = generate_levels(model.sampler(), 2, 40, seed=1)
     assert levels.shape == (2, 40) and np.all(np.isfinite(logp))
+
+
+@pytest.mark.slow  # a JAX process, and two more for the cluster
+def test_jax_command_line_and_cluster(tmp_path):
+    run_jax_tests(tmp_path, "test_tool.py", "test_cluster.py")
 
 
 def test_what_only_tensorflow_does_is_one_line_on_another_backend(tmp_path):

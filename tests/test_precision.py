@@ -190,7 +190,7 @@ def demo_model():
 
 
 def test_reduced_sampler_nll_and_argmax(demo_model):
-    """Teacher-forced on held-out audio (half a second of the demo corpus's validation parts),
+    """Teacher-forced on held-out audio (a quarter second of the demo corpus's validation parts),
     the sampler's float32 step form gives the training graph's NLL, and its bfloat16 and int8
     weights the same NLL within 0.01 bits, with the same most likely level on most steps."""
     import tensorflow as tf
@@ -201,7 +201,7 @@ def test_reduced_sampler_nll_and_argmax(demo_model):
 
     c = demo_model.cfg
     audio = np.concatenate(list(stream_mono(os.path.join(DEMO, "dir-intro.flac"), c.sample_rate)))
-    levels = quantize(audio[-16000:-8000], c.qtype, c.q_levels).astype(np.int32)
+    levels = quantize(audio[-16000:-12000], c.qtype, c.q_levels).astype(np.int32)
     x = np.concatenate([np.full(c.big_frame, q_zero(c.q_levels), np.int32), levels])[None]
     logits, _ = tf.function(demo_model.forward)(tf.constant(x), demo_model.zero_states(1), tf.constant(1.0))
     chunk_nll = float(loss_bits(logits, x[:, c.big_frame:], np.ones((1, len(levels)), np.float32)))
@@ -213,7 +213,7 @@ def test_reduced_sampler_nll_and_argmax(demo_model):
     for precision in ("bfloat16", "int8"):
         assert abs(nll[precision] - nll["float32"]) < 0.01, nll
         agree = np.mean(picks[precision] == picks["float32"])
-        assert agree > 0.9, (precision, agree)  # measured: bfloat16 0.98, int8 0.95
+        assert agree > 0.9, (precision, agree)  # measured: bfloat16 0.98, int8 0.94
     assert np.mean(picks["float32"] == levels) > 0.05  # the argmax is a real prediction, not a constant
 
 

@@ -235,11 +235,16 @@ def test_sigterm_is_handled_as_sigint():
     assert _interrupted(signal.SIGTERM, 1, Pass(), "x.h5").exit_code == 143
 
 
+# the signal run's chunks: 252 steps an epoch (4 parts of 4000 samples, one at a time, in chunks of
+# 64), so that the signal sent when epoch 0 ends lands inside epoch 1 on a fast machine too
+LONG_EPOCH = ["--cutlen=64", "--batchsize=1"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
-def test_signal_saves_a_resumable_checkpoint(work, sig, code):
+def test_signal_saves_a_resumable_checkpoint(work, sig, code, no_xla):
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=mini", *SMALL, "--batchsize=2",
+        [sys.executable, os.path.join(ROOT, "train_srnn.py"), "--exp=mini", *SMALL, *LONG_EPOCH,
          "--trainstop=4", "--validstop=6", "--nepochs=50"],
         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -263,12 +268,12 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code):
     from srnn.options import TrainOptions
     from srnn.training import Trainer
 
-    opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256, load=str(saved),
+    opts = TrainOptions(exp="mini", nepochs=2, batchsize=1, trainstop=4, validstop=6, cutlen=64, load=str(saved),
                         parts_root=str(work / "blizzard"), out_dir=str(work))
     trainer = Trainer(ckpt.config, opts, log=lambda *a: None, ckpt=ckpt)
     assert trainer.resume is not None and trainer.best == 0 and trainer.best_weights is None
-    if sig == signal.SIGINT:  # resuming is the same for both signals; run it once
-        resumed = mini(f"--load={saved}", "--nepochs=2", cwd=work)
+    if sig == signal.SIGINT:  # resuming is the same for both signals; run it once (here, without XLA)
+        resumed = mini(f"--load={saved}", "--nepochs=2", *LONG_EPOCH, cwd=work)
         assert resumed.returncode == 0, resumed.stderr
         assert "resuming from" in resumed.stdout and "Epoch 1 valid loss in bits" in resumed.stdout
 
@@ -276,13 +281,19 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code):
 # ---- a full disk (a file-size limit stands in for it: writes past it fail with EFBIG)
 
 def limited(limit, *args, cwd):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train_srnn.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    """train_srnn.py in this process (conftest.run_tool) while no file may grow past `limit` bytes:
+    a write past it fails with EFBIG, as on a full disk (Python ignores SIGXFSZ, which would
+    otherwise end the process). The limit is this process's, and lifted again after the run."""
+    saved = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, saved[1]))
+    try:
+        return run_tool("train_srnn.py", *args, cwd=cwd)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, saved)
 
 
 @pytest.mark.slow
-def test_full_disk_keeps_every_checkpoint_and_says_so(work, model_file):
+def test_full_disk_keeps_every_checkpoint_and_says_so(work, model_file, no_xla):
     e0 = work / "mini_srnn_sz16_e0.h5"
     shutil.copy(model_file, e0)
     before = e0.read_bytes()
@@ -305,7 +316,7 @@ def test_full_disk_keeps_every_checkpoint_and_says_so(work, model_file):
 # ---- NaN
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work, model_file):
+def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(work, model_file, no_xla):
     e0 = work / "mini_srnn_sz16_e0.h5"  # a good checkpoint, as training left it
     shutil.copy(model_file, e0)
     before = e0.read_bytes()
@@ -334,15 +345,15 @@ def test_silent_constant_and_clipped_audio_train_and_sample(tmp_path):
     from srnn.training import TrainOptions, train
 
     d = tmp_path / "blizzard" / "odd_parts"
-    sr, n = 16000, 16000
+    sr, n = 16000, 4000
     square = np.sign(np.sin(2 * np.pi * 200 * np.arange(n) / sr))
-    signals = [np.zeros(n), np.full(n, 0.3), square, np.clip(3 * tone(300, 1, sr), -1, 1), np.zeros(n), square]
+    signals = [np.zeros(n), np.full(n, 0.3), square, np.clip(3 * tone(300, n / sr, sr), -1, 1), np.zeros(n), square]
     for i, x in enumerate(signals):
         write_audio(str(d / f"p{i}.wav"), x, sr)
     (d / "prompts.txt").write_text("".join(names.prompt_line(i) for i in range(len(signals))))
     cfg = ModelConfig(slowdim=16, dim=16)
     history = train(cfg, TrainOptions(exp="odd", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=256,
-                                      parts_root=str(tmp_path / "blizzard"), out_dir=str(tmp_path)),
+                                      xla=False, parts_root=str(tmp_path / "blizzard"), out_dir=str(tmp_path)),
                     log=lambda *a: None)
     assert np.all(np.isfinite(history["train_bits"] + history["valid_bits"]))
     model = SampleRNN(cfg)

@@ -12,7 +12,7 @@ from srnn import checkpoint, sparse
 from srnn.config import ModelConfig
 from srnn.errors import SrnnError
 from srnn.generation import generate_levels
-from test_untrusted import TRAIN, clean_error, invalid, no_xla, write_parts  # noqa: F401  (no_xla: a fixture)
+from test_untrusted import TRAIN, clean_error, invalid, write_parts
 
 SPARSE_CFG = ModelConfig(slowdim=32, dim=32, sparse_block=(16, 1))
 
@@ -104,7 +104,9 @@ def test_sparse_sampler_equals_dense_sampler_on_pruned_weights():
     weights (float32), and teacher-forced NLL agrees within 0.01 bits (int8)."""
     model, _, pruner = _pruned_sparse_model(sparsity=0.9)
     pruner.before_step()
-    sparse_s, dense_s = model.sampler(layout="auto"), model.sampler(layout="dense")
+    # without XLA, which would compile each for one use (the command line's compiled block-sparse
+    # sampler runs in test_training_resumes_exactly_mid_schedule_and_saves_masks)
+    sparse_s, dense_s = model.sampler(xla=False, layout="auto"), model.sampler(xla=False, layout="dense")
     fmt = sparse_s.weight_precision(2)
     assert len(fmt.sparse) == 8 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
     a, logp_a = generate_levels(sparse_s, 2, 400, seed=5)

@@ -105,14 +105,6 @@ def write_parts(root, n=2, seconds=0.05, labels=None, exp="t"):
 TRAIN = ["--exp=t", "--slowdim=16", "--dim=16", "--batchsize=1", "--trainstop=1", "--validstop=2", "--cutlen=64"]
 
 
-@pytest.fixture
-def no_xla(monkeypatch):
-    """Training steps without XLA: a tiny model's run takes a second instead of a compile."""
-    import srnn.training
-
-    monkeypatch.setattr(srnn.training, "use_xla", lambda cfg: False)
-
-
 # ---- 1. a checkpoint is untrusted input
 
 def test_a_good_checkpoint_still_loads(good):

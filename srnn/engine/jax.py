@@ -11,7 +11,8 @@ from jax import lax
 from ..errors import SrnnError, first_line
 from ..options import LEARNING_RATE
 from ..precision import check_engine
-from .common import GRAD_CLIP, CarriedStates, describe_processors, use_xla
+from . import common
+from .common import GRAD_CLIP, CarriedStates, describe_processors
 
 NAME = "jax"
 
@@ -255,7 +256,7 @@ def training_steps(cfg, opts, learning_rate, cluster=None, log=print):
         log(f"mirrored: {data_parallel(opts.devices)} device(s), keras.distribution.DataParallel")
     seed(opts.seed)  # initial weights; data order is seeded per epoch
     model = SampleRNN(cfg, precision=opts.precision)
-    xla = use_xla(cfg) if opts.xla is None else opts.xla
+    xla = common.use_xla(cfg) if opts.xla is None else opts.xla
     steps = (Steps if cluster is None else ClusterSteps)(model, learning_rate=learning_rate, xla=xla)
     if cluster is not None:
         devices = len(steps.by_rows.mesh.devices.flat)

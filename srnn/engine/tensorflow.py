@@ -7,7 +7,8 @@ from ..errors import SrnnError
 from ..options import LEARNING_RATE
 from ..precision import check_distribute
 from ..quiet import import_tensorflow
-from .common import GRAD_CLIP, CarriedStates, describe_processors, use_xla
+from . import common
+from .common import GRAD_CLIP, CarriedStates, describe_processors
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow is initialised quietly)
@@ -162,7 +163,7 @@ class Steps(CarriedStates):
         if not evaluate_only:
             self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
             self.optimizer.build(model.trainable_variables)
-        xla = use_xla(model.cfg) if xla is None else xla
+        xla = common.use_xla(model.cfg) if xla is None else xla
         self._train_compiled = tf.function(self._train, jit_compile=xla)
         self._eval_compiled = tf.function(self._eval, jit_compile=xla)
 
@@ -232,7 +233,7 @@ def training_steps(cfg, opts, learning_rate, cluster=None, log=print):
     seed(opts.seed)  # initial weights; data order is seeded per epoch
     if strategy is None:
         model = SampleRNN(cfg, precision=opts.precision)
-        xla = use_xla(cfg) if opts.xla is None else opts.xla
+        xla = common.use_xla(cfg) if opts.xla is None else opts.xla
         return model, Steps(model, learning_rate=learning_rate, xla=xla), xla
     with strategy.scope():
         model = SampleRNN(cfg, precision=opts.precision)

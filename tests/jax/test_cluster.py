@@ -13,6 +13,11 @@ from srnn import checkpoint
 
 ARGV = ["--exp=mini", "--slowdim=16", "--dim=16", "--cutlen=512", "--batchsize=4", "--trainstop=4", "--validstop=8",
         "--nepochs=1"]
+# `python train_srnn.py ARGV` where TensorFlow cannot be imported, as in this process: conftest hides
+# it on import (SRNN_HIDE_TENSORFLOW), as on a GPU machine with JAX alone; Keras' seeding would
+# otherwise import it in each process, for nothing
+WITHOUT_TENSORFLOW = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); import conftest; sys.argv.pop(0); "
+                      "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def test_two_processes_train_as_one(mini_root, tmp_path):
@@ -31,7 +36,10 @@ def test_two_processes_train_as_one(mini_root, tmp_path):
         shutil.copytree(mini_root / "blizzard", folders[i] / "blizzard")
         env = {**os.environ, "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
-        procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train_srnn.py"), *ARGV,
+        # (the two compile the same programs at the same moment: no compilation cache that both would write)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        procs.append(subprocess.Popen([sys.executable, "-c", WITHOUT_TENSORFLOW, os.path.join(ROOT, "tests"),
+                                       os.path.join(ROOT, "train_srnn.py"), *ARGV,
                                        "--distribute=multiworker", "--cluster-timeout=120", "--audition=1",
                                        "--seconds=0.05"],
                                       cwd=folders[i], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -74,16 +74,22 @@ def test_hand_written_backward_equals_autodiff(cell):
         outs = ops.transpose(ss[..., :units], [1, 0, 2])
         return ops.sum(outs * w_out) + ops.sum(ss[-1] * w_last)
 
-    want = jax.grad(by_autodiff, argnums=(0, 1, 2, 3))(xp, s0, wh, bh)
-    got = jax.grad(by_hand, argnums=(0, 1, 2, 3))(xp, s0, wh, bh)
+    # (compiled: eagerly, each operation of the two would be compiled on its own, which takes longer)
+    want = jax.jit(jax.grad(by_autodiff, argnums=(0, 1, 2, 3)))(xp, s0, wh, bh)
+    got = jax.jit(jax.grad(by_hand, argnums=(0, 1, 2, 3)))(xp, s0, wh, bh)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
 def teacher_forced_logp(model, levels, temps, mix=None):
+    import jax
+
     c = model.cfg
     x = np.concatenate([np.full((len(levels), c.big_frame), c.q_levels // 2, np.int32), levels], axis=1)
-    logits, _ = model.forward(x, model.zero_states(len(levels)), 1.0, mix)
+    # the training graph's forward pass, compiled as training compiles it (run eagerly, each of its
+    # operations would be compiled on its own, which took longer than the whole)
+    forward = jax.jit(lambda x, mix: model.forward(x, model.zero_states(len(x)), 1.0, mix))
+    logits, _ = forward(x, mix)
     logp = np.asarray(ops.log_softmax(logits / np.asarray(temps, np.float32).reshape(-1, 1, 1)))
     return np.take_along_axis(logp, levels[..., None], -1)[..., 0]
 
@@ -168,11 +174,11 @@ def test_mixed_bfloat16_trains_close_to_float32():
 
 
 def test_mixed_float16_is_tensorflows():
-    from srnn.config import ModelConfig
     from srnn.errors import SrnnError
 
+    config = checkpoint.load(os.path.join(REF, "default.h5")).config  # (a model of shapes built before)
     with pytest.raises(SrnnError, match="mixed_float16 needs the TensorFlow backend"):
-        Steps(SampleRNN(ModelConfig(slowdim=8, dim=8), precision="mixed_float16"))
+        Steps(SampleRNN(config, precision="mixed_float16"))
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
