@@ -258,7 +258,9 @@ class Trainer:
                 raise SrnnError(f"--prune-start/--prune-end: pruning would end at optimizer step {end} ({now} taken "
                                 f"+ the flag's), after the last a checkpoint holds ({sparse.MAX_STEP}): give fewer "
                                 f"steps")
-            pruner.schedule = sparse.Schedule(opts.sparsity, start, end, reached)
+            # (a balanced mask may overshoot its target a little: the schedule starts at the target
+            # then, so that it never falls, as a checkpoint's schedule must not)
+            pruner.schedule = sparse.Schedule(opts.sparsity, start, end, min(reached, opts.sparsity))
         return pruner
 
     def _describe(self):

@@ -254,6 +254,22 @@ def test_load_of_a_dense_checkpoint_prunes_it_one_shot(tmp_path, no_xla):
     assert not (tmp_path / "p_srnn_sz16_e2.h5").exists()
 
 
+@pytest.mark.slow  # trainings through the command line
+def test_a_new_schedule_on_an_overshooting_checkpoint_reads_back(tmp_path, no_xla):
+    """Balanced masks round each column's blocks, so a model may stand a little above its target;
+    a --load that asks for the same sparsity on a schedule of its own starts that schedule at the
+    target (a schedule never falls), and the checkpoint it writes reads back."""
+    write_parts(tmp_path, n=2, seconds=0.05)
+    assert _train(tmp_path, "--sparsity", "0.72", "--prune-end", "0", "--prune-block", "16x1").returncode == 0
+    e0 = checkpoint.load(str(tmp_path / "t_srnn_sz16_e0.h5"))
+    assert e0.config.sparsity > 0.72  # the case in question: the masks overshoot
+    again = _train(tmp_path, "--sparsity", "0.72", "--prune-start", "0", "--prune-end", "5", nepochs=2,
+                   load="t_srnn_sz16_e0.h5")
+    assert again.returncode == 0, again.stderr
+    e1 = checkpoint.load(str(tmp_path / "t_srnn_sz16_e1.h5"))
+    assert e1.config.sparsity == e0.config.sparsity and e1.train["sparsity_initial"] == 0.72
+
+
 # ---- bad input: one line, nothing written
 
 @pytest.mark.parametrize("flags, words", [
