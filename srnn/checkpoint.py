@@ -207,8 +207,10 @@ def _validate(path, f):
     # every weight is in the file (no unwritten or compressed arrays, `_objects`): a config that
     # declares more than the file can hold is a lie, found before anything is allocated
     params = sum(math.prod(s) for s in shapes.values())
+    masks = set(sparse.mask_suffixes(config).values()) if config.sparse_block else set()
+    least = sum(math.prod(s) * (1 if name in masks else 2) for name, s in shapes.items())
     size = os.path.getsize(path)
-    if 2 * params > size:  # float16 at the least (srnn writes float32)
+    if least > size:  # float16 weights at the least (srnn writes float32), uint8 masks
         raise invalid(path, f"it declares a model of {params:,} parameters ({config.describe()}) in a file of "
                             f"{size:,} bytes")
     objects = _objects(path, f, limit=3 * len(shapes) + len(config.state_sizes()) + 64)

@@ -2,6 +2,7 @@
 steps, exact resume mid-schedule, pruning a dense checkpoint on --load), the sparse sampler against
 the dense one on the same weights, and every bad input. Small models, in-process."""
 import json
+import os
 
 import h5py
 import numpy as np
@@ -325,6 +326,26 @@ def sparse_file(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("sparse") / "s.h5")
     checkpoint.save(path, model)
     return path
+
+
+def test_a_sparse_model_stripped_to_float16_reads_back(tmp_path):
+    """The ready model's form (at dim 128): a model 80 % sparse, its weights in float16 and its masks in
+    uint8, is smaller than two bytes a parameter, and still a valid checkpoint (the file-size check
+    counts a mask's byte as one)."""
+    from srnn.model import SampleRNN
+    from srnn.prune import prune_to
+
+    model = SampleRNN(ModelConfig(slowdim=128, dim=128, sparse_block=(32, 1)))
+    prune_to(model, 0.8, (32, 1))
+    full, half = str(tmp_path / "full.h5"), str(tmp_path / "half.h5")
+    checkpoint.save(full, model)
+    checkpoint.strip(full, half, dtype="float16")
+    params = sum(int(np.prod(s)) for s in model.cfg.weight_shapes().values())
+    assert os.path.getsize(half) < 2 * params  # the case in question
+    got, want = checkpoint.load(half), checkpoint.load(full)
+    assert got.config == want.config
+    for name, w in want.weights.items():
+        assert np.array_equal(got.weights[name], w.astype(np.float16).astype(w.dtype)), name
 
 
 def _crafted(src, tmp_path, edit):
