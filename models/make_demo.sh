@@ -33,12 +33,17 @@ PYTHON=${PYTHON:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/pyt
 SLOWDIM=${SLOWDIM:-256}
 DIM=${DIM:-256}
 TRAIN_FLAGS=${TRAIN_FLAGS:---cutlen 512 --batchsize 16 --nepochs 18}
-# then block-sparse, for live playback's margin: the dense model's best epoch fine-tuned on the
-# corpus while 80 % of its large matrices are pruned in 32x1 blocks (rising over its first 3,000
-# optimizer steps, about 1.3 epochs), in a folder of its own (PRUNE_WORK: its checkpoints do not
-# replace the dense run's); SPARSITY=0 skips it (the shipped model is then the dense one)
-SPARSITY=${SPARSITY:-0.8}
-PRUNE_FLAGS=${PRUNE_FLAGS:---prune-start 0 --prune-end 3000 --cutlen 512 --batchsize 16 --nepochs 6}
+# then, with SPARSITY above 0, block-sparse (for more margin over real time): the dense model's best
+# epoch (its weights in float16, as the dense model ships) fine-tuned on the corpus while SPARSITY of
+# its large matrices are pruned in 32x1 blocks, rising over its first 3,000 optimizer steps (about 1.3
+# epochs): two epochs at the usual learning rate (PRUNE_FLAGS), then more at a lower one from the
+# second's checkpoint (PRUNE_TUNE_FLAGS, the epoch count the total), in a folder of its own
+# (PRUNE_WORK: its checkpoints do not replace the dense run's). The shipped model is dense (SPARSITY=0,
+# the default): at 0.8 this recipe sampled 1.7x as fast but lost the pauses (docs/ready.md, "A sparse
+# ready model")
+SPARSITY=${SPARSITY:-0}
+PRUNE_FLAGS=${PRUNE_FLAGS:---prune-start 0 --prune-end 3000 --cutlen 512 --batchsize 16 --nepochs 2}
+PRUNE_TUNE_FLAGS=${PRUNE_TUNE_FLAGS:---learning-rate 0.0005 --nepochs 6}
 PRUNE_WORK=${PRUNE_WORK:-$WORK/prune}
 MODEL_OUT=${MODEL_OUT:-$ROOT/models/voice_srnn_sz${DIM}.h5}
 STRIP_DTYPE=${STRIP_DTYPE:-float16}  # the shipped file's weights (half the bytes; sampled in float32)
@@ -144,11 +149,14 @@ prune() {
     mkdir -p "$PRUNE_WORK"
     ln -sfn "$(exp_dir)/blizzard" "$PRUNE_WORK/blizzard"
     start="$PRUNE_WORK/dense_weights.h5"
-    (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(*sys.argv[1:3])" \
+    (cd "$ROOT" && "$PYTHON" -c "import sys; from srnn import checkpoint; checkpoint.strip(*sys.argv[1:3], 'float16')" \
         "$dense" "$start")
-    # shellcheck disable=SC2086  # PRUNE_FLAGS is a list of words
-    (cd "$PRUNE_WORK" && "$PYTHON" "$ROOT/train_srnn.py" --exp="$(basename "$CORPUS")" --load "$start" \
-        --sparsity "$SPARSITY" $PRUNE_FLAGS)
+    local exp; exp=$(basename "$CORPUS")
+    # shellcheck disable=SC2086  # PRUNE_FLAGS and PRUNE_TUNE_FLAGS are lists of words
+    (cd "$PRUNE_WORK" && "$PYTHON" "$ROOT/train_srnn.py" --exp="$exp" --load "$start" \
+        --sparsity "$SPARSITY" $PRUNE_FLAGS \
+        && "$PYTHON" "$ROOT/train_srnn.py" --exp="$exp" --load "${exp}_srnn_sz${DIM}_e1.h5" \
+        --sparsity "$SPARSITY" $PRUNE_FLAGS $PRUNE_TUNE_FLAGS)
 }
 
 strip() {

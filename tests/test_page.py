@@ -84,7 +84,7 @@ def test_the_page_plays_a_stream_without_gaps(served, tmp_path):
             page.wait_for_timeout(LISTEN_S * 1000)
             stats = page.evaluate("window.srnnStats")
             page.screenshot(path=str(tmp_path / "page.png"))
-            if os.environ.get("SRNN_PAGE_SCREENSHOT"):  # the README's picture
+            if os.environ.get("SRNN_PAGE_SCREENSHOT"):  # to look at the page afterwards
                 shutil.copy(tmp_path / "page.png", os.environ["SRNN_PAGE_SCREENSHOT"])
             page.click("#stop")
         finally:
