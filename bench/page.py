@@ -37,7 +37,7 @@ def main():
     req = model.request(None, temperature=args.temperature)
     sampler = model.sampler()
     speed = server.measure(sampler, req)  # as --serve: its listener limit from the measured speed
-    station = server.Station(model, req, sampler, max(1, int(speed / server.HEADROOM)), speed, print)
+    station = server.Station(model, req, sampler, server.listener_limit(speed), speed, print)
     httpd = server.listen(station, server.LOCAL, 0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     with sync_playwright() as pw:

@@ -32,6 +32,12 @@ from .flags import as_flags
 LOCAL = "127.0.0.1"
 LEAD = 2.0  # seconds: how far a stream's audio may run ahead of real time (the page's buffer)
 HEADROOM = 1.5  # a listener's stream needs this many times real time (the default limit of listeners)
+
+
+def listener_limit(speed):
+    """The listeners a server admits by default: as many as one stream's measured speed (x real
+    time) serves with HEADROOM each, at least one."""
+    return max(1, int(speed / HEADROOM))
 PARAMS = ("temperature", "seed", "seconds", "label")
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
 PAGE = {  # path -> (file in PAGE_DIR, content type): the only files served
@@ -338,7 +344,7 @@ def serve(model, req, args, log):
     try:
         log(f"compiling {args.sample} and measuring its speed...")
         station.speed = measure(sampler, req)
-        station.max_listeners = args.max_listeners or max(1, int(station.speed / HEADROOM))
+        station.max_listeners = args.max_listeners or listener_limit(station.speed)
         bound = server.server_address
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         log(f"one stream here is {station.speed:.1f}x real time: up to {station.max_listeners} listener(s) at once"

@@ -198,14 +198,24 @@ def small_checkpoints(tmp_path_factory):
     return {name: str(folder / f"{name}.h5") for name in ("plain", "labelled")}
 
 
-@pytest.fixture
-def no_xla(monkeypatch):
-    """Training steps without XLA, for the runs whose subject is not the compiled step: a tiny
-    model's run takes a second or two instead of a compile of several. (XLA's training step, the
-    default for small models, is the README demo's, test_model's and srnn.train's in test_api.)"""
+@contextlib.contextmanager
+def xla_off():
+    """Training steps without XLA while it lasts, for the runs whose subject is not the compiled
+    step: a tiny model's run takes a second or two instead of a compile of several. (XLA's training
+    step, the default for small models, is the README demo's, test_model's and srnn.train's in
+    test_api.)"""
     import srnn.engine.common
 
-    monkeypatch.setattr(srnn.engine.common, "use_xla", lambda cfg: False)  # (the engines ask it there)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(srnn.engine.common, "use_xla", lambda cfg: False)  # (the engines ask it there)
+        yield
+
+
+@pytest.fixture
+def no_xla():
+    """xla_off for the whole test."""
+    with xla_off():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """Conditioning: labels from the folders, through training, into generation."""
+import contextlib
 import os
 
 import numpy as np
@@ -6,8 +7,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
-from conftest import assert_clean_error, built_once, load_json, run_tool, save_json, write_audio
-import srnn.engine.common
+from conftest import assert_clean_error, built_once, load_json, run_tool, save_json, write_audio, xla_off
 from srnn import checkpoint
 from srnn.batches import read_prompt_lines
 from srnn.config import ModelConfig
@@ -123,9 +123,7 @@ def labelled(tmp_path_factory):
         for name, extra in (("cond", []), ("uncond", ["--no-cond"])):
             os.makedirs(root / name)
             os.symlink(root / "blizzard", root / name / "blizzard")  # one corpus, two folders of checkpoints
-            with pytest.MonkeyPatch.context() as patch:
-                if name == "uncond":
-                    patch.setattr(srnn.engine.common, "use_xla", lambda cfg: False)  # (as conftest.no_xla)
+            with xla_off() if name == "uncond" else contextlib.nullcontext():
                 proc = run_tool("train_srnn.py", "--exp", "lab", "--slowdim", 32, "--dim", 32, "--cutlen", 128,
                                 "--batchsize", 16, "--nepochs", 6, "--learning-rate", 0.003, *extra, cwd=root / name)
             assert proc.returncode == 0, proc.stderr
