@@ -14,7 +14,8 @@ import sys
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # srnn, and the browser test's settings
 
 from test_page import CHROMIUM_FLAGS, chromium  # noqa: E402
 
