@@ -215,12 +215,15 @@ class SampleRNN(keras.Model):
         mix = self._mix(mix)
         return [None if mix is None else ops.matmul(ops.cast(mix, "float32"), w.label) for w in weights]
 
-    def sampler(self, xla=True, precision="auto", layout="auto"):
-        """The compiled generation loop (srnn.sampler), one per setting; `precision` of its step
-        weights (srnn.packed), `layout` of the pruned matrices (auto, dense or sparse). A
+    def sampler(self, xla=None, precision="auto", layout="auto"):
+        """The compiled generation loop (srnn.sampler), one per setting: `xla` (None: the engine's
+        choice, srnn.engine.common.generate_with_xla), `precision` of its step weights
+        (srnn.packed), `layout` of the pruned matrices (auto, dense or sparse). A
         generation as a whole goes through srnn.generation."""
+        from .engine.common import generate_with_xla
         from .sampler import Sampler
 
+        xla = generate_with_xla(self.cfg) if xla is None else xla
         if (xla, precision, layout) not in self._samplers:
             self._samplers[xla, precision, layout] = Sampler(self, xla=xla, precision=precision, layout=layout)
         return self._samplers[xla, precision, layout]

@@ -50,8 +50,7 @@ class Sampler:
     """
 
     def __init__(self, model, xla=True, precision="auto", layout="auto"):
-        # XLA fuses the ~100 small ops of a big frame into one program; measured on 2 cores it
-        # wins at every size, from dim 32 (5x) to dim 1024 (1.1-1.2x, 1 and 16 streams).
+        # (xla: SampleRNN.sampler's default is srnn.engine.common.generate_with_xla's, which says why)
         self.model, self.xla = model, xla
         self.precision = precision  # of the step weights (srnn.packed): float32, bfloat16, int8 or auto
         self.layout = layout  # of the pruned matrices: auto, dense or sparse (sparse_layout)

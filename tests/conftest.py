@@ -218,6 +218,33 @@ def no_xla():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def generation_without_xla():
+    """The generation loop without XLA in this process, wherever a test does not ask for XLA by
+    name (`sampler(xla=True)`, --export's SavedModel): the tests generate a few hundred samples,
+    which take milliseconds either way, while XLA's compile of each new loop takes seconds. The
+    same maths runs (test_sample checks the compiled loop against the model); the scripts in new
+    interpreters (run_script) and the JAX process compile as users' runs do."""
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        yield
+        return
+    import srnn.engine.common
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(srnn.engine.common, "generate_with_xla", lambda cfg: False)
+        yield
+
+
+@pytest.fixture
+def xla_generation(monkeypatch):
+    """The generation loop compiled by XLA again, for the tests that compare this process's audio
+    with what a script in a new interpreter or a SavedModel made: TensorFlow draws its random
+    numbers with another generator inside XLA, so the same seed gives other audio without it."""
+    import srnn.engine.common
+
+    monkeypatch.setattr(srnn.engine.common, "generate_with_xla", lambda cfg: True)
+
+
 @pytest.fixture(scope="session")
 def base_run(mini_root, tmp_path_factory):
     """One 2-epoch training run on the mini corpus (seed 1337, batch 2, cutlen 256, a checkpoint

@@ -170,7 +170,7 @@ np.save(sys.argv[3], out["levels"].numpy())
 
 
 @pytest.mark.slow
-def test_nseqs_temperatures_seed_and_export(trained, tmp_path):
+def test_nseqs_temperatures_seed_and_export(trained, tmp_path, xla_generation):
     """Three sequences with their own temperatures; the exported SavedModel, loaded by TensorFlow
     alone, generates the same audio for the same seed (so --sample honours --seed too)."""
     args = ["--sample", trained, "--seconds", 0.25, "--nseqs", 3, "--temperature", 0.7, 1.0, 1.3]

@@ -188,7 +188,7 @@ def _streamer(model, *flags, cwd):
 
 
 @pytest.mark.slow  # two new interpreters
-def test_stream_to_a_pipe_and_a_growing_wav_end_cleanly(small_checkpoints, tmp_path):
+def test_stream_to_a_pipe_and_a_growing_wav_end_cleanly(small_checkpoints, tmp_path, xla_generation):
     """--stream - writes raw 16-bit PCM as it is generated (the audio of Model.stream) and nothing
     else; a reader that goes away ends the run with exit 0. --stream FILE --endless grows a WAV
     that reads as a WAV mid-run; SIGINT ends it with exit 0, the WAV holding every sample made."""

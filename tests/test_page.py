@@ -29,8 +29,9 @@ def chromium():
 
 
 @pytest.fixture
-def served(small_checkpoints):
-    """The plain small model served on a free port, one listener at a time: its URL and Station."""
+def served(small_checkpoints, xla_generation):
+    """The plain small model served on a free port, one listener at a time: its URL and Station
+    (its generation compiled by XLA, as a user's is: playing in real time is the subject)."""
     from srnn import server
 
     model = srnn.load(small_checkpoints["plain"])

@@ -13,6 +13,13 @@ def use_xla(cfg):
     return max(cfg.dim, cfg.slowdim) <= 512
 
 
+def generate_with_xla(cfg):
+    """The generation loop is compiled by XLA at every size: it fuses the ~100 small ops of a big
+    frame into one program, which measured on 2 cores wins from dim 32 (5x) to dim 1024 (1.1-1.2x,
+    1 and 16 streams). (JAX compiles it in any case.)"""
+    return True
+
+
 class CarriedStates:
     """What every engine's training steps share: the carried TBPTT states as plain arrays, one per
     RNN layer (tf.distribute's steps keep one slice per replica instead), for the steps' `model`;
