@@ -235,9 +235,9 @@ def test_sigterm_is_handled_as_sigint():
     assert _interrupted(signal.SIGTERM, 1, Pass(), "x.h5").exit_code == 143
 
 
-# the signal run's chunks: 252 steps an epoch (4 parts of 4000 samples, one at a time, in chunks of
+# the signal run's chunks: 126 steps an epoch (4 parts of 4000 samples, two at a time, in chunks of
 # 64), so that the signal sent when epoch 0 ends lands inside epoch 1 on a fast machine too
-LONG_EPOCH = ["--cutlen=64", "--batchsize=1"]
+LONG_EPOCH = ["--cutlen=64", "--batchsize=2"]
 
 
 @pytest.mark.slow
@@ -268,7 +268,7 @@ def test_signal_saves_a_resumable_checkpoint(work, sig, code, no_xla):
     from srnn.options import TrainOptions
     from srnn.training import Trainer
 
-    opts = TrainOptions(exp="mini", nepochs=2, batchsize=1, trainstop=4, validstop=6, cutlen=64, load=str(saved),
+    opts = TrainOptions(exp="mini", nepochs=2, batchsize=2, trainstop=4, validstop=6, cutlen=64, load=str(saved),
                         parts_root=str(work / "blizzard"), out_dir=str(work))
     trainer = Trainer(ckpt.config, opts, log=lambda *a: None, ckpt=ckpt)
     assert trainer.resume is not None and trainer.best == 0 and trainer.best_weights is None
