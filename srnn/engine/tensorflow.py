@@ -42,8 +42,12 @@ def cross_entropy(targets, logits):
 
 
 def function(fn, xla):
-    """`fn` compiled: a tf.function, through XLA when `xla`."""
-    return tf.function(fn, jit_compile=xla)
+    """`fn` compiled: a tf.function, through XLA when `xla`. Without AutoGraph: srnn's traced code
+    has no Python control flow on tensors (the same code runs under jax.jit, which has none) and
+    writes its loops as tf.while_loop and tf.scan, so AutoGraph's rewriting of every function it
+    calls (their source parsed and transformed at each trace) only cost time: most of the trace of
+    the generation loop, seconds before the first sound."""
+    return tf.function(fn, jit_compile=xla, autograph=False)
 
 
 def row_pick(x, index):
@@ -164,8 +168,8 @@ class Steps(CarriedStates):
             self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
             self.optimizer.build(model.trainable_variables)
         xla = common.use_xla(model.cfg) if xla is None else xla
-        self._train_compiled = tf.function(self._train, jit_compile=xla)
-        self._eval_compiled = tf.function(self._eval, jit_compile=xla)
+        self._train_compiled = function(self._train, xla)
+        self._eval_compiled = function(self._eval, xla)
 
     def train_step(self, x, mask, reset, states, mix=None):
         """One optimizer step on a chunk: (loss_bits, states)."""
@@ -268,8 +272,8 @@ class DistributedSteps(Steps):
         check_distribute(model.precision, "mirrored")
         super().__init__(model, learning_rate, clip, xla=False)
         self.strategy, self.replicas = strategy, strategy.num_replicas_in_sync
-        self._train_all = tf.function(self._distributed(train=True))
-        self._eval_all = tf.function(self._distributed(train=False))
+        self._train_all = function(self._distributed(train=True), False)
+        self._eval_all = function(self._distributed(train=False), False)
 
     def train_step(self, x, mask, reset, states, mix=None):
         return self._call(self._train_all, x, mask, reset, states, mix)
