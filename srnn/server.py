@@ -32,12 +32,6 @@ from .flags import as_flags
 LOCAL = "127.0.0.1"
 LEAD = 2.0  # seconds: how far a stream's audio may run ahead of real time (the page's buffer)
 HEADROOM = 1.5  # a listener's stream needs this many times real time (the default limit of listeners)
-
-
-def listener_limit(speed):
-    """The listeners a server admits by default: as many as one stream's measured speed (x real
-    time) serves with HEADROOM each, at least one."""
-    return max(1, int(speed / HEADROOM))
 PARAMS = ("temperature", "seed", "seconds", "label")
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page")
 PAGE = {  # path -> (file in PAGE_DIR, content type): the only files served
@@ -51,6 +45,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+def listener_limit(speed):
+    """The listeners a server admits by default: as many as one stream's measured speed (x real
+    time) serves with HEADROOM each, at least one."""
+    return max(1, int(speed / HEADROOM))
 
 
 class Refused(Exception):

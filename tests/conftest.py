@@ -199,16 +199,22 @@ def small_checkpoints(tmp_path_factory):
 
 
 @contextlib.contextmanager
+def engine_choice(name, value):
+    """srnn.engine.common's choice `name` (use_xla: the training steps'; generate_with_xla: the
+    generation loop's) fixed to `value` while it lasts: the engines ask it there."""
+    import srnn.engine.common
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(srnn.engine.common, name, lambda cfg: value)
+        yield
+
+
 def xla_off():
     """Training steps without XLA while it lasts, for the runs whose subject is not the compiled
     step: a tiny model's run takes a second or two instead of a compile of several. (XLA's training
     step, the default for small models, is the README demo's, test_model's and srnn.train's in
     test_api.)"""
-    import srnn.engine.common
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(srnn.engine.common, "use_xla", lambda cfg: False)  # (the engines ask it there)
-        yield
+    return engine_choice("use_xla", False)
 
 
 @pytest.fixture
@@ -225,24 +231,17 @@ def generation_without_xla():
     which take milliseconds either way, while XLA's compile of each new loop takes seconds. The
     same maths runs (test_sample checks the compiled loop against the model); the scripts in new
     interpreters (run_script) and the JAX process compile as users' runs do."""
-    if os.environ.get("KERAS_BACKEND") == "jax":
-        yield
-        return
-    import srnn.engine.common
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(srnn.engine.common, "generate_with_xla", lambda cfg: False)
+    with engine_choice("generate_with_xla", os.environ.get("KERAS_BACKEND") == "jax"):
         yield
 
 
 @pytest.fixture
-def xla_generation(monkeypatch):
+def xla_generation():
     """The generation loop compiled by XLA again, for the tests that compare this process's audio
     with what a script in a new interpreter or a SavedModel made: TensorFlow draws its random
     numbers with another generator inside XLA, so the same seed gives other audio without it."""
-    import srnn.engine.common
-
-    monkeypatch.setattr(srnn.engine.common, "generate_with_xla", lambda cfg: True)
+    with engine_choice("generate_with_xla", True):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -207,7 +207,7 @@ def test_reduced_sampler_nll_and_argmax(demo_model):
     chunk_nll = float(loss_bits(logits, x[:, c.big_frame:], np.ones((1, len(levels)), np.float32)))
     nll, picks = {}, {}
     for precision in ("float32", "bfloat16", "int8"):  # without XLA: it would compile for one use
-        picks[precision], logp = demo_model.sampler(xla=False, precision=precision).score(levels[None])
+        picks[precision], logp = demo_model.sampler(precision=precision).score(levels[None])
         nll[precision] = -logp.mean() * LOG2E
     assert abs(nll["float32"] - chunk_nll) < 1e-4, (nll, chunk_nll)
     for precision in ("bfloat16", "int8"):
@@ -242,7 +242,7 @@ def test_reduced_sampler_other_architectures(arch):
     m = SampleRNN(small_archs()[arch])
     mix = mix_for(m, 2)
     x, _ = _batch(m.cfg, cutlen=64)
-    ref = m.sampler(xla=False, precision="float32").score(x[:, m.cfg.big_frame:], mix=mix)[1]
+    ref = m.sampler(precision="float32").score(x[:, m.cfg.big_frame:], mix=mix)[1]
     for precision in ("bfloat16", "int8"):
-        logp = m.sampler(xla=False, precision=precision).score(x[:, m.cfg.big_frame:], mix=mix)[1]
+        logp = m.sampler(precision=precision).score(x[:, m.cfg.big_frame:], mix=mix)[1]
         assert 0 < np.abs(logp - ref).max() < 0.05, (precision, np.abs(logp - ref).max())

@@ -155,8 +155,8 @@ def test_a_generation_in_chunks_draws_the_same(model, tmp_path, monkeypatch):
     from srnn import checkpoint
     from srnn.cli import train_main
 
-    s = model.sampler(xla=False)
-    whole, whole_logp = generate_levels(s, 2, 100, seed=9)  # (without XLA: one compile per chunk length otherwise)
+    s = model.sampler()
+    whole, whole_logp = generate_levels(s, 2, 100, seed=9)
     parts = list(level_chunks(s, plain_request(model.cfg, 2, 100, seed=9), chunk=24))
     assert [p[0].shape[1] for p in parts] == [24, 24, 24, 24, 4]
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts], 1), whole)

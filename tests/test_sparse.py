@@ -107,7 +107,7 @@ def test_sparse_sampler_equals_dense_sampler_on_pruned_weights():
     pruner.before_step()
     # without XLA, which would compile each for one use (the command line's compiled block-sparse
     # sampler runs in test_training_resumes_exactly_mid_schedule_and_saves_masks)
-    sparse_s, dense_s = model.sampler(xla=False, layout="auto"), model.sampler(xla=False, layout="dense")
+    sparse_s, dense_s = model.sampler(layout="auto"), model.sampler(layout="dense")
     fmt = sparse_s.weight_precision(2)
     assert len(fmt.sparse) == 8 and fmt.block == (16, 1) and dense_s.weight_precision(2).sparse == ()
     a, logp_a = generate_levels(sparse_s, 2, 400, seed=5)
